@@ -1,0 +1,7 @@
+//! `shardmq-loadtest`.
+use mimalloc::MiMalloc;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+fn main() {}

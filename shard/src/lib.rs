@@ -1,0 +1,2 @@
+//! `shardmq-shard`: one core's engine.
+#![warn(missing_docs)]
