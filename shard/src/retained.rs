@@ -1,0 +1,1 @@
+//! retained (in progress)
