@@ -1,9 +1,111 @@
-//! The `shardmq` broker binary.
+//! The `shardmq` broker binary: command line, configuration, start-up and signal handling.
+//! Everything that runs per core lives in `shardmq-shard`.
+
+mod config;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
+use shardmq_shard::Broker;
+use tracing::{error, info};
+
+use crate::config::{ConfigFile, Settings};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {
-    println!("shardmq {}", env!("CARGO_PKG_VERSION"));
+/// A thread-per-core MQTT broker.
+#[derive(Debug, Parser)]
+#[command(name = "shardmq", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: ConfigFile,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Checks the configuration and exits.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("shardmq: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = match &cli.config.config {
+        Some(path) => Settings::from_file(path)?.overridden_by(cli.settings),
+        None => cli.settings,
+    };
+    let config = settings.shard_config();
+    if let Some(Command::CheckConfig) = cli.command {
+        println!("configuration ok: {} shard(s), listening on {:?}", config.shards, config.listen);
+        return Ok(());
+    }
+    let signals = block_signals();
+    let broker = Broker::start(config.clone(), settings.pin_cores.unwrap_or(true))?;
+    let addresses: Vec<String> = broker.listening().iter().map(ToString::to_string).collect();
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "shardmq ready: {} shard(s), listening on {}", config.shards, addresses.join(" "))?;
+    stdout.flush()?;
+    drop(stdout);
+    info!(shards = config.shards, listen = %addresses.join(" "), "broker started");
+
+    let signal = wait_for_signal(&signals);
+    info!(signal, "shutting down");
+    broker.shutdown_flag().store(true, Ordering::Release);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        broker.join();
+        let _ = done_tx.send(());
+    });
+    if done_rx.recv_timeout(config.shutdown_grace + Duration::from_secs(2)).is_err() {
+        error!("shards did not stop in time; exiting");
+    }
+    Ok(())
+}
+
+/// Blocks SIGINT and SIGTERM in this thread, before any shard starts, so every thread inherits
+/// the mask and the signals wait for [`wait_for_signal`].
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a local, zero-initialised set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut signal = 0;
+    // SAFETY: `set` was initialised by `block_signals`; `signal` is a valid out-pointer.
+    unsafe {
+        libc::sigwait(set, &mut signal);
+    }
+    signal
 }

@@ -1,0 +1,611 @@
+//! The connection driver: the one place where MQTT meets a socket.
+//!
+//! Each connection runs two tasks on its shard. The reader decodes packets from the socket and
+//! feeds them to the client's [`Session`] and the [`Shard`]; the writer drains the client's
+//! outbox with vectored sends, so everything queued since the last send leaves in one system call.
+//!
+//! Memory for idle connections stays small: reads land in one scratch buffer per shard and only
+//! the bytes of an incomplete packet are kept per connection; an empty read buffer is released.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::future::poll_fn;
+use futures_lite::io::AsyncRead;
+use futures_lite::AsyncWrite;
+use glommio::net::TcpStream;
+use hashbrown::HashMap;
+use shardmq_codec::{
+    topic, ByteStr, ConnAck, Connect, DecodeError, Decoder, Disconnect, Packet, Properties,
+    Protocol, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+use tracing::{debug, trace};
+
+use crate::broker::{Client, Shard};
+use crate::mesh::Owner;
+use crate::session::{Message, PublishVerdict, Session};
+
+/// Topic aliases a client may use towards the broker (MQTT 5 topic alias maximum in CONNACK).
+const TOPIC_ALIAS_MAXIMUM: u16 = 64;
+
+/// Size of the per-shard scratch buffer every socket read lands in.
+pub const READ_SCRATCH: usize = 64 * 1024;
+
+/// Most buffers in one vectored send.
+const MAX_IOVECS: usize = 64;
+
+/// How a connection's reading ended.
+#[derive(Debug)]
+enum ReadError {
+    /// The peer closed the connection (or the broker shut the read side).
+    Closed,
+    /// The read timed out (CONNECT timeout or keep-alive expiry).
+    TimedOut,
+    /// A socket error.
+    Io(io::Error),
+    /// The peer sent a malformed packet.
+    Decode(DecodeError),
+}
+
+/// Reads whole packets from the socket.
+struct Reader {
+    stream: Rc<RefCell<TcpStream>>,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl Reader {
+    async fn next_packet(&mut self, shard: &Shard) -> Result<Packet, ReadError> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(packet)) => {
+                    if self.buf.is_empty() {
+                        // Drop this handle on the read allocation; decoded frames keep what they use.
+                        self.buf = BytesMut::new();
+                    }
+                    return Ok(packet);
+                }
+                Ok(None) => {}
+                Err(err) => return Err(ReadError::Decode(err)),
+            }
+            let n = self.fill(shard).await?;
+            Shard::stats_add(&shard.stats.bytes_received, n as u64);
+        }
+    }
+
+    /// Reads what the socket has into the scratch buffer, then appends it to `buf`.
+    async fn fill(&mut self, shard: &Shard) -> Result<usize, ReadError> {
+        let stream = &self.stream;
+        let buf = &mut self.buf;
+        let n = poll_fn(|cx| {
+            let mut scratch = shard.read_scratch.borrow_mut();
+            let mut stream = stream.borrow_mut();
+            match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+                Poll::Ready(Ok(n)) => {
+                    buf.extend_from_slice(&scratch[..n]);
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+        .map_err(|err| match err.kind() {
+            io::ErrorKind::TimedOut => ReadError::TimedOut,
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => ReadError::Closed,
+            _ => ReadError::Io(err),
+        })?;
+        if n == 0 {
+            return Err(ReadError::Closed);
+        }
+        Ok(n)
+    }
+}
+
+/// Why the connection ended, deciding whether the will is published.
+#[derive(Debug, Eq, PartialEq)]
+enum End {
+    /// DISCONNECT received: no will [MQTT-3.14.4-3] (unless MQTT 5 asked for it).
+    Clean { publish_will: bool },
+    /// Anything else: network error, timeout, protocol violation [MQTT-3.1.2-8].
+    Abnormal,
+    /// Closed by the broker (takeover, kick, shutdown).
+    Closed,
+}
+
+/// Serves one accepted TCP connection until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let fd = stream.as_raw_fd();
+    // Timeouts are set explicitly below; failure to set one only affects idle detection.
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(shard.config().connect_timeout));
+    let stream = Rc::new(RefCell::new(stream));
+    let mut reader = Reader {
+        stream: Rc::clone(&stream),
+        buf: BytesMut::new(),
+        decoder: Decoder::new(shard.config().max_packet_size),
+    };
+
+    let connect = match reader.next_packet(&shard).await {
+        Ok(Packet::Connect(connect)) => connect,
+        Ok(_) => {
+            // The first packet must be CONNECT [MQTT-3.1.0-1].
+            Shard::stats_add(&shard.stats.protocol_errors, 1);
+            return;
+        }
+        Err(ReadError::Decode(err)) => {
+            Shard::stats_add(&shard.stats.protocol_errors, 1);
+            refuse_bad_connect(&stream, fd, &err).await;
+            return;
+        }
+        Err(ReadError::TimedOut) => {
+            Shard::stats_add(&shard.stats.connect_timeouts, 1);
+            return;
+        }
+        Err(_) => return,
+    };
+    let protocol = connect.protocol;
+    reader.decoder.set_protocol(protocol);
+
+    let Some(accepted) = accept_connect(&shard, &connect) else {
+        let connack = ConnAck {
+            session_present: false,
+            code: ReasonCode::ClientIdentifierNotValid,
+            properties: Properties::default(),
+        };
+        write_packet(&stream, fd, &Packet::ConnAck(connack), protocol).await;
+        return;
+    };
+
+    let conn = shard.next_conn_id();
+    let session = Session::new(accepted.client_id.clone(), protocol, shard.config().session);
+    let client = Rc::new(Client::new(conn, session, !accepted.persistent, connect.will.clone(), fd));
+    shard.add_client(Rc::clone(&client));
+    Shard::stats_add(&shard.stats.connections, 1);
+    Shard::stats_add(&shard.stats.connections_total, 1);
+
+    let end = run_connected(&shard, &client, &stream, fd, &mut reader, &connect, accepted).await;
+
+    debug!(client_id = %client.client_id, shard = shard.id().0, ?end, "client disconnected");
+    if end == End::Abnormal || end == (End::Clean { publish_will: true }) {
+        publish_will(&shard, &client).await;
+    }
+    shard.disconnected(&client).await;
+    shard.stats.connections.set(shard.stats.connections.get().saturating_sub(1));
+}
+
+/// The connection's negotiated identity.
+struct Accepted {
+    client_id: ByteStr,
+    assigned: bool,
+    persistent: bool,
+    keep_alive: u16,
+}
+
+/// Checks the client id rules of CONNECT; `None` refuses with "identifier rejected".
+fn accept_connect(shard: &Shard, connect: &Connect) -> Option<Accepted> {
+    let v5 = connect.protocol.is_v5();
+    let persistent = if v5 {
+        connect.properties.session_expiry_interval.unwrap_or(0) > 0
+    } else {
+        !connect.clean_start
+    };
+    let mut assigned = false;
+    let client_id = if connect.client_id.is_empty() {
+        // A zero-length id needs a clean session in 3.1.1 [MQTT-3.1.3-7, MQTT-3.1.3-8]; 3.1
+        // requires an id; MQTT 5 always assigns one [MQTT-3.1.3-6].
+        if connect.protocol == Protocol::V310 || (!v5 && !connect.clean_start) {
+            return None;
+        }
+        assigned = true;
+        ByteStr::from(format!("shardmq-{}-{}", shard.id().0, shard.next_conn_id().0))
+    } else {
+        // Long-lived key: copy it out of the read buffer.
+        ByteStr::copy_from_str(&connect.client_id)
+    };
+    Some(Accepted { client_id, assigned, persistent, keep_alive: connect.keep_alive })
+}
+
+/// Answers a CONNECT the decoder refused with the matching CONNACK, when there is one.
+async fn refuse_bad_connect(stream: &Rc<RefCell<TcpStream>>, fd: i32, err: &DecodeError) {
+    if let DecodeError::UnsupportedProtocolLevel(level) = err {
+        // [MQTT-3.1.2-2]: return code 0x01 and close. Answer in the client's own dialect when
+        // it is one we know the shape of.
+        let protocol = if *level == 5 { Protocol::V500 } else { Protocol::V311 };
+        let connack = ConnAck {
+            session_present: false,
+            code: ReasonCode::UnsupportedProtocolVersion,
+            properties: Properties::default(),
+        };
+        write_packet(stream, fd, &Packet::ConnAck(connack), protocol).await;
+    }
+}
+
+async fn run_connected(
+    shard: &Rc<Shard>,
+    client: &Rc<Client>,
+    stream: &Rc<RefCell<TcpStream>>,
+    fd: i32,
+    reader: &mut Reader,
+    connect: &Connect,
+    accepted: Accepted,
+) -> End {
+    let protocol = connect.protocol;
+    let writer = glommio::spawn_local(write_loop(Rc::clone(shard), Rc::clone(client), Rc::clone(stream), fd));
+
+    let end = match connect_session(shard, client, connect, &accepted).await {
+        true => {
+            let keep_alive = (accepted.keep_alive > 0)
+                .then(|| Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
+            let _ = stream.borrow().set_read_timeout(keep_alive);
+            debug!(client_id = %client.client_id, shard = shard.id().0, ?protocol, "client connected");
+            read_loop(shard, client, reader, protocol).await
+        }
+        false => ReadEnd::Closed,
+    };
+    if let Some(code) = disconnect_code(&end) {
+        if protocol.is_v5() {
+            let disconnect = Disconnect { code, properties: Properties::default() };
+            client.outbox.borrow_mut().push_packet(&Packet::Disconnect(disconnect), protocol);
+        }
+    }
+    client.request_close();
+    writer.await;
+    end_of(end)
+}
+
+fn disconnect_code(end: &ReadEnd) -> Option<ReasonCode> {
+    match end {
+        ReadEnd::Violation(code) => Some(*code),
+        ReadEnd::KeepAlive => Some(ReasonCode::KeepAliveTimeout),
+        _ => None,
+    }
+}
+
+fn end_of(end: ReadEnd) -> End {
+    match end {
+        ReadEnd::Disconnect { publish_will } => End::Clean { publish_will },
+        ReadEnd::Closed => End::Closed,
+        _ => End::Abnormal,
+    }
+}
+
+/// How the read loop ended.
+#[derive(Debug)]
+enum ReadEnd {
+    Disconnect { publish_will: bool },
+    Violation(ReasonCode),
+    KeepAlive,
+    Lost,
+    Closed,
+}
+
+/// Claims the id, resumes or starts the session and sends CONNACK. False when the connection
+/// was superseded meanwhile and must close.
+async fn connect_session(shard: &Rc<Shard>, client: &Rc<Client>, connect: &Connect, accepted: &Accepted) -> bool {
+    let protocol = connect.protocol;
+    let Some(previous) = shard.claim(client, connect.clean_start).await else { return false };
+    let receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+    let resumed = previous.filter(|_| !connect.clean_start);
+    let session_present = resumed.is_some() && accepted.persistent;
+    if let Some(session) = resumed {
+        *client.session.borrow_mut() = *session;
+        shard.restore_subscriptions(client).await;
+    }
+    if !shard.go_online(client).await {
+        return false;
+    }
+    let mut properties = Properties::default();
+    if protocol.is_v5() {
+        if accepted.assigned {
+            properties.assigned_client_identifier = Some(client.client_id.clone());
+        }
+        properties.topic_alias_maximum = Some(TOPIC_ALIAS_MAXIMUM);
+        properties.maximum_packet_size = u32::try_from(shard.config().max_packet_size).ok();
+        properties.subscription_identifier_available = Some(0);
+        properties.shared_subscription_available = Some(0);
+    }
+    let connack = ConnAck { session_present, code: ReasonCode::Success, properties };
+    let mut outbox = client.outbox.borrow_mut();
+    outbox.push_packet(&Packet::ConnAck(connack), protocol);
+    let mut session = client.session.borrow_mut();
+    if session_present {
+        session.handle_resumed(protocol, receive_maximum, &mut outbox);
+    } else {
+        session.set_receive_maximum(receive_maximum);
+    }
+    drop(session);
+    drop(outbox);
+    client.wake_writer();
+    true
+}
+
+async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, reader: &mut Reader, protocol: Protocol) -> ReadEnd {
+    let mut aliases: HashMap<u16, ByteStr> = HashMap::new();
+    loop {
+        let packet = match reader.next_packet(shard).await {
+            Ok(packet) => packet,
+            Err(_) if client.close_requested() => return ReadEnd::Closed,
+            Err(ReadError::Closed) => return ReadEnd::Lost,
+            Err(ReadError::Io(err)) => {
+                debug!(client_id = %client.client_id, error = %err, "socket error");
+                return ReadEnd::Lost;
+            }
+            Err(ReadError::TimedOut) => {
+                Shard::stats_add(&shard.stats.keepalive_timeouts, 1);
+                return ReadEnd::KeepAlive;
+            }
+            Err(ReadError::Decode(err)) => {
+                Shard::stats_add(&shard.stats.protocol_errors, 1);
+                debug!(client_id = %client.client_id, error = %err, "malformed packet");
+                return ReadEnd::Violation(err.reason_code());
+            }
+        };
+        trace!(client_id = %client.client_id, packet = ?packet.packet_type(), "packet");
+        let result = match packet {
+            Packet::Publish(publish) => handle_publish(shard, client, publish, &mut aliases).await,
+            Packet::PubAck(ack) => {
+                client.session.borrow_mut().handle_puback(ack.packet_id, &mut client.outbox.borrow_mut());
+                Ok(())
+            }
+            Packet::PubRec(rec) => {
+                client.session.borrow_mut().handle_pubrec(&rec, &mut client.outbox.borrow_mut());
+                Ok(())
+            }
+            Packet::PubRel(rel) => {
+                client.session.borrow_mut().handle_pubrel(rel.packet_id, &mut client.outbox.borrow_mut());
+                Ok(())
+            }
+            Packet::PubComp(comp) => {
+                client.session.borrow_mut().handle_pubcomp(comp.packet_id, &mut client.outbox.borrow_mut());
+                Ok(())
+            }
+            Packet::Subscribe(subscribe) => {
+                handle_subscribe(shard, client, subscribe, protocol).await;
+                Ok(())
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                handle_unsubscribe(shard, client, unsubscribe, protocol).await;
+                Ok(())
+            }
+            Packet::PingReq => {
+                client.outbox.borrow_mut().push_packet(&Packet::PingResp, protocol);
+                Ok(())
+            }
+            Packet::Disconnect(disconnect) => {
+                let publish_will = disconnect.code == ReasonCode::DisconnectWithWillMessage;
+                return ReadEnd::Disconnect { publish_will };
+            }
+            // A second CONNECT is a protocol violation [MQTT-3.1.0-2]; server-to-client packets
+            // and (without enhanced authentication) AUTH are too.
+            Packet::Connect(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp
+            | Packet::Auth(_) => Err(ReasonCode::ProtocolError),
+        };
+        if let Err(code) = result {
+            Shard::stats_add(&shard.stats.protocol_errors, 1);
+            return ReadEnd::Violation(code);
+        }
+        if !client.outbox.borrow().is_empty() {
+            client.wake_writer();
+        }
+    }
+}
+
+async fn handle_publish(
+    shard: &Rc<Shard>,
+    client: &Rc<Client>,
+    mut publish: Publish,
+    aliases: &mut HashMap<u16, ByteStr>,
+) -> Result<(), ReasonCode> {
+    if let Some(alias) = publish.properties.topic_alias.take() {
+        // MQTT 5 topic alias (§3.3.2.3.4): a topic sets the alias, an empty topic uses it.
+        if alias == 0 || alias > TOPIC_ALIAS_MAXIMUM {
+            return Err(ReasonCode::TopicAliasInvalid);
+        }
+        if publish.topic.is_empty() {
+            publish.topic = aliases.get(&alias).cloned().ok_or(ReasonCode::ProtocolError)?;
+        } else {
+            aliases.insert(alias, ByteStr::copy_from_str(&publish.topic));
+        }
+    }
+    if publish.topic.is_empty() {
+        return Err(ReasonCode::TopicNameInvalid);
+    }
+    let verdict = {
+        let mut outbox = client.outbox.borrow_mut();
+        let verdict = client.session.borrow_mut().handle_publish(&publish, &mut outbox);
+        verdict.map_err(|violation| violation.0)?
+    };
+    if !client.outbox.borrow().is_empty() {
+        client.wake_writer();
+    }
+    if verdict == PublishVerdict::Duplicate {
+        return Ok(());
+    }
+    let mut properties = std::mem::take(&mut publish.properties);
+    properties.subscription_identifiers.clear();
+    let message = Arc::new(Message {
+        topic: publish.topic,
+        payload: publish.payload,
+        qos: publish.qos,
+        retain: publish.retain,
+        properties,
+    });
+    let origin = Owner { shard: shard.id(), conn: client.conn };
+    shard.publish(message, origin).await;
+    Ok(())
+}
+
+async fn handle_subscribe(shard: &Rc<Shard>, client: &Rc<Client>, subscribe: Subscribe, protocol: Protocol) {
+    let mut codes = Vec::with_capacity(subscribe.filters.len());
+    let mut retained = Vec::new();
+    for request in &subscribe.filters {
+        let filter = request.filter.as_str();
+        if !topic::valid_filter(filter) {
+            codes.push(ReasonCode::TopicFilterInvalid);
+            continue;
+        }
+        if protocol.is_v5() && filter.starts_with("$share/") {
+            codes.push(ReasonCode::SharedSubscriptionsNotSupported);
+            continue;
+        }
+        let mut options = request.options;
+        options.qos = options.qos.min(QoS::ExactlyOnce);
+        let filter = ByteStr::copy_from_str(filter);
+        let existed = client.session.borrow().subscriptions().contains_key(&filter);
+        shard.subscribe(client, &filter, options).await;
+        codes.push(ReasonCode::granted(options.qos));
+        let send_retained = match options.retain_handling {
+            RetainHandling::SendAtSubscribe => true,
+            RetainHandling::SendIfNew => !existed,
+            RetainHandling::DoNotSend => false,
+        };
+        if send_retained {
+            retained.push((filter, options.qos));
+        }
+    }
+    let suback = SubAck { packet_id: subscribe.packet_id, codes, properties: Properties::default() };
+    client.outbox.borrow_mut().push_packet(&Packet::SubAck(suback), protocol);
+    for (filter, qos) in retained {
+        shard.send_retained(client, &filter, qos);
+    }
+    client.wake_writer();
+}
+
+async fn handle_unsubscribe(shard: &Rc<Shard>, client: &Rc<Client>, unsubscribe: Unsubscribe, protocol: Protocol) {
+    let mut codes = Vec::with_capacity(unsubscribe.filters.len());
+    for filter in &unsubscribe.filters {
+        let existed = shard.unsubscribe(client, filter).await;
+        codes.push(if existed { ReasonCode::Success } else { ReasonCode::NoSubscriptionExisted });
+    }
+    if !protocol.is_v5() {
+        codes.clear();
+    }
+    let unsuback = UnsubAck { packet_id: unsubscribe.packet_id, codes, properties: Properties::default() };
+    client.outbox.borrow_mut().push_packet(&Packet::UnsubAck(unsuback), protocol);
+    client.wake_writer();
+}
+
+async fn publish_will(shard: &Rc<Shard>, client: &Rc<Client>) {
+    let Some(will) = client.will.borrow_mut().take() else { return };
+    if !shard.owns(client.conn) {
+        return;
+    }
+    let mut properties = will.properties;
+    properties.will_delay_interval = None;
+    let message = Arc::new(Message {
+        topic: ByteStr::copy_from_str(&will.topic),
+        payload: will.payload,
+        qos: will.qos,
+        retain: will.retain,
+        properties,
+    });
+    Shard::stats_add(&shard.stats.wills_published, 1);
+    shard.publish(message, Owner { shard: shard.id(), conn: client.conn }).await;
+}
+
+/// Drains the client's outbox into the socket until the connection closes.
+async fn write_loop(shard: Rc<Shard>, client: Rc<Client>, stream: Rc<RefCell<TcpStream>>, fd: i32) {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        poll_fn(|cx| {
+            if !client.outbox.borrow().is_empty() || client.close_requested() {
+                Poll::Ready(())
+            } else {
+                client.set_writer(cx.waker());
+                Poll::Pending
+            }
+        })
+        .await;
+        client.outbox.borrow_mut().take(&mut chunks);
+        if chunks.is_empty() {
+            break; // close requested and everything flushed
+        }
+        match write_all(&stream, fd, &chunks).await {
+            Ok(written) => Shard::stats_add(&shard.stats.bytes_sent, written as u64),
+            Err(_) => {
+                client.request_close();
+                break;
+            }
+        }
+        chunks.clear();
+        // Acknowledgements may have opened the inflight window while this send was under way.
+        let mut outbox = client.outbox.borrow_mut();
+        client.session.borrow_mut().release_queued(&mut outbox);
+    }
+    client.outbox.borrow_mut().clear();
+}
+
+/// Writes every chunk, as few system calls as the socket allows: a non-blocking `sendmsg` with
+/// up to [`MAX_IOVECS`] buffers, and, when the socket is full, glommio's write of the current
+/// chunk, which waits for the socket to drain.
+async fn write_all(stream: &Rc<RefCell<TcpStream>>, fd: i32, chunks: &[Bytes]) -> io::Result<usize> {
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    let mut index = 0;
+    let mut offset = 0;
+    while index < chunks.len() {
+        let sent = match send_vectored(fd, &chunks[index..], offset) {
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                let chunk = &chunks[index][offset..];
+                poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, chunk)).await?
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => 0,
+            Err(err) => return Err(err),
+        };
+        let mut left = sent;
+        while left > 0 && index < chunks.len() {
+            let available = chunks[index].len() - offset;
+            if left >= available {
+                left -= available;
+                index += 1;
+                offset = 0;
+            } else {
+                offset += left;
+                left = 0;
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn send_vectored(fd: i32, chunks: &[Bytes], offset: usize) -> io::Result<usize> {
+    let mut iovecs = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOVECS];
+    let mut count = 0;
+    for (i, chunk) in chunks.iter().take(MAX_IOVECS).enumerate() {
+        let bytes = if i == 0 { &chunk[offset..] } else { &chunk[..] };
+        iovecs[count] = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+        count += 1;
+    }
+    // SAFETY: a zeroed msghdr is valid; it points at `count` initialised iovecs that borrow
+    // `chunks`, which outlive the call.
+    let sent = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = iovecs.as_mut_ptr();
+        msg.msg_iovlen = count;
+        libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
+}
+
+/// Writes one packet directly (used before a client exists, e.g. a refusing CONNACK).
+async fn write_packet(stream: &Rc<RefCell<TcpStream>>, fd: i32, packet: &Packet, protocol: Protocol) {
+    let mut buf = BytesMut::new();
+    if shardmq_codec::encode(packet, protocol, &mut buf).is_ok() {
+        let _ = write_all(stream, fd, &[buf.freeze()]).await;
+    }
+}

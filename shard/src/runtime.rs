@@ -1,0 +1,227 @@
+//! Start-up and shutdown of the shards: one pinned glommio executor per shard, the mesh of SPSC
+//! rings between them, and `SO_REUSEPORT` listeners on every shard so the kernel spreads new
+//! connections across cores.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::timer::Timer;
+use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
+use socket2::{Domain, Socket, Type};
+use tracing::{info, warn};
+
+use crate::broker::Shard;
+use crate::config::ShardConfig;
+use crate::connection::{self, READ_SCRATCH};
+use crate::mesh::{ShardId, ShardMsg, ShardSet};
+
+/// Listen backlog requested for every listener; the kernel caps it at `net.core.somaxconn`.
+const BACKLOG: i32 = 65_535;
+
+/// How often a shard looks at the shutdown flag.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
+
+/// A running broker: its shards and the addresses they listen on.
+pub struct Broker {
+    listening: Vec<SocketAddr>,
+    shutdown: Arc<AtomicBool>,
+    handles: PoolThreadHandles<()>,
+}
+
+impl Broker {
+    /// Starts the shards and returns once every shard listens on every address.
+    pub fn start(mut config: ShardConfig, pin: bool) -> io::Result<Broker> {
+        if config.shards == 0 || config.shards > ShardSet::MAX_SHARDS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("shards must be between 1 and {}", ShardSet::MAX_SHARDS),
+            ));
+        }
+        // Port 0 is resolved once, so that every shard binds the same port. The reserving socket
+        // never listens, so it takes no share of the connections.
+        let mut reservations = Vec::new();
+        for addr in &mut config.listen {
+            if addr.port() == 0 {
+                let socket = reuseport_socket(*addr)?;
+                socket.bind(&(*addr).into())?;
+                let bound = socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("no address"))?;
+                addr.set_port(bound.port());
+                reservations.push(socket);
+            }
+        }
+        let listening = config.listen.clone();
+        let shards = config.shards;
+        let config = Arc::new(config);
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let mesh = MeshBuilder::<ShardMsg, _>::full(shards, config.mesh_capacity);
+        let placement = match (pin, CpuSet::online()) {
+            (true, Ok(cpus)) => PoolPlacement::MaxSpread(shards, Some(cpus)),
+            _ => PoolPlacement::Unbound(shards),
+        };
+        let stop = Arc::clone(&shutdown);
+        let handles = LocalExecutorPoolBuilder::new(placement)
+            .name("shard")
+            .on_all_shards(move || {
+                let mesh = mesh.clone();
+                let config = Arc::clone(&config);
+                let ready = ready_tx.clone();
+                let stop = Arc::clone(&stop);
+                let connections = Arc::clone(&connections);
+                async move { run_shard(mesh, config, ready, stop, connections).await }
+            })
+            .map_err(|err| io::Error::other(format!("starting shards: {err}")))?;
+        for _ in 0..shards {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    shutdown.store(true, Ordering::Release);
+                    return Err(io::Error::other(err));
+                }
+                Err(_) => return Err(io::Error::other("a shard stopped during start-up")),
+            }
+        }
+        drop(reservations);
+        Ok(Broker { listening, shutdown, handles })
+    }
+
+    /// The addresses the broker listens on (port 0 resolved).
+    pub fn listening(&self) -> &[SocketAddr] {
+        &self.listening
+    }
+
+    /// A flag that, once set, makes every shard stop accepting, close its connections and end.
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.shutdown)
+    }
+
+    /// Waits for every shard to end.
+    pub fn join(self) {
+        for result in self.handles.join_all() {
+            if let Err(err) = result {
+                warn!(error = %err, "shard ended with an error");
+            }
+        }
+    }
+}
+
+fn reuseport_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    Ok(socket)
+}
+
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = reuseport_socket(addr)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    // SAFETY: the descriptor was just created, is a listening TCP socket, and is owned by nobody
+    // else after `into_raw_fd`.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
+async fn run_shard(
+    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    config: Arc<ShardConfig>,
+    ready: mpsc::Sender<Result<(), String>>,
+    stop: Arc<AtomicBool>,
+    connections: Arc<AtomicUsize>,
+) {
+    let Ok((senders, mut receivers)) = mesh.join().await else {
+        let _ = ready.send(Err("joining the shard mesh failed".into()));
+        return;
+    };
+    let id = ShardId(senders.peer_id());
+    let shard = Shard::new(id, Arc::clone(&config), senders, READ_SCRATCH);
+    let span = tracing::info_span!("shard", id = id.0);
+    let _enter = span.enter();
+
+    for (_, receiver) in receivers.streams() {
+        let shard = Rc::clone(&shard);
+        glommio::spawn_local(async move {
+            while let Some(msg) = receiver.recv().await {
+                shard.handle_mesh(msg).await;
+            }
+        })
+        .detach();
+    }
+
+    let mut accepts = Vec::new();
+    for addr in &config.listen {
+        match bind_listener(*addr) {
+            Ok(listener) => {
+                let shard = Rc::clone(&shard);
+                let connections = Arc::clone(&connections);
+                accepts.push(glommio::spawn_local(accept_loop(shard, listener, connections)));
+            }
+            Err(err) => {
+                let _ = ready.send(Err(format!("binding {addr}: {err}")));
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(()));
+    info!(shard = id.0, "shard started");
+
+    while !stop.load(Ordering::Acquire) {
+        Timer::new(SHUTDOWN_POLL).await;
+    }
+    for accept in accepts {
+        accept.cancel().await;
+    }
+    shard.close_all();
+    let deadline = Instant::now() + config.shutdown_grace;
+    while shard.stats.connections.get() > 0 && Instant::now() < deadline {
+        Timer::new(Duration::from_millis(10)).await;
+        shard.close_all();
+    }
+    info!(shard = id.0, "shard stopped");
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, connections: Arc<AtomicUsize>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                if connections.fetch_add(1, Ordering::Relaxed) >= shard.config().max_connections {
+                    connections.fetch_sub(1, Ordering::Relaxed);
+                    Shard::stats_add(&shard.stats.connections_refused, 1);
+                    continue;
+                }
+                let shard = Rc::clone(&shard);
+                let connections = Arc::clone(&connections);
+                glommio::spawn_local(async move {
+                    connection::serve(shard, stream).await;
+                    connections.fetch_sub(1, Ordering::Relaxed);
+                })
+                .detach();
+            }
+            Err(err) => {
+                let errno = match &err {
+                    glommio::GlommioError::IoError(io) => io.raw_os_error(),
+                    _ => None,
+                };
+                if matches!(errno, Some(libc::EMFILE | libc::ENFILE)) {
+                    // Out of descriptors is a normal condition under load: back off, keep serving.
+                    Shard::stats_add(&shard.stats.fd_exhausted, 1);
+                    Timer::new(Duration::from_millis(20)).await;
+                } else {
+                    Shard::stats_add(&shard.stats.accept_errors, 1);
+                    Timer::new(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+}

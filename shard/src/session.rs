@@ -1,0 +1,699 @@
+//! The per-client MQTT state machine, sans I/O.
+//!
+//! A [`Session`] owns everything MQTT says a server keeps for one client id: its subscriptions,
+//! the outgoing QoS 1/2 flows (packet ids, the inflight window, the queue behind it), and the
+//! incoming QoS 2 packet ids awaiting PUBREL. It never touches a socket and never reads a clock:
+//! the driver feeds it packets and deliveries, and it appends encoded bytes to an [`Outbox`] that
+//! the connection's writer drains. This makes every QoS flow testable in memory and lets a
+//! persistent session outlive its connection and move between shards as plain data
+//! ([`Session`] is `Send`).
+//!
+//! Retransmission follows MQTT 3.1.1 §4.4: over TCP nothing is resent on a timer; unacknowledged
+//! PUBLISH (with DUP) and PUBREL are resent when a persistent session reconnects [MQTT-4.4.0-1].
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use hashbrown::{HashMap, HashSet};
+use shardmq_codec::{
+    encode, ByteStr, Packet, PacketId, Properties, Protocol, PubAck, PubComp, PubRec, PubRel,
+    Publish, QoS, ReasonCode, SubscriptionOptions,
+};
+
+/// A message as routed between shards and queued for subscribers: immutable and shared, so one
+/// publish fans out to any number of sessions by reference count.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Message {
+    /// Topic name.
+    pub topic: ByteStr,
+    /// Payload, shared with every delivery.
+    pub payload: Bytes,
+    /// QoS the publisher used.
+    pub qos: QoS,
+    /// RETAIN flag as published.
+    pub retain: bool,
+    /// MQTT 5 properties forwarded to subscribers (topic alias and subscription ids removed).
+    pub properties: Properties,
+}
+
+/// Limits a session enforces. Copied into each session so it never looks anything up.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    /// Maximum unacknowledged outgoing QoS 1/2 messages.
+    pub inflight: u16,
+    /// Maximum messages queued behind the inflight window (and while offline).
+    pub max_queued: usize,
+    /// Whether QoS 0 messages are queued for an offline persistent session.
+    pub queue_qos0_offline: bool,
+    /// Bytes the outbox may hold before the client counts as a slow consumer.
+    pub max_outbox_bytes: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            inflight: 32,
+            max_queued: 1000,
+            queue_qos0_offline: false,
+            max_outbox_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Encoded bytes waiting for the connection's writer, as a list of chunks so a shared payload
+/// is written by reference (one vectored send) rather than copied.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    chunks: VecDeque<Bytes>,
+    scratch: BytesMut,
+    len: usize,
+}
+
+/// Payloads up to this size are copied next to their header: a copy of a few hundred bytes is
+/// cheaper than an extra iovec and reference count.
+const INLINE_PAYLOAD: usize = 512;
+
+impl Outbox {
+    /// Bytes queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends a whole packet.
+    pub fn push_packet(&mut self, packet: &Packet, protocol: Protocol) {
+        let before = self.scratch.len();
+        // Packets built by the broker are always encodable; a failure would be a broker bug,
+        // and the packet is then skipped rather than sent malformed.
+        if encode(packet, protocol, &mut self.scratch).is_err() {
+            self.scratch.truncate(before);
+            return;
+        }
+        self.len += self.scratch.len() - before;
+        self.seal();
+    }
+
+    /// Appends a PUBLISH: its header is encoded here, its payload is shared unless small.
+    pub fn push_publish(&mut self, publish: &Publish, protocol: Protocol) {
+        let before = self.scratch.len();
+        if publish.encode_header(protocol, &mut self.scratch).is_err() {
+            self.scratch.truncate(before);
+            return;
+        }
+        self.len += self.scratch.len() - before + publish.payload.len();
+        if publish.payload.len() <= INLINE_PAYLOAD {
+            self.scratch.extend_from_slice(&publish.payload);
+            self.seal();
+        } else {
+            self.seal();
+            self.chunks.push_back(publish.payload.clone());
+        }
+    }
+
+    fn seal(&mut self) {
+        // Small packets accumulate in `scratch` until a shared payload needs its own chunk or
+        // the writer takes them; keeping them contiguous makes acks and pings nearly free.
+        if self.scratch.len() >= 16 * 1024 {
+            self.chunks.push_back(self.scratch.split().freeze());
+        }
+    }
+
+    /// Takes everything queued, in order, for one vectored write.
+    pub fn take(&mut self, into: &mut Vec<Bytes>) {
+        if !self.scratch.is_empty() {
+            self.chunks.push_back(self.scratch.split().freeze());
+        }
+        into.extend(self.chunks.drain(..));
+        self.len = 0;
+        if self.scratch.capacity() > 64 * 1024 {
+            // Release a buffer grown by a burst so an idle connection holds little memory.
+            self.scratch = BytesMut::new();
+        }
+    }
+
+    /// Drops everything queued (the connection is gone).
+    pub fn clear(&mut self) {
+        self.chunks.clear();
+        self.scratch = BytesMut::new();
+        self.len = 0;
+    }
+}
+
+/// State of an outgoing QoS 1/2 message awaiting acknowledgement.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Awaiting {
+    PubAck,
+    PubRec,
+    PubComp,
+}
+
+#[derive(Clone, Debug)]
+struct Inflight {
+    id: PacketId,
+    message: Arc<Message>,
+    qos: QoS,
+    retain: bool,
+    awaiting: Awaiting,
+}
+
+#[derive(Clone, Debug)]
+struct Queued {
+    message: Arc<Message>,
+    qos: QoS,
+    retain: bool,
+}
+
+/// What the driver must do with an incoming PUBLISH after the session has seen it.
+#[derive(Debug, Eq, PartialEq)]
+pub enum PublishVerdict {
+    /// Route it to subscribers.
+    Route,
+    /// A re-sent QoS 2 publish already routed: acknowledge only [MQTT-4.3.3-2].
+    Duplicate,
+}
+
+/// A protocol violation by the client; the driver closes the connection with this code.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+#[error("protocol violation: {0:?}")]
+pub struct Violation(pub ReasonCode);
+
+/// Counters of what a session dropped, read by the driver into shard statistics.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct Drops {
+    /// QoS 0 messages dropped because the client could not keep up.
+    pub slow_qos0: u64,
+    /// Messages dropped because the session queue was full.
+    pub queue_full: u64,
+}
+
+/// One client id's MQTT state. See the module doc.
+#[derive(Debug)]
+pub struct Session {
+    client_id: ByteStr,
+    protocol: Protocol,
+    limits: SessionLimits,
+    /// Inflight window negotiated with the client (MQTT 5 receive maximum).
+    window: u16,
+    subscriptions: HashMap<ByteStr, SubscriptionOptions>,
+    next_id: u16,
+    inflight: VecDeque<Inflight>,
+    queued: VecDeque<Queued>,
+    incoming_qos2: HashSet<PacketId>,
+    connected: bool,
+    drops: Drops,
+}
+
+impl Session {
+    /// A new, connected session.
+    pub fn new(client_id: ByteStr, protocol: Protocol, limits: SessionLimits) -> Self {
+        Self {
+            client_id,
+            protocol,
+            limits,
+            window: limits.inflight.max(1),
+            subscriptions: HashMap::new(),
+            next_id: 1,
+            inflight: VecDeque::new(),
+            queued: VecDeque::new(),
+            incoming_qos2: HashSet::new(),
+            connected: true,
+            drops: Drops::default(),
+        }
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &ByteStr {
+        &self.client_id
+    }
+
+    /// The protocol level of the current (or last) connection.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Whether a connection is attached.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// The subscriptions, filter → options.
+    pub fn subscriptions(&self) -> &HashMap<ByteStr, SubscriptionOptions> {
+        &self.subscriptions
+    }
+
+    /// Outgoing messages awaiting acknowledgement.
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Messages queued behind the window or while offline.
+    pub fn queued_len(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Drop counters since the last call; resets them.
+    pub fn take_drops(&mut self) -> Drops {
+        std::mem::take(&mut self.drops)
+    }
+
+    /// Records a subscription; returns true if it replaced an existing one for the same filter.
+    pub fn add_subscription(&mut self, filter: ByteStr, options: SubscriptionOptions) -> bool {
+        self.subscriptions.insert(filter, options).is_some()
+    }
+
+    /// Removes a subscription; returns whether it existed.
+    pub fn remove_subscription(&mut self, filter: &str) -> bool {
+        self.subscriptions.remove(filter).is_some()
+    }
+
+    /// The connection closed. A persistent session keeps its state for the next connection.
+    pub fn handle_disconnected(&mut self) {
+        self.connected = false;
+    }
+
+    /// A new connection resumed this persistent session: adopt its protocol and window, resend
+    /// every unacknowledged PUBLISH with DUP and every pending PUBREL in their original order
+    /// [MQTT-4.4.0-1], then release queued messages into the window.
+    pub fn handle_resumed(&mut self, protocol: Protocol, receive_maximum: u16, out: &mut Outbox) {
+        self.protocol = protocol;
+        self.window = self.limits.inflight.min(receive_maximum).max(1);
+        self.connected = true;
+        for entry in &self.inflight {
+            match entry.awaiting {
+                Awaiting::PubAck | Awaiting::PubRec => {
+                    let publish = to_publish(&entry.message, entry.qos, entry.retain, Some(entry.id), true);
+                    out.push_publish(&publish, self.protocol);
+                }
+                Awaiting::PubComp => {
+                    out.push_packet(&Packet::PubRel(PubRel::new(entry.id)), self.protocol);
+                }
+            }
+        }
+        self.release_queued(out);
+    }
+
+    /// Sets the inflight window from the client's MQTT 5 receive maximum.
+    pub fn set_receive_maximum(&mut self, receive_maximum: u16) {
+        self.window = self.limits.inflight.min(receive_maximum).max(1);
+    }
+
+    /// A message routed to this session through a subscription granted at `granted` QoS.
+    /// `retain` is the RETAIN flag to deliver with (true for retained messages sent on
+    /// subscribe, or as published with retain-as-published).
+    pub fn handle_delivery(
+        &mut self,
+        message: &Arc<Message>,
+        granted: QoS,
+        retain: bool,
+        out: &mut Outbox,
+    ) {
+        let qos = message.qos.min(granted);
+        if !self.connected {
+            if qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
+                return;
+            }
+            self.enqueue(Queued { message: Arc::clone(message), qos, retain });
+            return;
+        }
+        if qos == QoS::AtMostOnce {
+            if out.len() >= self.limits.max_outbox_bytes {
+                self.drops.slow_qos0 += 1;
+                return;
+            }
+            out.push_publish(&to_publish(message, qos, retain, None, false), self.protocol);
+            return;
+        }
+        if self.queued.is_empty() && self.window_open(out) {
+            self.send_new(Arc::clone(message), qos, retain, out);
+        } else {
+            self.enqueue(Queued { message: Arc::clone(message), qos, retain });
+        }
+    }
+
+    fn window_open(&self, out: &Outbox) -> bool {
+        self.inflight.len() < usize::from(self.window) && out.len() < self.limits.max_outbox_bytes
+    }
+
+    fn enqueue(&mut self, queued: Queued) {
+        if self.queued.len() >= self.limits.max_queued {
+            self.drops.queue_full += 1;
+            return;
+        }
+        self.queued.push_back(queued);
+    }
+
+    fn send_new(&mut self, message: Arc<Message>, qos: QoS, retain: bool, out: &mut Outbox) {
+        let id = self.allocate_id();
+        let publish = to_publish(&message, qos, retain, Some(id), false);
+        out.push_publish(&publish, self.protocol);
+        let awaiting = if qos == QoS::AtLeastOnce { Awaiting::PubAck } else { Awaiting::PubRec };
+        self.inflight.push_back(Inflight { id, message, qos, retain, awaiting });
+    }
+
+    /// Moves queued messages into the window while it has room.
+    pub fn release_queued(&mut self, out: &mut Outbox) {
+        while self.connected && self.window_open(out) {
+            let Some(next) = self.queued.pop_front() else { break };
+            if next.qos == QoS::AtMostOnce {
+                out.push_publish(&to_publish(&next.message, next.qos, next.retain, None, false), self.protocol);
+            } else {
+                self.send_new(next.message, next.qos, next.retain, out);
+            }
+        }
+    }
+
+    /// The next free packet id: ids cycle through 1..=65535 skipping those still inflight
+    /// [MQTT-2.3.1-2]. The window is far below 65535, so a free id always exists.
+    fn allocate_id(&mut self) -> PacketId {
+        loop {
+            let candidate = self.next_id;
+            self.next_id = if candidate == u16::MAX { 1 } else { candidate + 1 };
+            if let Some(id) = PacketId::new(candidate) {
+                if !self.inflight.iter().any(|entry| entry.id == id) {
+                    return id;
+                }
+            }
+        }
+    }
+
+    /// An incoming PUBLISH from the client. Writes the acknowledgement QoS requires and says
+    /// whether to route it.
+    pub fn handle_publish(&mut self, publish: &Publish, out: &mut Outbox) -> Result<PublishVerdict, Violation> {
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtMostOnce, _) => Ok(PublishVerdict::Route),
+            (QoS::AtLeastOnce, Some(id)) => {
+                out.push_packet(&Packet::PubAck(PubAck::new(id)), self.protocol);
+                Ok(PublishVerdict::Route)
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                let first = self.incoming_qos2.insert(id);
+                if first && self.incoming_qos2.len() > usize::from(u16::MAX) {
+                    return Err(Violation(ReasonCode::ReceiveMaximumExceeded));
+                }
+                out.push_packet(&Packet::PubRec(PubRec::new(id)), self.protocol);
+                Ok(if first { PublishVerdict::Route } else { PublishVerdict::Duplicate })
+            }
+            // The decoder guarantees a packet id for QoS 1/2 [MQTT-2.3.1-5].
+            (_, None) => Err(Violation(ReasonCode::ProtocolError)),
+        }
+    }
+
+    /// Acknowledges a refused QoS 1/2 PUBLISH as if it were accepted (MQTT 3.1.1 has no way to
+    /// say no, so the message is acknowledged and dropped) without routing it.
+    pub fn acknowledge_refused(&mut self, publish: &Publish, code: ReasonCode, out: &mut Outbox) {
+        let code = if self.protocol.is_v5() { code } else { ReasonCode::Success };
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                let mut ack = PubAck::new(id);
+                ack.code = code;
+                out.push_packet(&Packet::PubAck(ack), self.protocol);
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                let mut rec = PubRec::new(id);
+                rec.code = code;
+                if !code.is_error() {
+                    self.incoming_qos2.insert(id);
+                }
+                out.push_packet(&Packet::PubRec(rec), self.protocol);
+            }
+            _ => {}
+        }
+    }
+
+    /// PUBREL from the client: the QoS 2 flow of an incoming message completes [MQTT-4.3.3-2].
+    pub fn handle_pubrel(&mut self, id: PacketId, out: &mut Outbox) {
+        let mut comp = PubComp::new(id);
+        if !self.incoming_qos2.remove(&id) && self.protocol.is_v5() {
+            comp.code = ReasonCode::PacketIdentifierNotFound;
+        }
+        out.push_packet(&Packet::PubComp(comp), self.protocol);
+    }
+
+    /// PUBACK from the client.
+    pub fn handle_puback(&mut self, id: PacketId, out: &mut Outbox) {
+        if self.complete(id, Awaiting::PubAck) {
+            self.release_queued(out);
+        }
+    }
+
+    /// PUBREC from the client: answer PUBREL and wait for PUBCOMP. A PUBREC carrying an error
+    /// code (MQTT 5) ends the flow.
+    pub fn handle_pubrec(&mut self, rec: &PubRec, out: &mut Outbox) {
+        let Some(entry) = self.inflight.iter_mut().find(|e| e.id == rec.packet_id) else {
+            if self.protocol.is_v5() {
+                let mut rel = PubRel::new(rec.packet_id);
+                rel.code = ReasonCode::PacketIdentifierNotFound;
+                out.push_packet(&Packet::PubRel(rel), self.protocol);
+            }
+            return;
+        };
+        if rec.code.is_error() {
+            self.complete(rec.packet_id, Awaiting::PubRec);
+            self.release_queued(out);
+            return;
+        }
+        entry.awaiting = Awaiting::PubComp;
+        out.push_packet(&Packet::PubRel(PubRel::new(rec.packet_id)), self.protocol);
+    }
+
+    /// PUBCOMP from the client.
+    pub fn handle_pubcomp(&mut self, id: PacketId, out: &mut Outbox) {
+        if self.complete(id, Awaiting::PubComp) {
+            self.release_queued(out);
+        }
+    }
+
+    fn complete(&mut self, id: PacketId, awaiting: Awaiting) -> bool {
+        match self.inflight.iter().position(|e| e.id == id && e.awaiting == awaiting) {
+            Some(index) => {
+                self.inflight.remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the whole transferable state, for a takeover that moves the session to another
+    /// connection (possibly on another shard). The session is left empty.
+    pub fn take_state(&mut self) -> Session {
+        let mut taken = Session::new(self.client_id.clone(), self.protocol, self.limits);
+        std::mem::swap(&mut taken.subscriptions, &mut self.subscriptions);
+        std::mem::swap(&mut taken.inflight, &mut self.inflight);
+        std::mem::swap(&mut taken.queued, &mut self.queued);
+        std::mem::swap(&mut taken.incoming_qos2, &mut self.incoming_qos2);
+        taken.next_id = self.next_id;
+        taken.connected = false;
+        taken
+    }
+}
+
+/// Builds the PUBLISH a subscriber receives.
+fn to_publish(message: &Message, qos: QoS, retain: bool, id: Option<PacketId>, dup: bool) -> Publish {
+    Publish {
+        dup,
+        qos,
+        retain,
+        topic: message.topic.clone(),
+        packet_id: id,
+        properties: message.properties.clone(),
+        payload: message.payload.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardmq_codec::Decoder;
+
+    fn message(topic: &str, qos: QoS) -> Arc<Message> {
+        Arc::new(Message {
+            topic: ByteStr::from(topic),
+            payload: Bytes::from_static(b"hello"),
+            qos,
+            retain: false,
+            properties: Properties::default(),
+        })
+    }
+
+    fn drain(out: &mut Outbox) -> Vec<Packet> {
+        let mut chunks = Vec::new();
+        out.take(&mut chunks);
+        let mut buf = BytesMut::new();
+        for chunk in chunks {
+            buf.extend_from_slice(&chunk);
+        }
+        let mut decoder = Decoder::with_protocol(1 << 20, Protocol::V311);
+        let mut packets = Vec::new();
+        while let Some(packet) = decoder.decode(&mut buf).expect("valid output") {
+            packets.push(packet);
+        }
+        assert!(buf.is_empty());
+        packets
+    }
+
+    fn session(limits: SessionLimits) -> Session {
+        Session::new(ByteStr::from("c"), Protocol::V311, limits)
+    }
+
+    fn id(n: u16) -> PacketId {
+        PacketId::new(n).expect("non-zero")
+    }
+
+    #[test]
+    fn qos0_delivery_is_written_once() {
+        let mut s = session(SessionLimits::default());
+        let mut out = Outbox::default();
+        s.handle_delivery(&message("a", QoS::AtMostOnce), QoS::ExactlyOnce, false, &mut out);
+        let packets = drain(&mut out);
+        assert_eq!(packets.len(), 1);
+        let Packet::Publish(p) = &packets[0] else { panic!("{packets:?}") };
+        assert_eq!((p.qos, p.packet_id, p.topic.as_str()), (QoS::AtMostOnce, None, "a"));
+        assert_eq!(s.inflight_len(), 0);
+    }
+
+    #[test]
+    fn qos_is_downgraded_to_granted() {
+        let mut s = session(SessionLimits::default());
+        let mut out = Outbox::default();
+        s.handle_delivery(&message("a", QoS::ExactlyOnce), QoS::AtLeastOnce, false, &mut out);
+        let packets = drain(&mut out);
+        let Packet::Publish(p) = &packets[0] else { panic!() };
+        assert_eq!(p.qos, QoS::AtLeastOnce);
+        assert_eq!(p.packet_id, Some(id(1)));
+    }
+
+    #[test]
+    fn inflight_window_queues_the_rest_and_acks_release_them() {
+        let limits = SessionLimits { inflight: 2, ..SessionLimits::default() };
+        let mut s = session(limits);
+        let mut out = Outbox::default();
+        for _ in 0..5 {
+            s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
+        }
+        assert_eq!(drain(&mut out).len(), 2);
+        assert_eq!((s.inflight_len(), s.queued_len()), (2, 3));
+        s.handle_puback(id(1), &mut out);
+        let packets = drain(&mut out);
+        assert_eq!(packets.len(), 1);
+        let Packet::Publish(p) = &packets[0] else { panic!() };
+        assert_eq!(p.packet_id, Some(id(3)));
+        // An ack for an unknown id changes nothing.
+        s.handle_puback(id(9), &mut out);
+        assert!(drain(&mut out).is_empty());
+        assert_eq!((s.inflight_len(), s.queued_len()), (2, 2));
+    }
+
+    #[test]
+    fn qos2_outgoing_flow() {
+        let mut s = session(SessionLimits::default());
+        let mut out = Outbox::default();
+        s.handle_delivery(&message("a", QoS::ExactlyOnce), QoS::ExactlyOnce, false, &mut out);
+        drain(&mut out);
+        s.handle_pubrec(&PubRec::new(id(1)), &mut out);
+        assert_eq!(drain(&mut out), vec![Packet::PubRel(PubRel::new(id(1)))]);
+        // PUBACK does not complete a QoS 2 flow.
+        s.handle_puback(id(1), &mut out);
+        assert_eq!(s.inflight_len(), 1);
+        s.handle_pubcomp(id(1), &mut out);
+        assert_eq!(s.inflight_len(), 0);
+    }
+
+    #[test]
+    fn incoming_qos2_is_routed_once() {
+        let mut s = session(SessionLimits::default());
+        let mut out = Outbox::default();
+        let publish = Publish {
+            qos: QoS::ExactlyOnce,
+            packet_id: Some(id(7)),
+            topic: ByteStr::from("t"),
+            ..Publish::default()
+        };
+        assert_eq!(s.handle_publish(&publish, &mut out), Ok(PublishVerdict::Route));
+        assert_eq!(s.handle_publish(&publish, &mut out), Ok(PublishVerdict::Duplicate));
+        s.handle_pubrel(id(7), &mut out);
+        assert_eq!(s.handle_publish(&publish, &mut out), Ok(PublishVerdict::Route));
+        let packets = drain(&mut out);
+        assert_eq!(
+            packets,
+            vec![
+                Packet::PubRec(PubRec::new(id(7))),
+                Packet::PubRec(PubRec::new(id(7))),
+                Packet::PubComp(PubComp::new(id(7))),
+                Packet::PubRec(PubRec::new(id(7))),
+            ]
+        );
+    }
+
+    #[test]
+    fn offline_session_queues_and_resends_on_resume() {
+        let mut s = session(SessionLimits::default());
+        let mut out = Outbox::default();
+        s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
+        s.handle_delivery(&message("b", QoS::ExactlyOnce), QoS::ExactlyOnce, false, &mut out);
+        s.handle_pubrec(&PubRec::new(id(2)), &mut out);
+        drain(&mut out);
+        s.handle_disconnected();
+        out.clear();
+        s.handle_delivery(&message("c", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
+        s.handle_delivery(&message("d", QoS::AtMostOnce), QoS::AtLeastOnce, false, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(s.queued_len(), 1, "QoS 0 is not queued offline by default");
+        let mut moved = s.take_state();
+        moved.handle_resumed(Protocol::V311, u16::MAX, &mut out);
+        let packets = drain(&mut out);
+        assert_eq!(packets.len(), 3);
+        let Packet::Publish(first) = &packets[0] else { panic!() };
+        assert!(first.dup);
+        assert_eq!((first.topic.as_str(), first.packet_id), ("a", Some(id(1))));
+        assert_eq!(packets[1], Packet::PubRel(PubRel::new(id(2))));
+        let Packet::Publish(third) = &packets[2] else { panic!() };
+        assert!(!third.dup);
+        assert_eq!(third.topic.as_str(), "c");
+        assert_eq!(third.packet_id, Some(id(3)));
+    }
+
+    #[test]
+    fn bounded_queue_counts_drops() {
+        let limits = SessionLimits { inflight: 1, max_queued: 2, ..SessionLimits::default() };
+        let mut s = session(limits);
+        let mut out = Outbox::default();
+        for _ in 0..5 {
+            s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
+        }
+        assert_eq!((s.inflight_len(), s.queued_len()), (1, 2));
+        assert_eq!(s.take_drops().queue_full, 2);
+    }
+
+    #[test]
+    fn slow_consumer_drops_qos0_and_holds_qos1() {
+        let limits = SessionLimits { max_outbox_bytes: 64, ..SessionLimits::default() };
+        let mut s = session(limits);
+        let mut out = Outbox::default();
+        for _ in 0..20 {
+            s.handle_delivery(&message("a", QoS::AtMostOnce), QoS::AtMostOnce, false, &mut out);
+        }
+        assert!(s.take_drops().slow_qos0 > 0);
+        s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
+        assert_eq!(s.queued_len(), 1);
+        drain(&mut out);
+        s.release_queued(&mut out);
+        assert_eq!(s.inflight_len(), 1);
+    }
+
+    #[test]
+    fn packet_ids_skip_those_inflight_and_wrap() {
+        let mut s = session(SessionLimits { inflight: 3, ..SessionLimits::default() });
+        s.next_id = u16::MAX;
+        let mut out = Outbox::default();
+        for _ in 0..3 {
+            s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
+        }
+        let ids: Vec<_> = s.inflight.iter().map(|e| e.id.get()).collect();
+        assert_eq!(ids, vec![u16::MAX, 1, 2]);
+    }
+}

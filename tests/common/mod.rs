@@ -1,0 +1,279 @@
+//! Test harness: runs the real `shardmq` binary on an ephemeral port and talks to it through
+//! real clients. [`Broker`] reads the readiness line for the bound address and kills the process
+//! (by PID) when dropped; [`RawClient`] speaks MQTT byte-exactly through the shared codec.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use shardmq_codec::{
+    encode, ByteStr, ConnAck, Connect, Decoder, LastWill, Packet, PacketId, Protocol, Publish, QoS,
+    SubAck, Subscribe, SubscribeFilter, SubscriptionOptions,
+};
+
+/// A running broker process.
+pub struct Broker {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Broker {
+    /// Starts the broker with two shards on 127.0.0.1:0 plus `args`.
+    pub fn start(args: &[&str]) -> Broker {
+        Broker::start_with(&["--listen", "127.0.0.1:0", "--shards", "2"], args)
+    }
+
+    /// Starts the broker with exactly `base` + `args`.
+    pub fn start_with(base: &[&str], args: &[&str]) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+            .args(base)
+            .args(args)
+            .env("RUST_LOG", "info,shardmq_shard::connection=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start shardmq");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("readiness line");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no readiness line: {line:?}; log: {:?}", log.lock().unwrap()))
+            .parse()
+            .expect("address");
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = stdout.read_to_string(&mut sink);
+        });
+        Broker { child, addr, log }
+    }
+
+    /// The broker's stderr so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains every one of `needles`.
+    pub fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(line) = self.log().into_iter().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return Some(line);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        // SAFETY: signalling our own child by PID.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "broker did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An MQTT client over a plain socket, built on the shared codec.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    decoder: Decoder,
+    pub protocol: Protocol,
+}
+
+/// A CONNECT with the given id and session flag, keep-alive 60 s.
+pub fn connect_packet(client_id: &str, clean: bool) -> Connect {
+    Connect {
+        protocol: Protocol::V311,
+        clean_start: clean,
+        keep_alive: 60,
+        client_id: ByteStr::from(client_id),
+        ..Connect::default()
+    }
+}
+
+impl RawClient {
+    /// Opens a TCP connection without sending anything.
+    pub fn open(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        RawClient { stream, buf: BytesMut::new(), decoder: Decoder::with_protocol(1 << 24, Protocol::V311), protocol: Protocol::V311 }
+    }
+
+    /// Connects and returns the CONNACK.
+    pub fn connect_with(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
+        let mut client = RawClient::open(addr);
+        client.protocol = connect.protocol;
+        client.decoder = Decoder::with_protocol(1 << 24, connect.protocol);
+        client.send(&Packet::Connect(Box::new(connect)));
+        match client.recv(Duration::from_secs(5)) {
+            Some(Packet::ConnAck(ack)) => (client, ack),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Connects with a clean session and asserts success.
+    pub fn connect(addr: SocketAddr, client_id: &str) -> RawClient {
+        let (client, ack) = RawClient::connect_with(addr, connect_packet(client_id, true));
+        assert_eq!(ack.code, shardmq_codec::ReasonCode::Success);
+        client
+    }
+
+    /// Connects with a will and a clean session.
+    pub fn connect_with_will(addr: SocketAddr, client_id: &str, will: LastWill, keep_alive: u16) -> RawClient {
+        let mut connect = connect_packet(client_id, true);
+        connect.will = Some(will);
+        connect.keep_alive = keep_alive;
+        let (client, ack) = RawClient::connect_with(addr, connect);
+        assert_eq!(ack.code, shardmq_codec::ReasonCode::Success);
+        client
+    }
+
+    /// Sends a packet.
+    pub fn send(&mut self, packet: &Packet) {
+        let mut buf = BytesMut::new();
+        encode(packet, self.protocol, &mut buf).expect("encode");
+        self.stream.write_all(&buf).expect("send");
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send raw");
+    }
+
+    /// The next packet within `timeout`, or `None` on timeout or close.
+    pub fn recv(&mut self, timeout: Duration) -> Option<Packet> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(packet) = self.decoder.decode(&mut self.buf).expect("broker sent a valid packet") {
+                return Some(packet);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// True if the broker closes the connection within `timeout` (packets before the close are
+    /// skipped).
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
+            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Subscribes and returns the SUBACK.
+    pub fn subscribe(&mut self, filters: &[(&str, QoS)]) -> SubAck {
+        let packet_id = PacketId::new(1).unwrap();
+        let filters = filters
+            .iter()
+            .map(|(filter, qos)| SubscribeFilter {
+                filter: ByteStr::from(*filter),
+                options: SubscriptionOptions { qos: *qos, ..SubscriptionOptions::default() },
+            })
+            .collect();
+        self.send(&Packet::Subscribe(Subscribe { packet_id, filters, properties: Default::default() }));
+        loop {
+            match self.recv(Duration::from_secs(5)) {
+                Some(Packet::SubAck(ack)) => return ack,
+                Some(_) => continue,
+                None => panic!("no SUBACK"),
+            }
+        }
+    }
+
+    /// Publishes (packet id 1 for QoS > 0) without waiting for acknowledgements.
+    pub fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool) {
+        self.publish_with_id(topic, payload, qos, retain, 1);
+    }
+
+    /// Publishes with a given packet id.
+    pub fn publish_with_id(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool, id: u16) {
+        let packet_id = (qos != QoS::AtMostOnce).then(|| PacketId::new(id).unwrap());
+        self.send(&Packet::Publish(Publish {
+            qos,
+            retain,
+            topic: ByteStr::from(topic),
+            packet_id,
+            payload: bytes::Bytes::copy_from_slice(payload),
+            ..Publish::default()
+        }));
+    }
+
+    /// The next PUBLISH within `timeout`, skipping other packets.
+    pub fn next_publish(&mut self, timeout: Duration) -> Option<Publish> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.recv(left)? {
+                Packet::Publish(publish) => return Some(publish),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends DISCONNECT and closes.
+    pub fn disconnect(mut self) {
+        self.send(&Packet::Disconnect(Default::default()));
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let _ = self.closed_within(Duration::from_secs(2));
+    }
+}
+
+/// Short timeout for "nothing arrives".
+pub const QUIET: Duration = Duration::from_millis(300);
+/// Timeout for something that must arrive.
+pub const WAIT: Duration = Duration::from_secs(5);
