@@ -106,30 +106,29 @@ fn max_connections_refuses_extra_clients() {
 #[test]
 fn slow_consumer_is_bounded_and_others_keep_flowing() {
     let broker = Broker::start(&["--max-outbox-bytes", "65536"]);
-    // A subscriber that never reads.
+    // A subscriber that never reads: once the kernel's socket buffers and its 64 KiB outbox are
+    // full, its QoS 0 messages are dropped instead of holding anything else up.
     let mut stalled = RawClient::connect(broker.addr, "stalled");
     stalled.subscribe(&[("flood", QoS::AtMostOnce)]);
     let mut healthy = RawClient::connect(broker.addr, "healthy");
     healthy.subscribe(&[("flood", QoS::AtMostOnce)]);
     let mut publisher = RawClient::connect(broker.addr, "flooder");
     let payload = vec![7u8; 4096];
-    let total = 2_000;
-    let reader = std::thread::spawn(move || {
-        let mut received = 0;
-        while healthy.next_publish(Duration::from_secs(2)).is_some() {
-            received += 1;
-            if received == total {
-                break;
-            }
+    // 16 MiB in all, in lock-step batches the healthy subscriber can keep up with.
+    for batch in 0..400 {
+        for _ in 0..10 {
+            publisher.publish("flood", &payload, QoS::AtMostOnce, false);
         }
-        received
-    });
-    for _ in 0..total {
-        publisher.publish("flood", &payload, QoS::AtMostOnce, false);
+        for n in 0..10 {
+            assert!(healthy.next_publish(WAIT).is_some(), "batch {batch}, message {n}: healthy subscriber starved");
+        }
     }
-    let received = reader.join().unwrap();
-    assert_eq!(received, total, "a reading subscriber gets everything while another stalls");
-    drop(stalled);
+    // The stalled client is still connected, and catches up on what its buffers held.
+    let mut drained = 0;
+    while stalled.next_publish(QUIET).is_some() {
+        drained += 1;
+    }
+    assert!(drained > 0 && drained < 3000, "stalled subscriber got {drained}: bounded, not everything");
 }
 
 #[test]

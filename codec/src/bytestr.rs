@@ -1,7 +1,9 @@
 //! [`ByteStr`]: validated UTF-8 held in [`Bytes`], so topics and client ids decoded from a read
 //! buffer are slices of it rather than copies.
 
+use std::borrow::Borrow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use bytes::Bytes;
@@ -10,8 +12,22 @@ use bytes::Bytes;
 ///
 /// The invariant is that the bytes are valid UTF-8; the codec also rejects U+0000 and (by Rust's
 /// UTF-8 rules) surrogates when it decodes one from the wire [MQTT-1.5.3-1], [MQTT-1.5.3-2].
-#[derive(Clone, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
+///
+/// It hashes, compares and borrows as `str`, so maps keyed by `ByteStr` are queried with `&str`.
+#[derive(Clone, Default, Eq, Ord, PartialEq, PartialOrd)]
 pub struct ByteStr(Bytes);
+
+impl Hash for ByteStr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl Borrow<str> for ByteStr {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
 
 impl ByteStr {
     /// A string that borrows static text.
@@ -25,6 +41,15 @@ impl ByteStr {
             Ok(_) => Ok(Self(bytes)),
             Err(_) => Err(bytes),
         }
+    }
+
+    /// Wraps `bytes` without checking them.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be valid UTF-8.
+    pub(crate) unsafe fn from_utf8_unchecked(bytes: Bytes) -> Self {
+        Self(bytes)
     }
 
     /// Copies `text` into a fresh allocation: used for long-lived keys (filters, client ids) so

@@ -47,7 +47,8 @@ pub enum DecodeError {
     /// An invalid topic filter where the packet cannot carry a per-filter failure (UNSUBSCRIBE).
     #[error("invalid topic filter")]
     InvalidTopicFilter,
-    /// SUBSCRIBE or UNSUBSCRIBE with no topic filter [MQTT-3.8.3-3, MQTT-3.10.3-2].
+    /// SUBSCRIBE or UNSUBSCRIBE with no topic filter (3.1.1 [MQTT-3.8.3-3, MQTT-3.10.3-2];
+    /// MQTT 5.0 [MQTT-3.8.3-2, MQTT-3.10.3-2], a Protocol Error).
     #[error("no topic filter")]
     NoTopicFilter,
     /// CONNECT with a protocol name other than `MQTT` / `MQIsdp` [MQTT-3.1.2-1].
@@ -75,9 +76,13 @@ pub enum DecodeError {
     /// A reason code not defined for this packet.
     #[error("invalid reason code {0:#04x}")]
     InvalidReasonCode(u8),
-    /// A packet that needs a negotiated protocol level arrived before CONNECT.
+    /// A packet that needs a negotiated protocol level arrived before CONNECT [MQTT-3.1.0-1].
     #[error("first packet is not CONNECT")]
     NotConnect,
+    /// A well-formed packet that breaks a rule the MQTT 5 specification calls a Protocol Error
+    /// (retain handling 3, No Local on a shared subscription, AUTH without a method, ...).
+    #[error("protocol error: {0}")]
+    ProtocolError(&'static str),
 }
 
 impl DecodeError {
@@ -90,9 +95,14 @@ impl DecodeError {
             DecodeError::UnsupportedProtocolLevel(_) | DecodeError::InvalidProtocolName => {
                 ReasonCode::UnsupportedProtocolVersion
             }
-            DecodeError::NotConnect | DecodeError::DuplicateProperty(_) => {
-                ReasonCode::ProtocolError
-            }
+            // "It is a Protocol Error if the Topic Alias ... is 0" is answered with 0x94 (MQTT 5.0
+            // §3.3.2.3.4); every other out-of-range property value is a Protocol Error.
+            DecodeError::InvalidPropertyValue(0x23) => ReasonCode::TopicAliasInvalid,
+            DecodeError::NotConnect
+            | DecodeError::DuplicateProperty(_)
+            | DecodeError::InvalidPropertyValue(_)
+            | DecodeError::NoTopicFilter
+            | DecodeError::ProtocolError(_) => ReasonCode::ProtocolError,
             _ => ReasonCode::MalformedPacket,
         }
     }
@@ -111,4 +121,8 @@ pub enum EncodeError {
     /// A PUBLISH whose packet id does not agree with its QoS.
     #[error("packet id must be present exactly for QoS 1 and 2")]
     PacketIdMismatch,
+    /// A property set in a packet that may not carry it (MQTT 5.0 §2.2.2.2); the peer would
+    /// reject the packet as malformed.
+    #[error("property {0:#04x} not allowed in this packet")]
+    PropertyNotAllowed(u8),
 }

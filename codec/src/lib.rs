@@ -22,7 +22,12 @@ mod error;
 mod packet;
 mod properties;
 mod reason;
+#[cfg(test)]
+mod strategy;
+#[cfg(test)]
+mod test_util;
 pub mod topic;
+mod wire;
 
 pub use bytestr::ByteStr;
 pub use decode::Decoder;
@@ -33,7 +38,7 @@ pub use packet::{
     PubComp, PubRec, PubRel, Publish, QoS, RetainHandling, SubAck, Subscribe, SubscribeFilter,
     SubscriptionOptions, UnsubAck, Unsubscribe,
 };
-pub use properties::{Properties, PropertyId};
+pub use properties::{Properties, PropertyId, PropertyPlace};
 pub use reason::ReasonCode;
 
 /// Default maximum packet size accepted by a [`Decoder`] (1 MiB), the broker's default too.

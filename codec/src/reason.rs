@@ -1,6 +1,8 @@
 //! Reason codes (MQTT 5.0 §2.4) and their mapping to the 3.1/3.1.1 CONNACK return codes and
 //! SUBACK return codes, so the broker speaks one vocabulary whatever the protocol level.
 
+use crate::PacketType;
+
 /// An MQTT 5 reason code. 3.1.1 SUBACK return codes (0, 1, 2, 0x80) share these values.
 #[derive(Clone, Copy, Debug, Default, Eq, Hash, PartialEq)]
 #[repr(u8)]
@@ -108,6 +110,131 @@ impl ReasonCode {
             0xA2 => WildcardSubscriptionsNotSupported,
             _ => return None,
         })
+    }
+
+    /// Whether this code may appear in a packet of `packet_type` (MQTT 5.0 §2.4 and the reason
+    /// code table of each packet). CONNACK and SUBACK here mean their MQTT 5 forms; PINGREQ,
+    /// PINGRESP, CONNECT, PUBLISH, SUBSCRIBE and UNSUBSCRIBE carry no reason code.
+    pub fn allowed_in(self, packet_type: PacketType) -> bool {
+        use PacketType as T;
+        use ReasonCode::*;
+        match packet_type {
+            // MQTT 5.0 §3.2.2.2.
+            T::ConnAck => matches!(
+                self,
+                Success
+                    | UnspecifiedError
+                    | MalformedPacket
+                    | ProtocolError
+                    | ImplementationSpecificError
+                    | UnsupportedProtocolVersion
+                    | ClientIdentifierNotValid
+                    | BadUserNameOrPassword
+                    | NotAuthorized
+                    | ServerUnavailable
+                    | ServerBusy
+                    | Banned
+                    | BadAuthenticationMethod
+                    | TopicNameInvalid
+                    | PacketTooLarge
+                    | QuotaExceeded
+                    | PayloadFormatInvalid
+                    | RetainNotSupported
+                    | QoSNotSupported
+                    | UseAnotherServer
+                    | ServerMoved
+                    | ConnectionRateExceeded
+            ),
+            // MQTT 5.0 §3.4.2.1 and §3.5.2.1.
+            T::PubAck | T::PubRec => matches!(
+                self,
+                Success
+                    | NoMatchingSubscribers
+                    | UnspecifiedError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | TopicNameInvalid
+                    | PacketIdentifierInUse
+                    | QuotaExceeded
+                    | PayloadFormatInvalid
+            ),
+            // MQTT 5.0 §3.6.2.1 and §3.7.2.1.
+            T::PubRel | T::PubComp => matches!(self, Success | PacketIdentifierNotFound),
+            // MQTT 5.0 §3.9.3.
+            T::SubAck => matches!(
+                self,
+                Success
+                    | GrantedQoS1
+                    | GrantedQoS2
+                    | UnspecifiedError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | TopicFilterInvalid
+                    | PacketIdentifierInUse
+                    | QuotaExceeded
+                    | SharedSubscriptionsNotSupported
+                    | SubscriptionIdentifiersNotSupported
+                    | WildcardSubscriptionsNotSupported
+            ),
+            // MQTT 5.0 §3.11.3.
+            T::UnsubAck => matches!(
+                self,
+                Success
+                    | NoSubscriptionExisted
+                    | UnspecifiedError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | TopicFilterInvalid
+                    | PacketIdentifierInUse
+            ),
+            // MQTT 5.0 §3.14.2.1.
+            T::Disconnect => matches!(
+                self,
+                Success
+                    | DisconnectWithWillMessage
+                    | UnspecifiedError
+                    | MalformedPacket
+                    | ProtocolError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | ServerBusy
+                    | ServerShuttingDown
+                    | KeepAliveTimeout
+                    | SessionTakenOver
+                    | TopicFilterInvalid
+                    | TopicNameInvalid
+                    | ReceiveMaximumExceeded
+                    | TopicAliasInvalid
+                    | PacketTooLarge
+                    | MessageRateTooHigh
+                    | QuotaExceeded
+                    | AdministrativeAction
+                    | PayloadFormatInvalid
+                    | RetainNotSupported
+                    | QoSNotSupported
+                    | UseAnotherServer
+                    | ServerMoved
+                    | SharedSubscriptionsNotSupported
+                    | ConnectionRateExceeded
+                    | MaximumConnectTime
+                    | SubscriptionIdentifiersNotSupported
+                    | WildcardSubscriptionsNotSupported
+            ),
+            // MQTT 5.0 §3.15.2.1.
+            T::Auth => matches!(self, Success | ContinueAuthentication | ReAuthenticate),
+            T::Connect | T::Publish | T::Subscribe | T::Unsubscribe | T::PingReq | T::PingResp => {
+                false
+            }
+        }
+    }
+
+    /// The MQTT 3.1.1 SUBACK return code for this code (3.1.1 §3.9.3): 0, 1 or 2 for a granted
+    /// QoS and 0x80 for any failure.
+    pub fn to_v3_suback(self) -> u8 {
+        match self {
+            ReasonCode::Success | ReasonCode::GrantedQoS1 | ReasonCode::GrantedQoS2 => self as u8,
+            _ => 0x80,
+        }
     }
 
     /// True for failures (0x80 and above).

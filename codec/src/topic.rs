@@ -76,7 +76,9 @@ mod tests {
 
     #[test]
     fn filters() {
-        for ok in ["#", "+", "a/#", "a/+/b", "+/+", "/", "a//b", "+/#", "$SYS/#"] {
+        for ok in [
+            "#", "+", "a/#", "a/+/b", "+/+", "/", "a//b", "+/#", "$SYS/#",
+        ] {
             assert!(valid_filter(ok), "{ok}");
         }
         for bad in ["", "a#", "a/#/b", "a+", "a/b+/c", "#/a", "a\0"] {
@@ -87,7 +89,10 @@ mod tests {
     #[test]
     fn matching() {
         assert!(matches("sport/tennis/player1", "sport/tennis/player1/#"));
-        assert!(matches("sport/tennis/player1/ranking", "sport/tennis/player1/#"));
+        assert!(matches(
+            "sport/tennis/player1/ranking",
+            "sport/tennis/player1/#"
+        ));
         assert!(matches("sport", "sport/#"));
         assert!(matches("sport/tennis/player1", "sport/+/player1"));
         assert!(!matches("sport", "sport/+"));

@@ -95,7 +95,7 @@ impl Outbox {
             return;
         }
         self.len += self.scratch.len() - before;
-        self.seal();
+        self.seal_if_large();
     }
 
     /// Appends a PUBLISH: its header is encoded here, its payload is shared unless small.
@@ -108,26 +108,31 @@ impl Outbox {
         self.len += self.scratch.len() - before + publish.payload.len();
         if publish.payload.len() <= INLINE_PAYLOAD {
             self.scratch.extend_from_slice(&publish.payload);
-            self.seal();
+            self.seal_if_large();
         } else {
             self.seal();
             self.chunks.push_back(publish.payload.clone());
         }
     }
 
-    fn seal(&mut self) {
-        // Small packets accumulate in `scratch` until a shared payload needs its own chunk or
-        // the writer takes them; keeping them contiguous makes acks and pings nearly free.
+    /// Small packets accumulate contiguously in `scratch`, which makes acks and pings nearly
+    /// free; past 16 KiB they are sealed into a chunk so the buffer does not regrow forever.
+    fn seal_if_large(&mut self) {
         if self.scratch.len() >= 16 * 1024 {
+            self.seal();
+        }
+    }
+
+    /// Moves the bytes in `scratch` behind the queued chunks, keeping wire order.
+    fn seal(&mut self) {
+        if !self.scratch.is_empty() {
             self.chunks.push_back(self.scratch.split().freeze());
         }
     }
 
     /// Takes everything queued, in order, for one vectored write.
     pub fn take(&mut self, into: &mut Vec<Bytes>) {
-        if !self.scratch.is_empty() {
-            self.chunks.push_back(self.scratch.split().freeze());
-        }
+        self.seal();
         into.extend(self.chunks.drain(..));
         self.len = 0;
         if self.scratch.capacity() > 64 * 1024 {
@@ -249,6 +254,11 @@ impl Session {
     /// Outgoing messages awaiting acknowledgement.
     pub fn inflight_len(&self) -> usize {
         self.inflight.len()
+    }
+
+    /// The packet id of the oldest unacknowledged outgoing message.
+    pub fn oldest_inflight(&self) -> Option<PacketId> {
+        self.inflight.front().map(|entry| entry.id)
     }
 
     /// Messages queued behind the window or while offline.
@@ -683,6 +693,31 @@ mod tests {
         drain(&mut out);
         s.release_queued(&mut out);
         assert_eq!(s.inflight_len(), 1);
+    }
+
+    #[test]
+    fn large_payloads_keep_wire_order() {
+        let mut s = session(SessionLimits::default());
+        let mut out = Outbox::default();
+        for (n, len) in [10usize, 4096, 20, 600, 5].into_iter().enumerate() {
+            let message = Arc::new(Message {
+                topic: ByteStr::from(format!("t{n}").as_str()),
+                payload: Bytes::from(vec![n as u8; len]),
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: Properties::default(),
+            });
+            s.handle_delivery(&message, QoS::AtMostOnce, false, &mut out);
+            out.push_packet(&Packet::PingResp, Protocol::V311);
+        }
+        let packets = drain(&mut out);
+        assert_eq!(packets.len(), 10);
+        for (n, pair) in packets.chunks(2).enumerate() {
+            let Packet::Publish(p) = &pair[0] else { panic!("{pair:?}") };
+            assert_eq!(p.topic.as_str(), format!("t{n}"));
+            assert!(p.payload.iter().all(|b| *b == n as u8));
+            assert_eq!(pair[1], Packet::PingResp);
+        }
     }
 
     #[test]

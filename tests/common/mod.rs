@@ -139,12 +139,19 @@ impl RawClient {
 
     /// Connects and returns the CONNACK.
     pub fn connect_with(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
+        let (client, ack) = RawClient::try_connect(addr, connect);
+        (client, ack.expect("CONNACK"))
+    }
+
+    /// Connects; the CONNACK is `None` if the broker closed the connection without one.
+    pub fn try_connect(addr: SocketAddr, connect: Connect) -> (RawClient, Option<ConnAck>) {
         let mut client = RawClient::open(addr);
         client.protocol = connect.protocol;
         client.decoder = Decoder::with_protocol(1 << 24, connect.protocol);
         client.send(&Packet::Connect(Box::new(connect)));
         match client.recv(Duration::from_secs(5)) {
-            Some(Packet::ConnAck(ack)) => (client, ack),
+            Some(Packet::ConnAck(ack)) => (client, Some(ack)),
+            None => (client, None),
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }

@@ -1,0 +1,711 @@
+//! The result of a run: [`Report`] holds every figure with stable field names (documented in
+//! `loadtest/README.md`) and is what `<name>.json` contains. From it come the human summary, the
+//! HdrHistogram percentile files (`.hgrm`), the HTML plot and `compare`.
+//!
+//! Latencies are in milliseconds in the JSON; each [`Latency`] also carries its full histogram
+//! (nanoseconds, HdrHistogram V2 serialization, base64), so any other figure can be computed
+//! later from the JSON alone, and the `.hgrm` and `.html` files are drawn from it.
+
+mod compare;
+mod hgrm;
+mod html;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+pub use compare::compare;
+pub use hgrm::{parse_percentiles, write_percentiles, PercentileRow, Percentiles};
+
+use crate::stats::{decode_histogram, encode_histogram};
+
+/// Version of the JSON layout; bumped when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything one run measured.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// `shardmq-loadtest <version>`.
+    pub tool: String,
+    /// The scenario's name.
+    pub name: String,
+    /// `conn`, `fanout`, `fanin`, `pairs` or `mixed`.
+    pub scenario: String,
+    /// Wall-clock start, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// Errors from worker processes.
+    pub errors: Vec<String>,
+    /// What was asked for.
+    pub setup: Setup,
+    /// Connection figures.
+    pub connections: Connections,
+    /// Message figures.
+    pub messages: Messages,
+    /// The broker's memory and CPU, when its pid was given.
+    pub broker: Option<BrokerUsage>,
+    /// The load generator's own CPU use: is it the bottleneck?
+    pub loadtest: LoadtestUsage,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every phase ran and every expected delivery arrived.
+    Complete,
+    /// Publishing finished but some deliveries or acknowledgements had not arrived when the
+    /// drain time ran out.
+    DrainTimeout,
+    /// Stopped by Ctrl-C.
+    Interrupted,
+    /// Stopped by `limits.timeout`.
+    Timeout,
+    /// A worker failed.
+    Failed,
+}
+
+impl Outcome {
+    /// The snake_case name used in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::DrainTimeout => "drain_timeout",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Timeout => "timeout",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// The scenario's main settings, for the reader of a report.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct Setup {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// MQTT protocol level (3, 4 or 5).
+    pub protocol: u8,
+    /// Default QoS.
+    pub qos: u8,
+    /// Default payload size.
+    pub payload_bytes: usize,
+    /// Connections in the workload.
+    pub connections: u64,
+    /// Publishing clients.
+    pub publishers: u64,
+    /// Subscribing clients.
+    pub subscribers: u64,
+    /// Default messages per publisher (0: until the duration).
+    pub messages_per_publisher: u64,
+    /// Default messages per second per publisher (0: unlimited).
+    pub publish_rate: f64,
+    /// QoS 1/2 inflight window per publisher.
+    pub inflight: u16,
+    /// Keep alive in seconds.
+    pub keepalive_s: u16,
+    /// Clean session / clean start.
+    pub clean: bool,
+    /// Source addresses used (0: the kernel's choice).
+    pub src_ips: u32,
+    /// Connections per second asked for (0: unlimited).
+    pub connect_rate: f64,
+    /// Load generator processes that held connections.
+    pub workers: u32,
+    /// Runtime threads per such process.
+    pub threads_per_worker: usize,
+}
+
+/// Connection figures.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct Connections {
+    /// Clients that tried to connect (connected + failed).
+    pub attempted: u64,
+    /// Clients that got a successful CONNACK.
+    pub connected: u64,
+    /// Clients that did not (TCP, CONNACK or time-out).
+    pub failed: u64,
+    /// Failures (connect and subscribe) by reason.
+    pub failures: BTreeMap<String, u64>,
+    /// Subscribers whose SUBACK granted every filter.
+    pub subscribed: u64,
+    /// Subscribers refused or timed out at SUBSCRIBE.
+    pub subscribe_failed: u64,
+    /// Established connections lost before the run ended them.
+    pub dropped: u64,
+    /// Losses by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// Seconds from the first connection attempt until every client had connected or failed.
+    pub ramp_s: f64,
+    /// `connected / ramp_s`.
+    pub connects_per_s: Option<f64>,
+    /// CONNECT → CONNACK.
+    pub connect_latency: Latency,
+    /// SUBSCRIBE → SUBACK.
+    pub subscribe_latency: Latency,
+}
+
+/// Message figures.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct Messages {
+    /// PUBLISH packets sent.
+    pub published: u64,
+    /// Seconds from the first to the last publication.
+    pub publish_s: f64,
+    /// `published / publish_s`.
+    pub publishes_per_s: Option<f64>,
+    /// QoS 1/2 publications acknowledged (PUBACK / PUBCOMP).
+    pub acked: u64,
+    /// Publications the broker refused (MQTT 5 reason code >= 0x80).
+    pub rejected: u64,
+    /// QoS 1/2 publications neither acknowledged nor refused by the end.
+    pub unacked: u64,
+    /// Deliveries the subscribers should get: for each subscriber, the messages sent by every
+    /// publisher whose topic its filters match. `null` when the run stopped before publishing
+    /// was over.
+    pub expected: Option<u64>,
+    /// PUBLISH packets subscribers received, duplicates and strays included.
+    pub received: u64,
+    /// Expected messages received at least once.
+    pub delivered: u64,
+    /// `expected - delivered`.
+    pub lost: Option<u64>,
+    /// Second and later receipts of one message by one subscriber.
+    pub duplicates: u64,
+    /// Receipts of messages no subscriber expected (other topics, earlier runs, no header).
+    pub unexpected: u64,
+    /// Every expected delivery and acknowledgement arrived before the drain time ran out.
+    pub drain_complete: bool,
+    /// Milliseconds from the first publication to the last delivery.
+    pub time_to_last_delivery_ms: Option<f64>,
+    /// `delivered / time from the first publication to the last delivery`.
+    pub deliveries_per_s: Option<f64>,
+    /// Publication → receipt, per delivery.
+    pub latency: Latency,
+    /// Publication → PUBACK (QoS 1) or PUBCOMP (QoS 2), per acknowledged publication.
+    pub ack_latency: Latency,
+}
+
+/// The broker's resource use, from `/proc/PID`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct BrokerUsage {
+    /// The broker's pid.
+    pub pid: u32,
+    /// VmRSS before the first connection.
+    pub rss_before_bytes: Option<u64>,
+    /// VmRSS when every client had connected.
+    pub rss_connected_bytes: Option<u64>,
+    /// VmRSS at the end of the hold, before clients disconnect.
+    pub rss_end_bytes: Option<u64>,
+    /// `(rss_end - rss_before) / connected`.
+    pub rss_per_connection_bytes: Option<f64>,
+    /// User + system CPU seconds over the run.
+    pub cpu_s: Option<f64>,
+    /// `cpu_s / wall_s` in percent of one core.
+    pub cpu_percent: Option<f64>,
+}
+
+/// The load generator's resource use, every process summed.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct LoadtestUsage {
+    /// Seconds from start to report.
+    pub wall_s: f64,
+    /// User CPU seconds.
+    pub user_s: f64,
+    /// System CPU seconds.
+    pub system_s: f64,
+    /// `(user_s + system_s) / wall_s` in percent of one core.
+    pub cpu_percent: f64,
+    /// CPUs available; `cpu_percent` near `100 × cores` means the load generator was saturated.
+    pub cores: usize,
+    /// Processes (the coordinator and its workers).
+    pub processes: u32,
+    /// Largest peak RSS of any of them.
+    pub max_rss_bytes: u64,
+}
+
+/// A latency distribution, in milliseconds.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Smallest.
+    pub min_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+    /// Standard deviation.
+    pub stddev_ms: f64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p99_9_ms: f64,
+    /// 99.99th percentile.
+    pub p99_99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// The histogram in nanoseconds: HdrHistogram V2 serialization, base64.
+    pub histogram: String,
+}
+
+const NS_PER_MS: f64 = 1e6;
+
+impl Latency {
+    /// The summary of `histogram` (nanoseconds).
+    pub fn from_histogram(histogram: &Histogram<u64>) -> Self {
+        let at = |quantile: f64| {
+            if histogram.is_empty() {
+                0.0
+            } else {
+                histogram.value_at_quantile(quantile) as f64 / NS_PER_MS
+            }
+        };
+        Self {
+            count: histogram.len(),
+            min_ms: if histogram.is_empty() {
+                0.0
+            } else {
+                histogram.min() as f64 / NS_PER_MS
+            },
+            mean_ms: histogram.mean() / NS_PER_MS,
+            stddev_ms: histogram.stdev() / NS_PER_MS,
+            p50_ms: at(0.5),
+            p90_ms: at(0.9),
+            p99_ms: at(0.99),
+            p99_9_ms: at(0.999),
+            p99_99_ms: at(0.9999),
+            max_ms: if histogram.is_empty() {
+                0.0
+            } else {
+                histogram.max() as f64 / NS_PER_MS
+            },
+            histogram: encode_histogram(histogram),
+        }
+    }
+
+    /// The histogram this summary was made from.
+    pub fn histogram(&self) -> anyhow::Result<Histogram<u64>> {
+        decode_histogram(&self.histogram)
+    }
+}
+
+impl Report {
+    /// Reads a report written by [`Report::write_files`].
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing report {}", path.display()))
+    }
+
+    /// The latencies worth a file and a curve: (file suffix, title, distribution). The first is
+    /// the run's main one: deliveries, or connects for a `conn` run.
+    pub fn latencies(&self) -> Vec<(&'static str, &'static str, &Latency)> {
+        let mut all = vec![
+            ("delivery", "publish → delivery", &self.messages.latency),
+            (
+                "connect",
+                "CONNECT → CONNACK",
+                &self.connections.connect_latency,
+            ),
+            (
+                "subscribe",
+                "SUBSCRIBE → SUBACK",
+                &self.connections.subscribe_latency,
+            ),
+            (
+                "ack",
+                "publish → PUBACK/PUBCOMP",
+                &self.messages.ack_latency,
+            ),
+        ];
+        if self.scenario == "conn" || self.messages.latency.count == 0 {
+            all.swap(0, 1);
+        }
+        all.retain(|(_, _, latency)| latency.count > 0);
+        all
+    }
+
+    /// Writes `<name>.json`, `<name>.hgrm` (the main latency), `<name>.<kind>.hgrm` for the
+    /// others and `<name>.html` into `dir`, returning the paths written.
+    pub fn write_files(&self, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut written = Vec::new();
+        let mut write = |file: String, contents: &str| -> anyhow::Result<()> {
+            let path = dir.join(file);
+            std::fs::write(&path, contents)
+                .with_context(|| format!("writing {}", path.display()))?;
+            written.push(path);
+            Ok(())
+        };
+        write(
+            format!("{}.json", self.name),
+            &(serde_json::to_string_pretty(self)? + "\n"),
+        )?;
+        let mut curves = Vec::new();
+        for (n, (kind, title, latency)) in self.latencies().into_iter().enumerate() {
+            let histogram = latency.histogram()?;
+            let mut text = String::new();
+            write_percentiles(&histogram, NS_PER_MS, 5, &mut text);
+            let file = if n == 0 {
+                format!("{}.hgrm", self.name)
+            } else {
+                format!("{}.{kind}.hgrm", self.name)
+            };
+            write(file, &text)?;
+            curves.push((title, histogram));
+        }
+        write(format!("{}.html", self.name), &html::render(self, &curves))?;
+        Ok(written)
+    }
+
+    /// The human summary printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        self.write_summary(&mut out);
+        out
+    }
+
+    fn write_summary(&self, out: &mut String) {
+        let s = &self.setup;
+        let c = &self.connections;
+        let m = &self.messages;
+        let protocol = match s.protocol {
+            3 => "MQTT 3.1",
+            4 => "MQTT 3.1.1",
+            _ => "MQTT 5.0",
+        };
+        let _ = writeln!(
+            out,
+            "shardmq-loadtest {} {:?}: {}",
+            self.scenario,
+            self.name,
+            self.outcome.as_str()
+        );
+        let _ = writeln!(
+            out,
+            "  broker {}:{} {protocol}, QoS {}, {} B payload; {} connections ({} publishers, {} subscribers); {} process{} x {} thread{}",
+            s.host,
+            s.port,
+            s.qos,
+            s.payload_bytes,
+            s.connections,
+            s.publishers,
+            s.subscribers,
+            s.workers,
+            if s.workers == 1 { "" } else { "es" },
+            s.threads_per_worker,
+            if s.threads_per_worker == 1 { "" } else { "s" },
+        );
+        for error in &self.errors {
+            let _ = writeln!(out, "  error: {error}");
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "connections  {}/{} connected, {} failed, {} dropped; all up after {:.3} s{}",
+            c.connected,
+            c.attempted,
+            c.failed,
+            c.dropped,
+            c.ramp_s,
+            c.connects_per_s
+                .map(|rate| format!(" ({rate:.0}/s)"))
+                .unwrap_or_default(),
+        );
+        for (reason, n) in c.failures.iter().chain(&c.drops) {
+            let _ = writeln!(out, "             {n} x {reason}");
+        }
+        if s.subscribers > 0 {
+            let _ = writeln!(
+                out,
+                "subscribe    {} ok, {} failed",
+                c.subscribed, c.subscribe_failed
+            );
+        }
+        if s.publishers > 0 {
+            let _ = writeln!(
+                out,
+                "messages     {} published{}, {} expected, {} delivered, {} lost, {} duplicates, {} unexpected{}",
+                m.published,
+                m.publishes_per_s.map(|rate| format!(" ({rate:.0}/s)")).unwrap_or_default(),
+                optional(m.expected),
+                m.delivered,
+                optional(m.lost),
+                m.duplicates,
+                m.unexpected,
+                [("rejected", m.rejected), ("unacknowledged", m.unacked)]
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(what, n)| format!(", {n} {what}"))
+                    .collect::<String>(),
+            );
+            if let Some(ms) = m.time_to_last_delivery_ms {
+                let _ = writeln!(
+                    out,
+                    "             last delivery {ms:.3} ms after the first publish; {} deliveries/s",
+                    m.deliveries_per_s.map_or("-".into(), |rate| format!("{rate:.0}")),
+                );
+            }
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<24}{:>9}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}",
+            "latency", "count", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
+        );
+        for (kind, _, latency) in self.latencies() {
+            let values = [
+                latency.p50_ms,
+                latency.p90_ms,
+                latency.p99_ms,
+                latency.p99_9_ms,
+                latency.p99_99_ms,
+                latency.max_ms,
+                latency.mean_ms,
+            ];
+            let _ = write!(out, "{:<21}ms{:>10}", kind, latency.count);
+            for value in values {
+                let _ = write!(out, "{value:>11.3}");
+            }
+            let _ = write!(out, "\n{:<21}µs{:>10}", "", "");
+            for value in values {
+                let _ = write!(out, "{:>11.1}", value * 1e3);
+            }
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out);
+        if let Some(b) = &self.broker {
+            let _ = writeln!(
+                out,
+                "broker       pid {}: RSS {} -> {} ({} per connection); CPU {} ({} of a core)",
+                b.pid,
+                optional_bytes(b.rss_before_bytes),
+                optional_bytes(b.rss_end_bytes),
+                b.rss_per_connection_bytes.map_or("-".into(), bytes_text),
+                b.cpu_s.map_or("-".into(), |s| format!("{s:.2} s")),
+                b.cpu_percent.map_or("-".into(), |p| format!("{p:.0}%")),
+            );
+        }
+        let l = &self.loadtest;
+        let _ = writeln!(
+            out,
+            "loadtest     CPU {:.2} s user + {:.2} s system in {:.2} s = {:.0}% of a core ({} cores, {} process{}); max RSS {}",
+            l.user_s,
+            l.system_s,
+            l.wall_s,
+            l.cpu_percent,
+            l.cores,
+            l.processes,
+            if l.processes == 1 { "" } else { "es" },
+            bytes_text(l.max_rss_bytes as f64),
+        );
+    }
+}
+
+fn optional(value: Option<u64>) -> String {
+    value.map_or("?".into(), |value| value.to_string())
+}
+
+fn optional_bytes(value: Option<u64>) -> String {
+    value.map_or("-".into(), |bytes| bytes_text(bytes as f64))
+}
+
+/// `bytes` in B, KiB, MiB or GiB.
+fn bytes_text(bytes: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value.abs() >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::stats::new_histogram;
+
+    /// A report with made-up figures for format tests.
+    pub(crate) fn sample(name: &str, scale: u64) -> Report {
+        let mut delivery = new_histogram();
+        for n in 1..=1000u64 {
+            delivery.record(n * 1_000 * scale).unwrap();
+        }
+        let mut connect = new_histogram();
+        connect.record(250_000).unwrap();
+        let empty = Latency::from_histogram(&new_histogram());
+        Report {
+            schema: SCHEMA_VERSION,
+            tool: "shardmq-loadtest test".into(),
+            name: name.into(),
+            scenario: "fanout".into(),
+            started_unix_ms: 1_700_000_000_000,
+            outcome: Outcome::Complete,
+            errors: Vec::new(),
+            setup: Setup {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                protocol: 4,
+                qos: 1,
+                payload_bytes: 64,
+                connections: 101,
+                publishers: 1,
+                subscribers: 100,
+                messages_per_publisher: 10,
+                publish_rate: 0.0,
+                inflight: 64,
+                keepalive_s: 60,
+                clean: true,
+                src_ips: 0,
+                connect_rate: 0.0,
+                workers: 1,
+                threads_per_worker: 2,
+            },
+            connections: Connections {
+                attempted: 101,
+                connected: 101,
+                failed: 0,
+                failures: BTreeMap::new(),
+                subscribed: 100,
+                subscribe_failed: 0,
+                dropped: 0,
+                drops: BTreeMap::new(),
+                ramp_s: 0.05,
+                connects_per_s: Some(2020.0),
+                connect_latency: Latency::from_histogram(&connect),
+                subscribe_latency: empty.clone(),
+            },
+            messages: Messages {
+                published: 10,
+                publish_s: 0.001,
+                publishes_per_s: Some(10_000.0),
+                acked: 10,
+                rejected: 0,
+                unacked: 0,
+                expected: Some(1000),
+                received: 1000,
+                delivered: 1000,
+                lost: Some(0),
+                duplicates: 0,
+                unexpected: 0,
+                drain_complete: true,
+                time_to_last_delivery_ms: Some(12.5 * scale as f64),
+                deliveries_per_s: Some(80_000.0 / scale as f64),
+                latency: Latency::from_histogram(&delivery),
+                ack_latency: empty,
+            },
+            broker: Some(BrokerUsage {
+                pid: 4242,
+                rss_before_bytes: Some(1 << 20),
+                rss_connected_bytes: Some(2 << 20),
+                rss_end_bytes: Some(2 << 20),
+                rss_per_connection_bytes: Some(10_382.0),
+                cpu_s: Some(0.2),
+                cpu_percent: Some(20.0),
+            }),
+            loadtest: LoadtestUsage {
+                wall_s: 1.0,
+                user_s: 0.25,
+                system_s: 0.25,
+                cpu_percent: 50.0,
+                cores: 2,
+                processes: 1,
+                max_rss_bytes: 30 << 20,
+            },
+        }
+    }
+
+    #[test]
+    fn json_round_trip_keeps_every_field() {
+        let report = sample("run", 1);
+        let json = serde_json::to_string_pretty(&report).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, report);
+        // Stable names a dashboard may rely on.
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for pointer in [
+            "/schema",
+            "/outcome",
+            "/setup/connections",
+            "/connections/connect_latency/p99_ms",
+            "/messages/latency/p99_9_ms",
+            "/messages/lost",
+            "/messages/deliveries_per_s",
+            "/broker/rss_per_connection_bytes",
+            "/loadtest/cpu_percent",
+        ] {
+            assert!(value.pointer(pointer).is_some(), "{pointer} missing");
+        }
+        assert_eq!(value["outcome"], "complete");
+    }
+
+    #[test]
+    fn latency_summary_matches_histogram() {
+        let report = sample("run", 1);
+        let latency = &report.messages.latency;
+        assert_eq!(latency.count, 1000);
+        assert!((latency.p50_ms - 0.5).abs() < 0.001, "{}", latency.p50_ms);
+        assert!((latency.p99_ms - 0.99).abs() < 0.001, "{}", latency.p99_ms);
+        assert!((latency.max_ms - 1.0).abs() < 0.001, "{}", latency.max_ms);
+        assert_eq!(latency.histogram().unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn files_are_written_and_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = sample("run", 1);
+        let written = report.write_files(dir.path()).unwrap();
+        let names: Vec<_> = written
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["run.json", "run.hgrm", "run.connect.hgrm", "run.html"]
+        );
+        assert_eq!(Report::load(&dir.path().join("run.json")).unwrap(), report);
+        let hgrm = std::fs::read_to_string(dir.path().join("run.hgrm")).unwrap();
+        assert_eq!(parse_percentiles(&hgrm).unwrap().total_count, 1000);
+        let html = std::fs::read_to_string(dir.path().join("run.html")).unwrap();
+        assert!(html.contains("<svg") && !html.contains("http://") && !html.contains("https://"));
+    }
+
+    #[test]
+    fn summary_names_the_figures() {
+        let summary = sample("run", 1).summary();
+        for needle in [
+            "fanout \"run\": complete",
+            "1000 delivered, 0 lost",
+            "p99.99",
+            "µs",
+            "per connection",
+            "% of a core",
+        ] {
+            assert!(summary.contains(needle), "{needle:?} not in\n{summary}");
+        }
+    }
+
+    #[test]
+    fn byte_units() {
+        assert_eq!(bytes_text(512.0), "512 B");
+        assert_eq!(bytes_text(1536.0), "1.5 KiB");
+        assert_eq!(bytes_text(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+    }
+}

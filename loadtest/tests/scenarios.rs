@@ -1,0 +1,363 @@
+//! Every scenario at small scale against a real broker: no loss, no duplicates, and report files
+//! that parse back.
+//!
+//! The broker is Debian's mosquitto (`apt-get install mosquitto`) started per test on a free
+//! loopback port; without the binary each test says so and passes. [`check_scenario`] only needs
+//! the broker's address, so the same checks can be pointed at any broker.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shardmq_loadtest::report::{parse_percentiles, Outcome};
+use shardmq_loadtest::scenario::{Conn, Dur, Fanin, Fanout, Pairs, Preset, Workload};
+use shardmq_loadtest::{Report, RunOptions, Scenario};
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+/// A mosquitto process on a free loopback port, killed (by its pid) when dropped.
+struct Mosquitto {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto, or returns `None` (after saying so) when it is not installed.
+    fn start() -> Option<Self> {
+        if !Path::new(MOSQUITTO).exists() {
+            eprintln!("skipped: {MOSQUITTO} not found (apt-get install mosquitto)");
+            return None;
+        }
+        // mosquitto cannot listen on port 0: take a free port from the kernel and hand it over.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting mosquitto");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let broker = Self {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(broker)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scenario with small, bounded limits against the broker at `addr`.
+fn scenario(addr: SocketAddr, name: &str, workload: Workload) -> Scenario {
+    let mut scenario = Scenario::new(name, workload);
+    scenario.broker.host = addr.ip().to_string();
+    scenario.broker.port = addr.port();
+    scenario.publish.messages = 20;
+    scenario.limits.timeout = Dur::secs(60);
+    scenario.limits.drain = Dur::secs(20);
+    scenario
+}
+
+/// Runs `scenario`, checks that every client connected and every message arrived exactly once,
+/// writes the report files and parses them back.
+fn check_scenario(scenario: &Scenario) -> Report {
+    let options = RunOptions {
+        worker_exe: Some(env!("CARGO_BIN_EXE_shardmq-loadtest").into()),
+        ..RunOptions::default()
+    };
+    let report = shardmq_loadtest::run(scenario, &options).expect("run");
+    let summary = report.summary();
+    println!("{summary}");
+    assert_eq!(report.outcome, Outcome::Complete, "{summary}");
+    assert!(report.errors.is_empty(), "{summary}");
+    let connections = &report.connections;
+    assert_eq!(connections.connected, report.setup.connections, "{summary}");
+    assert_eq!(
+        (connections.failed, connections.dropped),
+        (0, 0),
+        "{summary}"
+    );
+    assert_eq!(
+        connections.subscribed, report.setup.subscribers,
+        "{summary}"
+    );
+    let messages = &report.messages;
+    assert_eq!(messages.lost, Some(0), "{summary}");
+    assert_eq!(messages.expected, Some(messages.delivered), "{summary}");
+    assert_eq!(
+        (messages.duplicates, messages.unexpected),
+        (0, 0),
+        "{summary}"
+    );
+    assert_eq!(messages.latency.count, messages.delivered);
+    assert_eq!(messages.unacked, 0, "{summary}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let written = report.write_files(dir.path()).unwrap();
+    assert_eq!(
+        Report::load(&dir.path().join(format!("{}.json", report.name))).unwrap(),
+        report
+    );
+    let main = report.latencies()[0].2;
+    let hgrm = std::fs::read_to_string(dir.path().join(format!("{}.hgrm", report.name))).unwrap();
+    let percentiles = parse_percentiles(&hgrm).unwrap();
+    assert_eq!(percentiles.total_count, main.count);
+    assert!((percentiles.max - main.max_ms).abs() < 0.001);
+    for path in written
+        .iter()
+        .filter(|path| path.extension().is_some_and(|e| e == "hgrm"))
+    {
+        parse_percentiles(&std::fs::read_to_string(path).unwrap()).unwrap();
+    }
+    assert!(dir.path().join(format!("{}.html", report.name)).exists());
+    report
+}
+
+#[test]
+fn conn_50_reports_broker_memory() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let mut conn = scenario(
+        broker.addr,
+        "conn",
+        Workload::Conn(Conn { connections: 50 }),
+    );
+    conn.broker.pid = Some(broker.pid());
+    conn.client.connect_rate = 500.0;
+    conn.limits.hold = Dur(Duration::from_millis(200));
+    let report = check_scenario(&conn);
+    assert_eq!(report.connections.connect_latency.count, 50);
+    let usage = report.broker.expect("broker usage");
+    assert_eq!(usage.pid, broker.pid());
+    assert!(usage.rss_before_bytes.is_some() && usage.rss_end_bytes.is_some());
+    assert!(usage.rss_per_connection_bytes.is_some());
+    assert!(
+        report.connections.ramp_s >= 0.09,
+        "50 connections at 500/s take 0.1 s"
+    );
+}
+
+#[test]
+fn fanout_1_to_50_qos0() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let fanout = Fanout {
+        connections: 60,
+        subscribers: Some(50),
+        publishers: 1,
+        topic: "t/fanout".into(),
+    };
+    let report = check_scenario(&scenario(
+        broker.addr,
+        "fanout-q0",
+        Workload::Fanout(fanout),
+    ));
+    assert_eq!(report.messages.delivered, 50 * 20);
+    assert!(report.messages.time_to_last_delivery_ms.is_some());
+}
+
+#[test]
+fn fanout_1_to_50_qos1() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let mut fanout = scenario(
+        broker.addr,
+        "fanout-q1",
+        Workload::Fanout(Preset::OneToAll.fanout(51)),
+    );
+    fanout.publish.qos = 1;
+    let report = check_scenario(&fanout);
+    assert_eq!(report.messages.delivered, 50 * 20);
+    assert_eq!(report.messages.acked, 20);
+    assert_eq!(report.messages.ack_latency.count, 20);
+}
+
+#[test]
+fn fanout_qos2_over_mqtt5() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let fanout = Fanout {
+        connections: 21,
+        subscribers: None,
+        publishers: 1,
+        topic: "t/q2".into(),
+    };
+    let mut run = scenario(broker.addr, "fanout-q2-v5", Workload::Fanout(fanout));
+    run.publish.qos = 2;
+    run.broker.protocol = 5;
+    let report = check_scenario(&run);
+    assert_eq!(report.messages.delivered, 20 * 20);
+    assert_eq!(report.messages.acked, 20);
+}
+
+#[test]
+fn fanin_to_wildcard_subscribers() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let fanin = Fanin {
+        publishers: 20,
+        subscribers: 2,
+        topic: "t/in/%i".into(),
+        filter: "t/in/+".into(),
+    };
+    let mut run = scenario(broker.addr, "fanin", Workload::Fanin(fanin));
+    run.publish.qos = 1;
+    let report = check_scenario(&run);
+    assert_eq!(report.messages.delivered, 2 * 20 * 20);
+}
+
+#[test]
+fn pairs_on_their_own_topics() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let report = check_scenario(&scenario(
+        broker.addr,
+        "pairs",
+        Workload::Pairs(Pairs {
+            pairs: 20,
+            topic: "t/pair/%i".into(),
+        }),
+    ));
+    assert_eq!(report.messages.delivered, 20 * 20);
+}
+
+#[test]
+fn rate_limited_pairs_for_a_duration() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let mut run = scenario(
+        broker.addr,
+        "pairs-rate",
+        Workload::Pairs(Pairs {
+            pairs: 5,
+            topic: "t/rate/%i".into(),
+        }),
+    );
+    run.publish.messages = 0;
+    run.publish.rate = 50.0;
+    run.limits.duration = Dur(Duration::from_millis(500));
+    let report = check_scenario(&run);
+    let published = report.messages.published;
+    assert!(
+        (5 * 20..=5 * 30).contains(&published),
+        "{published} messages in 0.5 s at 5 x 50/s"
+    );
+}
+
+#[test]
+fn mixed_scenario_file() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let file = format!(
+        r#"
+        name = "mixed"
+        [broker]
+        port = {port}
+        [publish]
+        messages = 10
+        qos = 1
+        [limits]
+        timeout = "60s"
+        [[group]]
+        name = "rooms"
+        count = 4
+        publish = "chat/%i"
+        [[group]]
+        name = "members"
+        count = 12
+        subscribe = ["chat/+"]
+        qos = 0
+        [[group]]
+        name = "lurkers"
+        count = 10
+        "#,
+        port = broker.addr.port()
+    );
+    let scenario = Scenario::from_toml(&file, "unused").unwrap();
+    let report = check_scenario(&scenario);
+    assert_eq!(report.messages.delivered, 12 * 4 * 10);
+}
+
+#[test]
+fn worker_processes_report_as_one_run() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let fanout = Fanout {
+        connections: 41,
+        subscribers: None,
+        publishers: 1,
+        topic: "t/w".into(),
+    };
+    let mut run = scenario(broker.addr, "workers", Workload::Fanout(fanout));
+    run.runner.workers = 2;
+    run.publish.qos = 1;
+    let report = check_scenario(&run);
+    assert_eq!((report.setup.workers, report.loadtest.processes), (2, 3));
+    assert_eq!(report.messages.delivered, 40 * 20);
+}
+
+#[test]
+fn refused_connections_are_counted() {
+    // Nothing listens on a port just released by the kernel.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut run = scenario(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        "refused",
+        Workload::Conn(Conn { connections: 5 }),
+    );
+    run.limits.timeout = Dur::secs(20);
+    let report = shardmq_loadtest::run(&run, &RunOptions::default()).unwrap();
+    assert_eq!(report.connections.connected, 0);
+    assert_eq!(report.connections.failed, 5);
+    assert_eq!(
+        report.connections.failures.get("connection refused"),
+        Some(&5)
+    );
+}
