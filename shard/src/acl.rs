@@ -676,9 +676,9 @@ fn has_wildcard_level(filter: &str) -> bool {
 /// A level trie of wildcard filters, each node carrying the OR of the flags of the filters that
 /// end there (`flags`) and of the filters that end there followed by `/#` (`multi`).
 ///
-/// Nodes live in one `Vec` and refer to each other by index. Literal children are a sorted
-/// `Vec` searched by binary search rather than a hash map: most nodes have one child, and a
-/// table per node would triple the memory of a session with many friends for no faster lookup.
+/// Nodes live in one `Vec` (empty until the first wildcard filter, so most sessions allocate
+/// nothing here) and refer to each other by index. See [`Children`] for how a node finds its
+/// literal children.
 /// Walks recurse once per trie level, so their depth is bounded by the deepest configured
 /// filter, never by the topic a client sends.
 #[derive(Clone, Debug)]
@@ -689,8 +689,7 @@ struct FilterTrie {
 
 #[derive(Clone, Debug, Default)]
 struct Node {
-    /// Children by literal level, sorted by level.
-    literal: Vec<(Box<str>, u32)>,
+    literal: Children,
     /// The `+` child, or [`ROOT`] (never a child) for none.
     single: u32,
     flags: u8,
@@ -700,22 +699,66 @@ struct Node {
 const ROOT: u32 = 0;
 
 impl Node {
-    fn literal_child(&self, level: &str) -> Option<u32> {
-        self.literal
-            .binary_search_by(|(name, _)| (**name).cmp(level))
-            .ok()
-            .map(|at| self.literal[at].1)
-    }
-
     fn single_child(&self) -> Option<u32> {
         (self.single != ROOT).then_some(self.single)
+    }
+}
+
+/// The literal children of a trie node: a short list scanned in order while there are at most
+/// [`FEW_CHILDREN`], a hash map beyond. Most nodes have one child (`presence` under each friend
+/// in `user/%F/presence/+`), where a table per node doubled the trie's memory; a node fanning out
+/// to 100 friends keeps its O(1) lookup.
+#[derive(Clone, Debug)]
+enum Children {
+    Few(Vec<(Box<str>, u32)>),
+    Many(Box<HashMap<Box<str>, u32>>),
+}
+
+const FEW_CHILDREN: usize = 8;
+
+impl Default for Children {
+    fn default() -> Children {
+        Children::Few(Vec::new())
+    }
+}
+
+impl Children {
+    fn get(&self, level: &str) -> Option<u32> {
+        match self {
+            Children::Few(list) => list
+                .iter()
+                .find(|(name, _)| **name == *level)
+                .map(|&(_, child)| child),
+            Children::Many(map) => map.get(level).copied(),
+        }
+    }
+
+    fn insert(&mut self, level: &str, child: u32) {
+        match self {
+            Children::Few(list) if list.len() < FEW_CHILDREN => list.push((level.into(), child)),
+            Children::Few(list) => {
+                let mut map: HashMap<Box<str>, u32> = list.drain(..).collect();
+                map.insert(level.into(), child);
+                *self = Children::Many(Box::new(map));
+            }
+            Children::Many(map) => {
+                map.insert(level.into(), child);
+            }
+        }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        match self {
+            Children::Few(list) => list.shrink_to_fit(),
+            Children::Many(map) => map.shrink_to_fit(),
+        }
     }
 }
 
 impl FilterTrie {
     fn new() -> FilterTrie {
         FilterTrie {
-            nodes: vec![Node::default()],
+            nodes: Vec::new(),
             filters: 0,
         }
     }
@@ -734,6 +777,9 @@ impl FilterTrie {
     /// Adds `filter`. A `#` level ends the filter wherever it stands, as in
     /// [`shardmq_codec::topic::matches`] (only deny expansions can put one elsewhere than last).
     fn insert(&mut self, filter: &str, flags: u8) {
+        if self.nodes.is_empty() {
+            self.nodes.push(Node::default());
+        }
         self.filters += 1;
         let mut at = ROOT;
         for level in filter.split('/') {
@@ -752,16 +798,11 @@ impl FilterTrie {
                     }
                 }
             } else {
-                match node
-                    .literal
-                    .binary_search_by(|(name, _)| (**name).cmp(level))
-                {
-                    Ok(found) => node.literal[found].1,
-                    Err(position) => {
+                match node.literal.get(level) {
+                    Some(child) => child,
+                    None => {
                         let child = self.push_node();
-                        self.nodes[at as usize]
-                            .literal
-                            .insert(position, (level.into(), child));
+                        self.nodes[at as usize].literal.insert(level, child);
                         child
                     }
                 }
@@ -808,7 +849,7 @@ impl FilterTrie {
         match levels.next() {
             None => *acc |= node.flags,
             Some(level) => {
-                if let Some(child) = node.literal_child(level) {
+                if let Some(child) = node.literal.get(level) {
                     self.match_from(child, levels.clone(), false, acc);
                 }
                 if let (Some(child), false) = (node.single_child(), dollar) {
@@ -849,7 +890,7 @@ impl FilterTrie {
                 }
             }
             Some(level) => {
-                if let Some(child) = node.literal_child(level) {
+                if let Some(child) = node.literal.get(level) {
                     self.cover_from(child, levels.clone(), false, acc);
                 }
                 if let (Some(child), false) = (node.single_child(), dollar) {
@@ -1082,6 +1123,39 @@ mod tests {
         assert!(acl.can_publish("user/bob/presence/online"));
         assert!(!acl.can_publish("user/x/y/presence/online"));
         assert!(!acl.can_publish("user/zed/presence/online"));
+    }
+
+    #[test]
+    fn wildcard_rules_over_many_friends() {
+        // More friends than a node keeps in its short list: the node switches to a map.
+        let names: Vec<String> = (0..3 * FEW_CHILDREN).map(|i| format!("f{i}")).collect();
+        let friends: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut rules = AclRules::new();
+        rules.push_pattern(rule(Access::Write, "user/%F/presence/+"));
+        rules.push_pattern(rule(Access::Read, "user/%F/#"));
+        rules.push_pattern(rule(Access::Deny, "user/%F/presence/secret"));
+        let acl = SessionAcl::compile(&rules, Some("ann"), "c", &[], &friends);
+        for friend in &friends {
+            assert!(
+                acl.can_publish(&format!("user/{friend}/presence/online")),
+                "{friend}"
+            );
+            assert!(acl.can_receive(&format!("user/{friend}/x/y")), "{friend}");
+            assert!(
+                acl.can_subscribe(&format!("user/{friend}/presence/+")),
+                "{friend}"
+            );
+            assert!(
+                !acl.can_publish(&format!("user/{friend}/presence/secret")),
+                "{friend}"
+            );
+            assert!(
+                !acl.can_publish(&format!("user/{friend}/other/online")),
+                "{friend}"
+            );
+        }
+        assert!(!acl.can_publish("user/stranger/presence/online"));
+        assert!(!acl.can_subscribe("user/+/presence/+"));
     }
 
     /// The push-server example: mutual followers may write to each other's chat topic.

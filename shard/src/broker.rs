@@ -62,8 +62,8 @@ pub struct Client {
     pub session: RefCell<Session>,
     /// Encoded bytes for the writer.
     pub outbox: RefCell<Outbox>,
-    /// Will message, dropped on a clean DISCONNECT.
-    pub will: RefCell<Option<LastWill>>,
+    /// Will message, dropped on a clean DISCONNECT (boxed: most clients have none).
+    pub will: RefCell<Option<Box<LastWill>>>,
     phase: Cell<Phase>,
     superseded_by: Cell<Option<Owner>>,
     close_requested: Cell<bool>,
@@ -73,7 +73,7 @@ pub struct Client {
 
 impl Client {
     /// A client in the `Connecting` phase.
-    pub fn new(conn: ConnId, session: Session, clean: bool, will: Option<LastWill>, fd: i32) -> Self {
+    pub fn new(conn: ConnId, session: Session, clean: bool, will: Option<Box<LastWill>>, fd: i32) -> Self {
         Self {
             conn,
             client_id: session.client_id().clone(),

@@ -12,6 +12,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use futures_lite::AsyncWrite;
 use glommio::net::TcpStream;
 use hashbrown::HashMap;
 use shardmq_codec::{
-    topic, ByteStr, ConnAck, Connect, DecodeError, Decoder, Disconnect, Packet, Properties,
+    topic, ByteStr, ConnAck, Connect, DecodeError, Decoder, Disconnect, LastWill, Packet, Properties,
     Protocol, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use tracing::{debug, trace};
@@ -120,8 +121,18 @@ enum End {
     Closed,
 }
 
+/// A place in the broker-wide connection count, given back when the connection ends.
+#[derive(Debug)]
+pub struct ConnectionSlot(pub Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves one accepted TCP connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
     let fd = stream.as_raw_fd();
     // Timeouts are set explicitly below; failure to set one only affects idle detection.
     let _ = stream.set_nodelay(true);
@@ -142,7 +153,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         }
         Err(ReadError::Decode(err)) => {
             Shard::stats_add(&shard.stats.protocol_errors, 1);
-            refuse_bad_connect(&stream, fd, &err).await;
+            Box::pin(refuse_bad_connect(&stream, fd, &err)).await;
             return;
         }
         Err(ReadError::TimedOut) => {
@@ -154,43 +165,50 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let protocol = connect.protocol;
     reader.decoder.set_protocol(protocol);
 
-    let Some(accepted) = accept_connect(&shard, &connect) else {
+    // Everything the connection needs from CONNECT is taken out here, so the packet (and its
+    // properties) is not held for the life of the connection.
+    let Some(accepted) = accept_connect(&shard, *connect) else {
         let connack = ConnAck {
             session_present: false,
             code: ReasonCode::ClientIdentifierNotValid,
             properties: Properties::default(),
         };
-        write_packet(&stream, fd, &Packet::ConnAck(connack), protocol).await;
+        Box::pin(write_packet(&stream, fd, &Packet::ConnAck(connack), protocol)).await;
         return;
     };
 
     let conn = shard.next_conn_id();
     let session = Session::new(accepted.client_id.clone(), protocol, shard.config().session);
-    let client = Rc::new(Client::new(conn, session, !accepted.persistent, connect.will.clone(), fd));
+    let will = accepted.will.clone();
+    let client = Rc::new(Client::new(conn, session, !accepted.persistent, will, fd));
     shard.add_client(Rc::clone(&client));
     Shard::stats_add(&shard.stats.connections, 1);
     Shard::stats_add(&shard.stats.connections_total, 1);
 
-    let end = run_connected(&shard, &client, &stream, fd, &mut reader, &connect, accepted).await;
+    let end = run_connected(&shard, &client, &stream, fd, &mut reader, accepted).await;
 
     debug!(client_id = %client.client_id, shard = shard.id().0, ?end, "client disconnected");
     if end == End::Abnormal || end == (End::Clean { publish_will: true }) {
-        publish_will(&shard, &client).await;
+        Box::pin(publish_will(&shard, &client)).await;
     }
-    shard.disconnected(&client).await;
+    Box::pin(shard.disconnected(&client)).await;
     shard.stats.connections.set(shard.stats.connections.get().saturating_sub(1));
 }
 
-/// The connection's negotiated identity.
+/// What a connection keeps of its CONNECT.
 struct Accepted {
+    protocol: Protocol,
     client_id: ByteStr,
     assigned: bool,
+    clean_start: bool,
     persistent: bool,
     keep_alive: u16,
+    receive_maximum: u16,
+    will: Option<Box<LastWill>>,
 }
 
 /// Checks the client id rules of CONNECT; `None` refuses with "identifier rejected".
-fn accept_connect(shard: &Shard, connect: &Connect) -> Option<Accepted> {
+fn accept_connect(shard: &Shard, connect: Connect) -> Option<Accepted> {
     let v5 = connect.protocol.is_v5();
     let persistent = if v5 {
         connect.properties.session_expiry_interval.unwrap_or(0) > 0
@@ -210,7 +228,21 @@ fn accept_connect(shard: &Shard, connect: &Connect) -> Option<Accepted> {
         // Long-lived key: copy it out of the read buffer.
         ByteStr::copy_from_str(&connect.client_id)
     };
-    Some(Accepted { client_id, assigned, persistent, keep_alive: connect.keep_alive })
+    let will = connect.will.map(|mut will| {
+        will.topic = ByteStr::copy_from_str(&will.topic);
+        will.payload = Bytes::copy_from_slice(&will.payload);
+        Box::new(will)
+    });
+    Some(Accepted {
+        protocol: connect.protocol,
+        client_id,
+        assigned,
+        clean_start: connect.clean_start,
+        persistent,
+        keep_alive: connect.keep_alive,
+        receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
+        will,
+    })
 }
 
 /// Answers a CONNECT the decoder refused with the matching CONNACK, when there is one.
@@ -234,13 +266,12 @@ async fn run_connected(
     stream: &Rc<RefCell<TcpStream>>,
     fd: i32,
     reader: &mut Reader,
-    connect: &Connect,
     accepted: Accepted,
 ) -> End {
-    let protocol = connect.protocol;
+    let protocol = accepted.protocol;
     let writer = glommio::spawn_local(write_loop(Rc::clone(shard), Rc::clone(client), Rc::clone(stream), fd));
 
-    let end = match connect_session(shard, client, connect, &accepted).await {
+    let end = match Box::pin(connect_session(shard, client, &accepted)).await {
         true => {
             let keep_alive = (accepted.keep_alive > 0)
                 .then(|| Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
@@ -289,11 +320,11 @@ enum ReadEnd {
 
 /// Claims the id, resumes or starts the session and sends CONNACK. False when the connection
 /// was superseded meanwhile and must close.
-async fn connect_session(shard: &Rc<Shard>, client: &Rc<Client>, connect: &Connect, accepted: &Accepted) -> bool {
-    let protocol = connect.protocol;
-    let Some(previous) = shard.claim(client, connect.clean_start).await else { return false };
-    let receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
-    let resumed = previous.filter(|_| !connect.clean_start);
+async fn connect_session(shard: &Rc<Shard>, client: &Rc<Client>, accepted: &Accepted) -> bool {
+    let protocol = accepted.protocol;
+    let Some(previous) = shard.claim(client, accepted.clean_start).await else { return false };
+    let receive_maximum = accepted.receive_maximum;
+    let resumed = previous.filter(|_| !accepted.clean_start);
     let session_present = resumed.is_some() && accepted.persistent;
     if let Some(session) = resumed {
         *client.session.borrow_mut() = *session;
@@ -350,7 +381,8 @@ async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, reader: &mut Reader, 
         };
         trace!(client_id = %client.client_id, packet = ?packet.packet_type(), "packet");
         let result = match packet {
-            Packet::Publish(publish) => handle_publish(shard, client, publish, &mut aliases).await,
+            // Boxed, like every rare or large step, so an idle connection's future stays small.
+            Packet::Publish(publish) => Box::pin(handle_publish(shard, client, publish, &mut aliases)).await,
             Packet::PubAck(ack) => {
                 client.session.borrow_mut().handle_puback(ack.packet_id, &mut client.outbox.borrow_mut());
                 Ok(())
@@ -368,11 +400,11 @@ async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, reader: &mut Reader, 
                 Ok(())
             }
             Packet::Subscribe(subscribe) => {
-                handle_subscribe(shard, client, subscribe, protocol).await;
+                Box::pin(handle_subscribe(shard, client, subscribe, protocol)).await;
                 Ok(())
             }
             Packet::Unsubscribe(unsubscribe) => {
-                handle_unsubscribe(shard, client, unsubscribe, protocol).await;
+                Box::pin(handle_unsubscribe(shard, client, unsubscribe, protocol)).await;
                 Ok(())
             }
             Packet::PingReq => {
@@ -502,6 +534,7 @@ async fn publish_will(shard: &Rc<Shard>, client: &Rc<Client>) {
     if !shard.owns(client.conn) {
         return;
     }
+    let will = *will;
     let mut properties = will.properties;
     properties.will_delay_interval = None;
     let message = Arc::new(Message {

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::broker::Shard;
 use crate::config::ShardConfig;
-use crate::connection::{self, READ_SCRATCH};
+use crate::connection::{self, ConnectionSlot, READ_SCRATCH};
 use crate::mesh::{ShardId, ShardMsg, ShardSet};
 
 /// Listen backlog requested for every listener; the kernel caps it at `net.core.somaxconn`.
@@ -200,13 +200,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, connections: Arc<A
                     Shard::stats_add(&shard.stats.connections_refused, 1);
                     continue;
                 }
-                let shard = Rc::clone(&shard);
-                let connections = Arc::clone(&connections);
-                glommio::spawn_local(async move {
-                    connection::serve(shard, stream).await;
-                    connections.fetch_sub(1, Ordering::Relaxed);
-                })
-                .detach();
+                // Spawned directly: wrapping `serve` in another async block would store its
+                // (large) future twice in the task.
+                let slot = ConnectionSlot(Arc::clone(&connections));
+                glommio::spawn_local(connection::serve(Rc::clone(&shard), stream, slot)).detach();
             }
             Err(err) => {
                 let errno = match &err {
