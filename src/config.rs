@@ -115,6 +115,7 @@ impl Settings {
             },
             mesh_capacity: self.mesh_capacity.map_or(defaults.mesh_capacity, NonZeroUsize::get),
             shutdown_grace: defaults.shutdown_grace,
+            hot_topics_max: defaults.hot_topics_max,
         }
     }
 }

@@ -15,6 +15,7 @@
 //! shards whose rings are both full cannot wait on each other.
 
 use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Waker;
@@ -24,6 +25,8 @@ use hashbrown::HashMap;
 use shardmq_codec::{ByteStr, LastWill, QoS, SubscriptionOptions};
 
 use crate::config::ShardConfig;
+use crate::control::{ClientInfo, ShardCommand};
+use crate::hot_topics::HotTopics;
 use crate::mesh::{ConnId, Owner, Routed, ShardId, ShardMsg, ShardSet};
 use crate::registry::{home_shard, Registry};
 use crate::retained::RetainedIndex;
@@ -64,6 +67,8 @@ pub struct Client {
     pub outbox: RefCell<Outbox>,
     /// Will message, dropped on a clean DISCONNECT (boxed: most clients have none).
     pub will: RefCell<Option<Box<LastWill>>>,
+    /// Who connected, from where, since when.
+    pub identity: Identity,
     phase: Cell<Phase>,
     superseded_by: Cell<Option<Owner>>,
     close_requested: Cell<bool>,
@@ -71,9 +76,27 @@ pub struct Client {
     fd: Cell<Option<i32>>,
 }
 
+/// Who a client is, for listings and access control.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    /// User name given at CONNECT.
+    pub username: Option<ByteStr>,
+    /// Remote address.
+    pub peer: Option<SocketAddr>,
+    /// Seconds since the Unix epoch when the connection was accepted.
+    pub connected_since: u64,
+}
+
 impl Client {
     /// A client in the `Connecting` phase.
-    pub fn new(conn: ConnId, session: Session, clean: bool, will: Option<Box<LastWill>>, fd: i32) -> Self {
+    pub fn new(
+        conn: ConnId,
+        session: Session,
+        clean: bool,
+        will: Option<Box<LastWill>>,
+        identity: Identity,
+        fd: i32,
+    ) -> Self {
         Self {
             conn,
             client_id: session.client_id().clone(),
@@ -81,6 +104,7 @@ impl Client {
             session: RefCell::new(session),
             outbox: RefCell::new(Outbox::default()),
             will: RefCell::new(will),
+            identity,
             phase: Cell::new(Phase::Connecting),
             superseded_by: Cell::new(None),
             close_requested: Cell::new(false),
@@ -171,6 +195,8 @@ pub struct Shard {
     pub stats: Stats,
     /// Every socket read of this shard lands here first (see `connection`).
     pub read_scratch: RefCell<Box<[u8]>>,
+    /// Per-topic counts for the hot-topic statistics.
+    pub hot_topics: RefCell<HotTopics>,
 }
 
 impl Shard {
@@ -178,20 +204,17 @@ impl Shard {
     pub fn new(id: ShardId, config: Arc<ShardConfig>, mesh: Senders<ShardMsg>, scratch: usize) -> Rc<Self> {
         Rc::new(Self {
             id,
-            config,
             mesh,
             state: RefCell::new(State::default()),
             next_conn: Cell::new(1),
             next_token: Cell::new(1),
             stats: Stats::default(),
             read_scratch: RefCell::new(vec![0; scratch].into_boxed_slice()),
+            hot_topics: RefCell::new(HotTopics::new(config.hot_topics_max)),
+            config,
         })
     }
 
-    /// Adds `n` to one of this shard's counters.
-    pub fn stats_add(counter: &Cell<u64>, n: u64) {
-        Stats::add(counter, n);
-    }
 
     /// This shard's id.
     pub fn id(&self) -> ShardId {
@@ -246,6 +269,7 @@ impl Shard {
     /// shard with matching subscribers.
     pub async fn publish(self: &Rc<Self>, message: Arc<Message>, origin: Owner) {
         self.stats.publish_received();
+        self.hot_topics.borrow_mut().record_publish(&message.topic);
         if message.retain {
             let retained = (!message.payload.is_empty()).then(|| Arc::clone(&message));
             self.apply_retain(&message.topic, retained.clone());
@@ -279,6 +303,7 @@ impl Shard {
                 state.retained.remove(topic);
             }
         }
+        self.stats.retained.set(state.retained.len() as u64);
     }
 
     /// Delivers to this shard's subscribers. A client matched by several filters receives the
@@ -347,6 +372,7 @@ impl Shard {
             first
         };
         Stats::add(&self.stats.subscriptions, 1);
+        self.hot_topics.borrow_mut().record_subscribers(filter, 1);
         if first && self.config.shards > 1 {
             let token = self.next_token();
             let acks = Countdown::new(self.config.shards - 1);
@@ -388,7 +414,8 @@ impl Shard {
             }
             last
         };
-        self.stats.subscriptions.set(self.stats.subscriptions.get().saturating_sub(1));
+        Stats::sub(&self.stats.subscriptions, 1);
+        self.hot_topics.borrow_mut().record_subscribers(filter, -1);
         if last {
             for peer in self.peers() {
                 let msg = ShardMsg::RouteRemove { filter: ByteStr::copy_from_str(filter), from: self.id };
@@ -494,6 +521,9 @@ impl Shard {
         }
         self.remove_client(previous);
         Stats::add(&self.stats.takeovers, 1);
+        if client.phase() == Phase::Offline {
+            Stats::sub(&self.stats.sessions_offline, 1);
+        }
         client.request_close();
         self.drop_subscriptions(&client).await;
         let keep = !client.clean && !clean_start;
@@ -555,6 +585,7 @@ impl Shard {
         } else {
             client.phase.set(Phase::Offline);
             client.session.borrow_mut().handle_disconnected();
+            Stats::add(&self.stats.sessions_offline, 1);
         }
     }
 
@@ -564,6 +595,57 @@ impl Shard {
             self.state.borrow_mut().registry.release(&client_id, owner);
         } else {
             self.send(home, ShardMsg::Release { client_id, owner }).await;
+        }
+    }
+
+    /// Disconnects the client with this id if it is connected here; a persistent session stays.
+    pub fn kick(&self, client_id: &str) -> bool {
+        let client = self
+            .state
+            .borrow()
+            .clients
+            .values()
+            .find(|client| client.client_id == client_id && client.phase() == Phase::Online)
+            .cloned();
+        match client {
+            Some(client) => {
+                client.request_close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// This shard's clients, for the admin API.
+    pub fn client_infos(&self) -> Vec<ClientInfo> {
+        self.state
+            .borrow()
+            .clients
+            .values()
+            .map(|client| ClientInfo {
+                client_id: client.client_id.to_string(),
+                username: client.identity.username.as_ref().map(ToString::to_string),
+                peer: client.identity.peer,
+                shard: self.id.0,
+                connected_since: client.identity.connected_since,
+                subscriptions: client.session.borrow().subscriptions().len(),
+                connected: client.phase() != Phase::Offline,
+            })
+            .collect()
+    }
+
+    /// Carries out a command from outside the shards.
+    pub async fn handle_command(self: &Rc<Self>, command: ShardCommand) {
+        match command {
+            ShardCommand::Publish(message) => {
+                self.publish(message, Owner { shard: self.id, conn: ConnId(0) }).await;
+            }
+            ShardCommand::Kick { client_id, reply } => {
+                let _ = reply.try_send(self.kick(&client_id));
+            }
+            ShardCommand::ListClients { reply } => {
+                let _ = reply.try_send(self.client_infos());
+            }
         }
     }
 

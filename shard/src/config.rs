@@ -24,6 +24,8 @@ pub struct ShardConfig {
     pub mesh_capacity: usize,
     /// Time allowed for closing connections at shutdown.
     pub shutdown_grace: Duration,
+    /// Topics tracked per shard per interval for hot-topic statistics; 0 disables them.
+    pub hot_topics_max: usize,
 }
 
 impl Default for ShardConfig {
@@ -37,6 +39,7 @@ impl Default for ShardConfig {
             session: SessionLimits::default(),
             mesh_capacity: 4096,
             shutdown_grace: Duration::from_secs(3),
+            hot_topics_max: 10_000,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_fn;
@@ -29,7 +29,8 @@ use shardmq_codec::{
 };
 use tracing::{debug, trace};
 
-use crate::broker::{Client, Shard};
+use crate::stats::Stats;
+use crate::broker::{Client, Identity, Shard};
 use crate::mesh::Owner;
 use crate::session::{Message, PublishVerdict, Session};
 
@@ -77,7 +78,7 @@ impl Reader {
                 Err(err) => return Err(ReadError::Decode(err)),
             }
             let n = self.fill(shard).await?;
-            Shard::stats_add(&shard.stats.bytes_received, n as u64);
+            Stats::add(&shard.stats.bytes_received, n as u64);
         }
     }
 
@@ -134,6 +135,7 @@ impl Drop for ConnectionSlot {
 /// Serves one accepted TCP connection until it closes.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
     let fd = stream.as_raw_fd();
+    let peer = stream.peer_addr().ok();
     // Timeouts are set explicitly below; failure to set one only affects idle detection.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(shard.config().connect_timeout));
@@ -148,16 +150,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
         Ok(Packet::Connect(connect)) => connect,
         Ok(_) => {
             // The first packet must be CONNECT [MQTT-3.1.0-1].
-            Shard::stats_add(&shard.stats.protocol_errors, 1);
+            Stats::add(&shard.stats.protocol_errors, 1);
             return;
         }
         Err(ReadError::Decode(err)) => {
-            Shard::stats_add(&shard.stats.protocol_errors, 1);
+            Stats::add(&shard.stats.protocol_errors, 1);
             Box::pin(refuse_bad_connect(&stream, fd, &err)).await;
             return;
         }
         Err(ReadError::TimedOut) => {
-            Shard::stats_add(&shard.stats.connect_timeouts, 1);
+            Stats::add(&shard.stats.connect_timeouts, 1);
             return;
         }
         Err(_) => return,
@@ -180,10 +182,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
     let conn = shard.next_conn_id();
     let session = Session::new(accepted.client_id.clone(), protocol, shard.config().session);
     let will = accepted.will.clone();
-    let client = Rc::new(Client::new(conn, session, !accepted.persistent, will, fd));
+    let identity = Identity {
+        username: accepted.username.clone(),
+        peer,
+        connected_since: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    };
+    let client = Rc::new(Client::new(conn, session, !accepted.persistent, will, identity, fd));
     shard.add_client(Rc::clone(&client));
-    Shard::stats_add(&shard.stats.connections, 1);
-    Shard::stats_add(&shard.stats.connections_total, 1);
+    Stats::add(&shard.stats.connections, 1);
+    Stats::add(&shard.stats.connections_total, 1);
 
     let end = run_connected(&shard, &client, &stream, fd, &mut reader, accepted).await;
 
@@ -192,7 +199,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
         Box::pin(publish_will(&shard, &client)).await;
     }
     Box::pin(shard.disconnected(&client)).await;
-    shard.stats.connections.set(shard.stats.connections.get().saturating_sub(1));
+    Stats::sub(&shard.stats.connections, 1);
 }
 
 /// What a connection keeps of its CONNECT.
@@ -205,6 +212,7 @@ struct Accepted {
     keep_alive: u16,
     receive_maximum: u16,
     will: Option<Box<LastWill>>,
+    username: Option<ByteStr>,
 }
 
 /// Checks the client id rules of CONNECT; `None` refuses with "identifier rejected".
@@ -242,6 +250,7 @@ fn accept_connect(shard: &Shard, connect: Connect) -> Option<Accepted> {
         keep_alive: connect.keep_alive,
         receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
         will,
+        username: connect.username.as_deref().map(ByteStr::copy_from_str),
     })
 }
 
@@ -370,11 +379,11 @@ async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, reader: &mut Reader, 
                 return ReadEnd::Lost;
             }
             Err(ReadError::TimedOut) => {
-                Shard::stats_add(&shard.stats.keepalive_timeouts, 1);
+                Stats::add(&shard.stats.keepalive_timeouts, 1);
                 return ReadEnd::KeepAlive;
             }
             Err(ReadError::Decode(err)) => {
-                Shard::stats_add(&shard.stats.protocol_errors, 1);
+                Stats::add(&shard.stats.protocol_errors, 1);
                 debug!(client_id = %client.client_id, error = %err, "malformed packet");
                 return ReadEnd::Violation(err.reason_code());
             }
@@ -425,7 +434,7 @@ async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, reader: &mut Reader, 
             | Packet::Auth(_) => Err(ReasonCode::ProtocolError),
         };
         if let Err(code) = result {
-            Shard::stats_add(&shard.stats.protocol_errors, 1);
+            Stats::add(&shard.stats.protocol_errors, 1);
             return ReadEnd::Violation(code);
         }
         if !client.outbox.borrow().is_empty() {
@@ -544,7 +553,7 @@ async fn publish_will(shard: &Rc<Shard>, client: &Rc<Client>) {
         retain: will.retain,
         properties,
     });
-    Shard::stats_add(&shard.stats.wills_published, 1);
+    Stats::add(&shard.stats.wills_published, 1);
     shard.publish(message, Owner { shard: shard.id(), conn: client.conn }).await;
 }
 
@@ -566,7 +575,7 @@ async fn write_loop(shard: Rc<Shard>, client: Rc<Client>, stream: Rc<RefCell<Tcp
             break; // close requested and everything flushed
         }
         match write_all(&stream, fd, &chunks).await {
-            Ok(written) => Shard::stats_add(&shard.stats.bytes_sent, written as u64),
+            Ok(written) => Stats::add(&shard.stats.bytes_sent, written as u64),
             Err(_) => {
                 client.request_close();
                 break;

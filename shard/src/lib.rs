@@ -11,6 +11,8 @@ pub mod acl;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod control;
+pub mod hot_topics;
 pub mod mesh;
 pub mod registry;
 pub mod retained;
@@ -21,5 +23,6 @@ pub mod sync;
 pub mod trie;
 
 pub use config::ShardConfig;
+pub use control::BrokerHandle;
 pub use runtime::Broker;
 pub use session::SessionLimits;

@@ -5,7 +5,7 @@
 //! connections racing with the same id are ordered, and the later one takes over from the
 //! earlier (which, if it is still connecting, passes whatever it obtained on to the later one).
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use hashbrown::HashMap;
 use shardmq_codec::ByteStr;
@@ -15,10 +15,9 @@ use crate::mesh::{Owner, ShardId};
 /// The home shard of `client_id` among `shards`. Stable for the life of the process.
 pub fn home_shard(client_id: &str, shards: usize) -> ShardId {
     // A fixed-key hasher: every shard must compute the same home for the same id.
-    let mut hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-        .build_hasher();
-    client_id.hash(&mut hasher);
-    ShardId((hasher.finish() % shards.max(1) as u64) as usize)
+    let hash = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one(client_id);
+    ShardId((hash % shards.max(1) as u64) as usize)
 }
 
 /// Owners of the client ids whose home is this shard.

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -17,9 +17,12 @@ use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles
 use socket2::{Domain, Socket, Type};
 use tracing::{info, warn};
 
+use crate::stats::Stats;
 use crate::broker::Shard;
 use crate::config::ShardConfig;
 use crate::connection::{self, ConnectionSlot, READ_SCRATCH};
+use crate::control::{BrokerHandle, ShardControl, COMMAND_POLL, STATS_PUBLISH, TOPIC_COUNTS_FLUSH};
+use crate::hot_topics::TopicCounts;
 use crate::mesh::{ShardId, ShardMsg, ShardSet};
 
 /// Listen backlog requested for every listener; the kernel caps it at `net.core.somaxconn`.
@@ -31,6 +34,7 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 /// A running broker: its shards and the addresses they listen on.
 pub struct Broker {
     listening: Vec<SocketAddr>,
+    handle: BrokerHandle,
     shutdown: Arc<AtomicBool>,
     handles: PoolThreadHandles<()>,
 }
@@ -62,6 +66,10 @@ impl Broker {
         let shutdown = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(AtomicUsize::new(0));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let (handle, controls) = BrokerHandle::new(shards);
+        // Each shard takes its own slot once it knows its id (start-up only).
+        let controls: Arc<Mutex<Vec<Option<ShardControl>>>> =
+            Arc::new(Mutex::new(controls.into_iter().map(Some).collect()));
         let mesh = MeshBuilder::<ShardMsg, _>::full(shards, config.mesh_capacity);
         let placement = match (pin, CpuSet::online()) {
             (true, Ok(cpus)) => PoolPlacement::MaxSpread(shards, Some(cpus)),
@@ -76,7 +84,8 @@ impl Broker {
                 let ready = ready_tx.clone();
                 let stop = Arc::clone(&stop);
                 let connections = Arc::clone(&connections);
-                async move { run_shard(mesh, config, ready, stop, connections).await }
+                let controls = Arc::clone(&controls);
+                async move { run_shard(mesh, config, ready, stop, connections, controls).await }
             })
             .map_err(|err| io::Error::other(format!("starting shards: {err}")))?;
         for _ in 0..shards {
@@ -90,12 +99,17 @@ impl Broker {
             }
         }
         drop(reservations);
-        Ok(Broker { listening, shutdown, handles })
+        Ok(Broker { listening, handle, shutdown, handles })
     }
 
     /// The addresses the broker listens on (port 0 resolved).
     pub fn listening(&self) -> &[SocketAddr] {
         &self.listening
+    }
+
+    /// A handle for commands and figures, usable from any thread.
+    pub fn handle(&self) -> BrokerHandle {
+        self.handle.clone()
     }
 
     /// A flag that, once set, makes every shard stop accepting, close its connections and end.
@@ -139,6 +153,7 @@ async fn run_shard(
     ready: mpsc::Sender<Result<(), String>>,
     stop: Arc<AtomicBool>,
     connections: Arc<AtomicUsize>,
+    controls: Arc<Mutex<Vec<Option<ShardControl>>>>,
 ) {
     let Ok((senders, mut receivers)) = mesh.join().await else {
         let _ = ready.send(Err("joining the shard mesh failed".into()));
@@ -158,6 +173,13 @@ async fn run_shard(
         })
         .detach();
     }
+
+    let control = controls.lock().ok().and_then(|mut slots| slots.get_mut(id.0).and_then(Option::take));
+    let Some(control) = control else {
+        let _ = ready.send(Err(format!("no control channel for shard {}", id.0)));
+        return;
+    };
+    spawn_control_tasks(&shard, control);
 
     let mut accepts = Vec::new();
     for addr in &config.listen {
@@ -191,13 +213,50 @@ async fn run_shard(
     info!(shard = id.0, "shard stopped");
 }
 
+/// Drains commands from other threads and publishes this shard's figures, on timers.
+fn spawn_control_tasks(shard: &Rc<Shard>, control: ShardControl) {
+    let commands = control.commands;
+    let commanded = Rc::clone(shard);
+    glommio::spawn_local(async move {
+        loop {
+            Timer::new(COMMAND_POLL).await;
+            while let Ok(command) = commands.try_recv() {
+                commanded.handle_command(command).await;
+            }
+        }
+    })
+    .detach();
+    let topic_counts = control.topic_counts;
+    let hot = Rc::clone(shard);
+    glommio::spawn_local(async move {
+        loop {
+            Timer::new(TOPIC_COUNTS_FLUSH).await;
+            let counts = hot.hot_topics.borrow_mut().drain();
+            if counts != TopicCounts::default() {
+                // Nobody consuming (or far behind): this interval's counts are dropped.
+                let _ = topic_counts.try_send(counts);
+            }
+        }
+    })
+    .detach();
+    let published = control.published;
+    let counted = Rc::clone(shard);
+    glommio::spawn_local(async move {
+        loop {
+            published[counted.id().0].store(&counted.stats.snapshot());
+            Timer::new(STATS_PUBLISH).await;
+        }
+    })
+    .detach();
+}
+
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, connections: Arc<AtomicUsize>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 if connections.fetch_add(1, Ordering::Relaxed) >= shard.config().max_connections {
                     connections.fetch_sub(1, Ordering::Relaxed);
-                    Shard::stats_add(&shard.stats.connections_refused, 1);
+                    Stats::add(&shard.stats.connections_refused, 1);
                     continue;
                 }
                 // Spawned directly: wrapping `serve` in another async block would store its
@@ -212,10 +271,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, connections: Arc<A
                 };
                 if matches!(errno, Some(libc::EMFILE | libc::ENFILE)) {
                     // Out of descriptors is a normal condition under load: back off, keep serving.
-                    Shard::stats_add(&shard.stats.fd_exhausted, 1);
+                    Stats::add(&shard.stats.fd_exhausted, 1);
                     Timer::new(Duration::from_millis(20)).await;
                 } else {
-                    Shard::stats_add(&shard.stats.accept_errors, 1);
+                    Stats::add(&shard.stats.accept_errors, 1);
                     Timer::new(Duration::from_millis(1)).await;
                 }
             }

@@ -149,8 +149,9 @@ impl Outbox {
     }
 }
 
-/// State of an outgoing QoS 1/2 message awaiting acknowledgement.
+/// State of an outgoing QoS 1/2 message: the packet it awaits.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[allow(clippy::enum_variant_names)] // named after the packets of the spec
 enum Awaiting {
     PubAck,
     PubRec,
