@@ -28,7 +28,10 @@ fn publish(payload: usize, protocol: Protocol) -> Publish {
         topic: ByteStr::from_static("devices/d0042/telemetry"),
         payload: Bytes::from((0..payload).map(|i| i as u8).collect::<Vec<u8>>()),
         properties: if protocol.is_v5() {
-            Properties { message_expiry_interval: Some(60), ..Properties::default() }
+            Properties {
+                message_expiry_interval: Some(60),
+                ..Properties::default()
+            }
         } else {
             Properties::default()
         },
@@ -61,7 +64,10 @@ fn subscribe() -> Packet {
         filters: (0..10)
             .map(|i| SubscribeFilter {
                 filter: ByteStr::from(format!("chat/room{i}/+/messages")),
-                options: SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() },
+                options: SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    ..Default::default()
+                },
             })
             .collect(),
         properties: Properties::default(),
@@ -117,7 +123,12 @@ fn publish_decode(c: &mut Criterion) {
             bench_decode(&mut group, &format!("{size}B"), &input, Some(protocol));
             if protocol == Protocol::V311 {
                 group.throughput(Throughput::Bytes(input.len() as u64));
-                bench_decode(&mut group, &format!("{size}B_bytes"), &input, Some(protocol));
+                bench_decode(
+                    &mut group,
+                    &format!("{size}B_bytes"),
+                    &input,
+                    Some(protocol),
+                );
             }
         }
         group.finish();
@@ -158,7 +169,9 @@ fn publish_encode_header(c: &mut Criterion) {
         group.bench_function(label, |b| {
             b.iter(|| {
                 dst.clear();
-                black_box(&publish).encode_header(protocol, &mut dst).expect("encodes");
+                black_box(&publish)
+                    .encode_header(protocol, &mut dst)
+                    .expect("encodes");
                 black_box(&dst);
             })
         });
@@ -167,9 +180,10 @@ fn publish_encode_header(c: &mut Criterion) {
 }
 
 fn control_packets(c: &mut Criterion) {
-    for (name, packet, waiting) in
-        [("connect_v311", connect(), true), ("subscribe_10_filters_v311", subscribe(), false)]
-    {
+    for (name, packet, waiting) in [
+        ("connect_v311", connect(), true),
+        ("subscribe_10_filters_v311", subscribe(), false),
+    ] {
         let bytes = encoded(&packet, Protocol::V311);
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Elements(BATCH as u64));
@@ -188,5 +202,11 @@ fn control_packets(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, publish_decode, publish_encode, publish_encode_header, control_packets);
+criterion_group!(
+    benches,
+    publish_decode,
+    publish_encode,
+    publish_encode_header,
+    control_packets
+);
 criterion_main!(benches);

@@ -23,7 +23,7 @@ use crate::packet::{
     Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::wire::peek_varint;
-use crate::{DecodeError, Packet, PacketType, Protocol};
+use crate::{DecodeError, Packet, Protocol};
 
 /// A streaming MQTT decoder for one connection.
 #[derive(Clone, Debug)]
@@ -106,40 +106,35 @@ impl Decoder {
             self.protocol = Some(connect.protocol);
             return Ok(Some(Packet::Connect(Box::new(connect))));
         };
-        let packet_type = first >> 4;
-        // PUBLISH, the hot path, builds its packet in the returned value.
-        if packet_type == PacketType::Publish as u8 {
-            return Publish::decode(flags, frame, protocol);
-        }
-        let packet = match packet_type {
-            4 => Packet::PubAck(PubAck::decode(frame, protocol)?),
-            5 => Packet::PubRec(PubRec::decode(frame, protocol)?),
-            6 => Packet::PubRel(PubRel::decode(frame, protocol)?),
-            7 => Packet::PubComp(PubComp::decode(frame, protocol)?),
-            12 => {
-                crate::packet::ping::decode(&frame)?;
-                Packet::PingReq
-            }
-            13 => {
-                crate::packet::ping::decode(&frame)?;
-                Packet::PingResp
-            }
+        // PUBLISH and the acknowledgements, the packets of the hot path, build their packet in
+        // the returned value (see `Publish::decode`).
+        match first >> 4 {
+            3 => Publish::decode(flags, frame, protocol),
+            4 => PubAck::decode(frame, protocol),
+            5 => PubRec::decode(frame, protocol),
+            6 => PubRel::decode(frame, protocol),
+            7 => PubComp::decode(frame, protocol),
+            12 => crate::packet::ping::decode(&frame).map(|()| Some(Packet::PingReq)),
+            13 => crate::packet::ping::decode(&frame).map(|()| Some(Packet::PingResp)),
             1 => {
                 let connect = Connect::decode(flags, frame)?;
                 self.protocol = Some(connect.protocol);
-                Packet::Connect(Box::new(connect))
+                Ok(Some(Packet::Connect(Box::new(connect))))
             }
-            2 => Packet::ConnAck(ConnAck::decode(frame, protocol)?),
-            8 => Packet::Subscribe(Subscribe::decode(frame, protocol)?),
-            9 => Packet::SubAck(SubAck::decode(frame, protocol)?),
-            10 => Packet::Unsubscribe(Unsubscribe::decode(frame, protocol)?),
-            11 => Packet::UnsubAck(UnsubAck::decode(frame, protocol)?),
-            14 => Packet::Disconnect(Disconnect::decode(frame, protocol)?),
+            2 => Ok(Some(Packet::ConnAck(ConnAck::decode(frame, protocol)?))),
+            8 => Ok(Some(Packet::Subscribe(Subscribe::decode(frame, protocol)?))),
+            9 => Ok(Some(Packet::SubAck(SubAck::decode(frame, protocol)?))),
+            10 => Ok(Some(Packet::Unsubscribe(Unsubscribe::decode(
+                frame, protocol,
+            )?))),
+            11 => Ok(Some(Packet::UnsubAck(UnsubAck::decode(frame, protocol)?))),
+            14 => Ok(Some(Packet::Disconnect(Disconnect::decode(
+                frame, protocol,
+            )?))),
             // `check_first_byte` let AUTH through only for MQTT 5.
-            15 => Packet::Auth(Auth::decode(frame)?),
-            packet_type => return Err(DecodeError::InvalidPacketType(packet_type)),
-        };
-        Ok(Some(packet))
+            15 => Ok(Some(Packet::Auth(Auth::decode(frame)?))),
+            packet_type => Err(DecodeError::InvalidPacketType(packet_type)),
+        }
     }
 }
 

@@ -126,3 +126,56 @@ pub enum EncodeError {
     #[error("property {0:#04x} not allowed in this packet")]
     PropertyNotAllowed(u8),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every decode error and the reason code a server closes the connection with.
+    #[test]
+    fn reason_codes() {
+        use DecodeError::*;
+        use ReasonCode as R;
+        let cases = [
+            (MalformedRemainingLength, R::MalformedPacket),
+            (PacketTooLarge { size: 2, max: 1 }, R::PacketTooLarge),
+            (InvalidPacketType(0), R::MalformedPacket),
+            (
+                InvalidFlags {
+                    packet_type: 8,
+                    flags: 0,
+                },
+                R::MalformedPacket,
+            ),
+            (InvalidQoS, R::MalformedPacket),
+            (Malformed("x"), R::MalformedPacket),
+            (InvalidUtf8, R::MalformedPacket),
+            (ZeroPacketId, R::MalformedPacket),
+            (InvalidTopicName, R::TopicNameInvalid),
+            (InvalidTopicFilter, R::TopicFilterInvalid),
+            (NoTopicFilter, R::ProtocolError),
+            (InvalidProtocolName, R::UnsupportedProtocolVersion),
+            (UnsupportedProtocolLevel(6), R::UnsupportedProtocolVersion),
+            (InvalidConnectFlags("x"), R::MalformedPacket),
+            (UnknownProperty(0x7f), R::MalformedPacket),
+            (PropertyNotAllowed(0x23), R::MalformedPacket),
+            (DuplicateProperty(0x11), R::ProtocolError),
+            (InvalidPropertyValue(0x21), R::ProtocolError),
+            (InvalidPropertyValue(0x23), R::TopicAliasInvalid),
+            (InvalidReasonCode(0x03), R::MalformedPacket),
+            (NotConnect, R::ProtocolError),
+            (ProtocolError("x"), R::ProtocolError),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.reason_code(), code, "{error:?}");
+            // Every code a decode error maps to can be sent: in CONNACK (a bad CONNECT) or in
+            // DISCONNECT (any later packet).
+            assert!(
+                code.allowed_in(crate::PacketType::ConnAck)
+                    || code.allowed_in(crate::PacketType::Disconnect),
+                "{code:?}"
+            );
+        }
+        assert_eq!(UnsupportedProtocolLevel(6).reason_code().to_v3_connack(), 1);
+    }
+}

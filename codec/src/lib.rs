@@ -13,6 +13,20 @@
 //! - [`topic`] validates topic names and filters and holds the reference matcher.
 //! - Every violation is a [`DecodeError`] that maps to the MQTT 5 reason code a broker must send
 //!   ([`DecodeError::reason_code`]).
+//!
+//! ## Layout
+//!
+//! - `packet/`: one file per packet type holding its struct, its decoder, its encoder and the
+//!   literal-byte tests for 3.1.1 and 5.0; `packet/mod.rs` holds what they share.
+//! - `properties.rs`: MQTT 5 properties, where each may appear, and their wire form.
+//! - `wire.rs`: integers, variable byte integers, strings and the fixed header.
+//! - `decode.rs`: the streaming [`Decoder`], the fixed-header checks and the property-based
+//!   tests (round trips, splits, random and mutated input) over `strategy.rs`.
+//! - `encode.rs`: [`encode`] and [`encoded_len`].
+//! - `reason.rs`, `error.rs`, `bytestr.rs`, `topic.rs`: reason codes, errors, strings, topics.
+//!
+//! Fuzz targets live in `codec/fuzz/` (cargo-fuzz, outside the workspace); benchmarks in
+//! `codec/benches/codec.rs`.
 #![warn(missing_docs)]
 
 mod bytestr;

@@ -460,36 +460,18 @@ impl Properties {
             }
             Ok(())
         };
-        text(
-            ContentType,
-            string(&self.content_type),
-        )?;
-        text(
-            ResponseTopic,
-            string(&self.response_topic),
-        )?;
+        text(ContentType, string(&self.content_type))?;
+        text(ResponseTopic, string(&self.response_topic))?;
         text(CorrelationData, self.correlation_data.as_deref())?;
         text(
             AssignedClientIdentifier,
             string(&self.assigned_client_identifier),
         )?;
-        text(
-            AuthenticationMethod,
-            string(&self.authentication_method),
-        )?;
+        text(AuthenticationMethod, string(&self.authentication_method))?;
         text(AuthenticationData, self.authentication_data.as_deref())?;
-        text(
-            ResponseInformation,
-            string(&self.response_information),
-        )?;
-        text(
-            ServerReference,
-            string(&self.server_reference),
-        )?;
-        text(
-            ReasonString,
-            string(&self.reason_string),
-        )?;
+        text(ResponseInformation, string(&self.response_information))?;
+        text(ServerReference, string(&self.server_reference))?;
+        text(ReasonString, string(&self.reason_string))?;
         for &id in &self.subscription_identifiers {
             let id = id as usize;
             if id > MAX_REMAINING_LENGTH {

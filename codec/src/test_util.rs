@@ -66,14 +66,3 @@ pub(crate) fn encode_bytes(packet: &Packet, protocol: Protocol) -> Vec<u8> {
 pub(crate) fn id(value: u16) -> PacketId {
     PacketId::new(value).expect("non-zero packet id")
 }
-
-#[test]
-fn sizes() {
-    eprintln!(
-        "Packet {} Publish {} Properties {} Result {}",
-        std::mem::size_of::<Packet>(),
-        std::mem::size_of::<crate::Publish>(),
-        std::mem::size_of::<crate::Properties>(),
-        std::mem::size_of::<Result<Option<Packet>, DecodeError>>()
-    );
-}

@@ -1,6 +1,6 @@
 //! Topic names and filters (MQTT 3.1.1 §4.7, MQTT 5.0 §4.7).
 //!
-//! These checks are shared by the decoder, the broker's trie and the tests. [`matches`] is the
+//! These checks are shared by the decoder, the broker's trie and the tests. [`matches()`] is the
 //! reference matcher: simple and obviously right, so the trie is property-tested against it.
 
 /// Maximum length of a topic in bytes (a UTF-8 string length is a u16) [MQTT-4.7.3-3].

@@ -10,9 +10,10 @@
 //! reader queues (PUBACK, PUBREC, PUBREL, PUBCOMP, SUBSCRIBE) and whatever this client publishes go
 //! into one buffer that is written with one `write_all`, so a burst of acknowledgements or a batch
 //! of publications costs one system call. The reader and writer share only a small mutex-guarded
-//! [`ConnState`] (the outgoing buffer and the inflight window); the two buffers are swapped, not
-//! copied, so steady traffic allocates nothing but what the decoder yields (slices of the read
-//! buffer).
+//! [`ConnState`] (the outgoing buffer and the inflight window); the writer swaps its buffer with
+//! the shared one instead of copying. Steady traffic allocates nothing per message: decoded
+//! topics and payloads are slices of the read buffer, whose space is reused once they are dropped.
+//! A connection that goes quiet releases its read buffer and allocates one again at its next read.
 //!
 //! Publications carry the measurement header of [`crate::payload`]; the writer encodes each PUBLISH
 //! header with [`Publish::encode_header`] and appends the payload in place.

@@ -300,6 +300,7 @@ async fn coordinate(
     } else {
         None
     };
+    let mut interrupted_at = None;
     let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     while !(0..count).all(|w| run.finals[w].is_some() || run.gone[w]) {
         tokio::select! {
@@ -320,10 +321,15 @@ async fn coordinate(
                 }
             }
             _ = interrupted(&mut interrupts) => {
-                if run.state < State::Finishing {
-                    run.stop(Outcome::Interrupted);
-                } else {
-                    break;
+                // One Ctrl-C can arrive twice (to the process and to its process group): only a
+                // second one a moment later means "stop waiting".
+                match interrupted_at {
+                    None => {
+                        interrupted_at = Some(Instant::now());
+                        run.stop(Outcome::Interrupted);
+                    }
+                    Some(first) if first.elapsed() > Duration::from_secs(1) => break,
+                    Some(_) => {}
                 }
             }
             _ = tick.tick() => {
@@ -333,8 +339,14 @@ async fn coordinate(
             }
         }
     }
+    for (worker, report) in run.finals.iter().enumerate() {
+        if report.is_none() && !run.gone[worker] {
+            run.errors.push(format!(
+                "worker {worker} did not report: its clients are not counted"
+            ));
+        }
+    }
     let cpu_after = sys::cpu_time();
-    let broker_after = sample_broker(scenario.broker.pid);
     let wall_s = start.elapsed().as_secs_f64();
     for link in &mut run.links {
         if let Some(child) = &mut link.child {
@@ -346,15 +358,26 @@ async fn coordinate(
             }
         }
     }
-    run.report(
+    run.report(Samples {
         started_unix_ms,
         threads,
         broker_before,
-        broker_after,
+        broker_after: sample_broker(scenario.broker.pid),
         cpu_before,
         cpu_after,
         wall_s,
-    )
+    })
+}
+
+/// What the coordinator measured around the run, for the report.
+struct Samples {
+    started_unix_ms: u64,
+    threads: usize,
+    broker_before: Option<BrokerSample>,
+    broker_after: Option<BrokerSample>,
+    cpu_before: CpuTime,
+    cpu_after: CpuTime,
+    wall_s: f64,
 }
 
 async fn sleep_until_some(at: Option<Instant>) {
@@ -482,17 +505,16 @@ impl Coordinator<'_> {
         self.last_progress = now;
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn report(
-        self,
-        started_unix_ms: u64,
-        threads: usize,
-        broker_before: Option<BrokerSample>,
-        broker_after: Option<BrokerSample>,
-        cpu_before: CpuTime,
-        cpu_after: CpuTime,
-        wall_s: f64,
-    ) -> anyhow::Result<Report> {
+    fn report(self, samples: Samples) -> anyhow::Result<Report> {
+        let Samples {
+            started_unix_ms,
+            threads,
+            broker_before,
+            broker_after,
+            cpu_before,
+            cpu_after,
+            wall_s,
+        } = samples;
         let scenario = self.scenario;
         let workers = self.links.len();
         let in_process = self.links.iter().all(|link| link.child.is_none());

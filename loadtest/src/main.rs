@@ -6,7 +6,7 @@
 //! Exit status: 0 when the run completed, 2 when it ended otherwise (interrupted, timed out,
 //! deliveries missing at the end of the drain, a worker failed), 1 on errors.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -248,6 +248,30 @@ impl Common {
     }
 }
 
+/// A name that tells runs apart in one results directory: kind, shape, QoS.
+fn default_name(scenario: &Scenario) -> String {
+    let shape = match &scenario.workload {
+        Workload::Conn(conn) => format!("n{}", conn.connections),
+        Workload::Fanout(fanout) => format!(
+            "{}-to-{}-n{}",
+            fanout.publishers,
+            fanout
+                .subscribers
+                .map_or("all".into(), |subscribers| subscribers.to_string()),
+            fanout.connections
+        ),
+        Workload::Fanin(fanin) => format!("{}-to-{}", fanin.publishers, fanin.subscribers),
+        Workload::Pairs(pairs) => format!("n{}", pairs.pairs),
+        Workload::Mixed(groups) => format!("{}-groups", groups.len()),
+    };
+    format!("{}-{shape}-q{}", scenario.kind(), scenario.publish.qos)
+}
+
+/// Prints to stdout; a closed stdout (`| head`) must not keep the report files from being written.
+fn print_out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn main() -> ExitCode {
     match run_cli(Cli::parse()) {
         Ok(code) => code,
@@ -259,13 +283,13 @@ fn main() -> ExitCode {
 }
 
 fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (scenario, common) = match cli.command {
+    let (mut scenario, common, from_file) = match cli.command {
         Command::Worker => {
             shardmq_loadtest::worker_main()?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Compare { a, b } => {
-            print!("{}", compare(&Report::load(&a)?, &Report::load(&b)?));
+            print_out(&compare(&Report::load(&a)?, &Report::load(&b)?));
             return Ok(ExitCode::SUCCESS);
         }
         Command::Conn {
@@ -277,6 +301,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
                 Workload::Conn(shardmq_loadtest::scenario::Conn { connections }),
             ),
             common,
+            false,
         ),
         Command::Fanout {
             connections,
@@ -296,7 +321,11 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             };
             fanout.topic = topic;
-            (Scenario::new("fanout", Workload::Fanout(fanout)), common)
+            (
+                Scenario::new("fanout", Workload::Fanout(fanout)),
+                common,
+                false,
+            )
         }
         Command::Fanin {
             publishers,
@@ -315,6 +344,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
             ),
             common,
+            false,
         ),
         Command::Pairs {
             pairs,
@@ -323,11 +353,14 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         } => (
             Scenario::new("pairs", Workload::Pairs(Pairs { pairs, topic })),
             common,
+            false,
         ),
-        Command::Run { file, common } => (Scenario::load(&file)?, common),
+        Command::Run { file, common } => (Scenario::load(&file)?, common, true),
     };
-    let mut scenario = scenario;
     common.apply(&mut scenario);
+    if common.name.is_none() && !from_file {
+        scenario.name = default_name(&scenario);
+    }
     scenario.validate()?;
 
     let options = RunOptions {
@@ -336,13 +369,13 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         worker_exe: Some(std::env::current_exe().context("locating this binary for workers")?),
     };
     let report = shardmq_loadtest::run(&scenario, &options)?;
-    print!("{}", report.summary());
+    print_out(&report.summary());
     let written = report.write_files(&common.out)?;
     let names: Vec<String> = written
         .iter()
         .map(|path| path.display().to_string())
         .collect();
-    println!("reports      {}", names.join(" "));
+    print_out(&format!("reports      {}\n", names.join(" ")));
     Ok(if report.outcome == Outcome::Complete {
         ExitCode::SUCCESS
     } else {

@@ -99,7 +99,7 @@ impl Default for Client {
             username: None,
             password: None,
             connect_rate: 0.0,
-            connect_concurrency: 256,
+            connect_concurrency: 64,
             connect_timeout: Dur::secs(10),
         }
     }

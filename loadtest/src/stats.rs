@@ -283,7 +283,9 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    const CAPACITY: usize = 64;
+    /// Samples held before a flush. Small, because every connection's reader holds a batch for
+    /// its whole life: a read of more deliveries flushes more than once, which costs little.
+    const CAPACITY: usize = 16;
 
     pub(crate) fn new() -> Self {
         Self {

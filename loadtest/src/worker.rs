@@ -73,7 +73,7 @@ pub(crate) enum Command {
 pub(crate) enum Event {
     /// Every client of this worker has connected (or failed to); times in ns since the epoch.
     Ready { started_ns: u64, done_ns: u64 },
-    /// Counters so far, once a second.
+    /// Counters so far, every [`PROGRESS_EVERY`].
     Progress { counters: Counters },
     /// Every publisher of this worker is done: (rank, messages sent).
     Published { sent: Vec<(u32, u64)> },
@@ -101,6 +101,9 @@ pub(crate) struct Final {
 /// How long clients get to disconnect before their tasks are cancelled.
 const FINISH_GRACE: Duration = Duration::from_secs(15);
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How often a worker sends its counters: often enough that the coordinator's once-a-second
+/// progress line is never more than a quarter of a second old.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How often a draining worker compares deliveries with expectations.
 const DRAIN_POLL: Duration = Duration::from_millis(2);
 
@@ -204,7 +207,7 @@ async fn drive(
         let stats = stats.clone();
         let events = events.clone();
         async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(PROGRESS_EVERY);
             tick.tick().await;
             loop {
                 tick.tick().await;

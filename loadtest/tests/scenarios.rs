@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shardmq_loadtest::report::{parse_percentiles, Outcome};
+use shardmq_loadtest::report::parse_percentiles;
 use shardmq_loadtest::scenario::{Conn, Dur, Fanin, Fanout, Pairs, Preset, Workload};
 use shardmq_loadtest::{Report, RunOptions, Scenario};
 
@@ -102,29 +102,12 @@ fn check_scenario(scenario: &Scenario) -> Report {
     let report = shardmq_loadtest::run(scenario, &options).expect("run");
     let summary = report.summary();
     println!("{summary}");
-    assert_eq!(report.outcome, Outcome::Complete, "{summary}");
-    assert!(report.errors.is_empty(), "{summary}");
-    let connections = &report.connections;
-    assert_eq!(connections.connected, report.setup.connections, "{summary}");
-    assert_eq!(
-        (connections.failed, connections.dropped),
-        (0, 0),
-        "{summary}"
-    );
-    assert_eq!(
-        connections.subscribed, report.setup.subscribers,
-        "{summary}"
-    );
+    assert_eq!(report.problems(), Vec::<String>::new(), "{summary}");
+    assert_eq!(report.connections.connected, report.setup.connections);
+    assert_eq!(report.connections.subscribed, report.setup.subscribers);
     let messages = &report.messages;
-    assert_eq!(messages.lost, Some(0), "{summary}");
-    assert_eq!(messages.expected, Some(messages.delivered), "{summary}");
-    assert_eq!(
-        (messages.duplicates, messages.unexpected),
-        (0, 0),
-        "{summary}"
-    );
+    assert_eq!(messages.expected, Some(messages.delivered));
     assert_eq!(messages.latency.count, messages.delivered);
-    assert_eq!(messages.unacked, 0, "{summary}");
 
     let dir = tempfile::tempdir().unwrap();
     let written = report.write_files(dir.path()).unwrap();

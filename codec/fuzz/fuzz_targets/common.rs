@@ -7,7 +7,11 @@ use shardmq_codec::{encode, DecodeError, Decoder, Packet, Protocol};
 /// A decoder picked by `selector`: server side waiting for CONNECT, or at a known level, with
 /// the default or a small maximum packet size.
 pub fn decoder(selector: u8) -> Decoder {
-    let max = if selector & 0x80 != 0 { 64 } else { shardmq_codec::DEFAULT_MAX_PACKET_SIZE };
+    let max = if selector & 0x80 != 0 {
+        64
+    } else {
+        shardmq_codec::DEFAULT_MAX_PACKET_SIZE
+    };
     match selector & 0b11 {
         0 => Decoder::new(max),
         1 => Decoder::with_protocol(max, Protocol::V310),
@@ -52,7 +56,9 @@ fn check_round_trip(packet: &Packet, level: Option<Protocol>) {
     encode(packet, protocol, &mut bytes).expect("a decoded packet encodes");
     let len = shardmq_codec::encoded_len(packet, protocol).expect("a decoded packet has a length");
     assert_eq!(len, bytes.len());
-    let again = decoder.decode(&mut bytes).expect("a re-encoded packet decodes");
+    let again = decoder
+        .decode(&mut bytes)
+        .expect("a re-encoded packet decodes");
     assert_eq!(again.as_ref(), Some(packet));
     assert!(bytes.is_empty());
 }

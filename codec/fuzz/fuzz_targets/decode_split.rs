@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     let split = usize::from(u16::from_be_bytes([*split_high, *split_low])) % (stream.len() + 1);
 
     let mut whole = Vec::new();
-    common::drain(&mut common::decoder(*selector), &mut BytesMut::from(stream), &mut whole);
+    common::drain(
+        &mut common::decoder(*selector),
+        &mut BytesMut::from(stream),
+        &mut whole,
+    );
 
     let mut parts = Vec::new();
     let mut decoder = common::decoder(*selector);

@@ -12,38 +12,42 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::properties::PropertyPlace;
 use crate::wire::{finish, packet_len, put_fixed_header, read_packet_id, read_u8, varint_len};
-use crate::{DecodeError, EncodeError, PacketId, PacketType, Properties, Protocol, ReasonCode};
+use crate::{
+    DecodeError, EncodeError, Packet, PacketId, PacketType, Properties, Protocol, ReasonCode,
+};
 
-/// The fields of an acknowledgement.
-pub(crate) struct Ack {
-    pub(crate) packet_id: PacketId,
-    pub(crate) code: ReasonCode,
-    pub(crate) properties: Properties,
-}
-
+/// Decodes an acknowledgement of `packet_type` and builds its packet with `make`.
+///
+/// It returns the decoder's own result type so the 472-byte packet is built once, in place
+/// (PUBACK is as frequent as QoS 1 PUBLISH): a struct handed back and wrapped in `Packet` and
+/// then `Ok(Some(_))` would be copied at each step.
+#[inline]
 pub(crate) fn decode(
     packet_type: PacketType,
     mut buf: Bytes,
     protocol: Protocol,
-) -> Result<Ack, DecodeError> {
+    make: impl FnOnce(PacketId, ReasonCode, Properties) -> Packet,
+) -> Result<Option<Packet>, DecodeError> {
     // A non-zero packet id [MQTT-2.3.1-1].
     let packet_id = read_packet_id(&mut buf)?;
-    let mut ack = Ack {
-        packet_id,
-        code: ReasonCode::Success,
-        properties: Properties::default(),
-    };
-    if protocol.is_v5() && !buf.is_empty() {
-        let byte = read_u8(&mut buf)?;
-        ack.code = ReasonCode::from_u8(byte)
-            .filter(|code| code.allowed_in(packet_type))
-            .ok_or(DecodeError::InvalidReasonCode(byte))?;
-        if !buf.is_empty() {
-            ack.properties = Properties::decode(&mut buf, PropertyPlace::Packet(packet_type))?;
-        }
+    if !protocol.is_v5() || buf.is_empty() {
+        finish(&buf)?;
+        return Ok(Some(make(
+            packet_id,
+            ReasonCode::Success,
+            Properties::default(),
+        )));
     }
+    let byte = read_u8(&mut buf)?;
+    let code = ReasonCode::from_u8(byte)
+        .filter(|code| code.allowed_in(packet_type))
+        .ok_or(DecodeError::InvalidReasonCode(byte))?;
+    if buf.is_empty() {
+        return Ok(Some(make(packet_id, code, Properties::default())));
+    }
+    let properties = Properties::decode(&mut buf, PropertyPlace::Packet(packet_type))?;
     finish(&buf)?;
-    Ok(ack)
+    Ok(Some(make(packet_id, code, properties)))
 }
 
 /// Remaining length and property block length.

@@ -81,7 +81,9 @@ impl Publish {
                 // Protocol Error if the Topic Name is zero length and there is no Topic Alias"
                 // (MQTT 5.0 §3.3.2.3.4).
                 if properties.topic_alias.is_none() {
-                    return Err(DecodeError::ProtocolError("empty topic name without a topic alias"));
+                    return Err(DecodeError::ProtocolError(
+                        "empty topic name without a topic alias",
+                    ));
                 }
             } else {
                 check_topic(&topic)?;
@@ -90,7 +92,7 @@ impl Publish {
                 dup,
                 qos,
                 retain,
-                // SAFETY: `check_topic` verified that the topic is UTF-8.
+                // SAFETY: `check_topic` verified that the topic is UTF-8, or it is empty.
                 topic: unsafe { ByteStr::from_utf8_unchecked(topic) },
                 packet_id,
                 properties,
@@ -180,18 +182,17 @@ fn check_topic(topic: &[u8]) -> Result<(), DecodeError> {
     if topic.is_empty() {
         return Err(DecodeError::InvalidTopicName);
     }
-    // One branch-free pass (it vectorises) over the usual all-ASCII topic; anything else takes
-    // the full UTF-8 check.
-    let (mut ascii, mut nul, mut wildcard) = (true, false, false);
+    // One branch-free pass over the usual short, all-ASCII topic; a non-ASCII or NUL byte sends
+    // it to the full UTF-8 check.
+    let (mut unusual, mut wildcards) = (false, false);
     for &byte in topic {
-        ascii &= byte.is_ascii();
-        nul |= byte == 0;
-        wildcard |= byte == b'+' || byte == b'#';
+        unusual |= !byte.is_ascii() | (byte == 0);
+        wildcards |= (byte == b'+') | (byte == b'#');
     }
-    if !ascii || nul {
+    if unusual {
         check_utf8(topic)?;
     }
-    if wildcard {
+    if wildcards {
         return Err(DecodeError::InvalidTopicName);
     }
     Ok(())
@@ -400,6 +401,37 @@ mod tests {
         // A subscription identifier longer than 4 bytes.
         let err = decode_err(v500, b"\x30\x0c\x00\x03a/b\x06\x0b\xff\xff\xff\xff\x01");
         assert_eq!(err, DecodeError::Malformed("invalid variable byte integer"));
+    }
+
+    proptest::proptest! {
+        /// The single-pass topic check agrees with the plain one.
+        #[test]
+        fn topic_check_matches_naive(
+            topic in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Just(b'a'),
+                    proptest::prelude::Just(b'/'),
+                    proptest::prelude::Just(b'+'),
+                    proptest::prelude::Just(b'#'),
+                    proptest::prelude::Just(0u8),
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..40,
+            )
+        ) {
+            let naive = if topic.is_empty() {
+                Err(DecodeError::InvalidTopicName)
+            } else {
+                crate::wire::check_utf8(&topic).and_then(|()| {
+                    if topic.contains(&b'+') || topic.contains(&b'#') {
+                        Err(DecodeError::InvalidTopicName)
+                    } else {
+                        Ok(())
+                    }
+                })
+            };
+            proptest::prop_assert_eq!(super::check_topic(&topic), naive);
+        }
     }
 
     #[test]

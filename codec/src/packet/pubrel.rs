@@ -4,7 +4,9 @@
 use bytes::{Bytes, BytesMut};
 
 use super::ack;
-use crate::{DecodeError, EncodeError, PacketId, PacketType, Properties, Protocol, ReasonCode};
+use crate::{
+    DecodeError, EncodeError, Packet, PacketId, PacketType, Properties, Protocol, ReasonCode,
+};
 
 /// PUBREL (MQTT 3.1.1 §3.6, MQTT 5.0 §3.6).
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -27,13 +29,19 @@ impl PubRel {
         }
     }
 
-    pub(crate) fn decode(buf: Bytes, protocol: Protocol) -> Result<Self, DecodeError> {
-        let ack = ack::decode(PacketType::PubRel, buf, protocol)?;
-        Ok(Self {
-            packet_id: ack.packet_id,
-            code: ack.code,
-            properties: ack.properties,
-        })
+    pub(crate) fn decode(buf: Bytes, protocol: Protocol) -> Result<Option<Packet>, DecodeError> {
+        ack::decode(
+            PacketType::PubRel,
+            buf,
+            protocol,
+            |packet_id, code, properties| {
+                Packet::PubRel(Self {
+                    packet_id,
+                    code,
+                    properties,
+                })
+            },
+        )
     }
 
     pub(crate) fn encoded_len(&self, protocol: Protocol) -> Result<usize, EncodeError> {

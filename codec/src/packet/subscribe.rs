@@ -117,6 +117,18 @@ impl SubscriptionOptions {
     }
 }
 
+/// The number of `string, then extra bytes` entries `buf` appears to hold, counted by their
+/// length prefixes alone, so the filter list is allocated once (a malformed tail only makes the
+/// estimate short; the parse that follows reports it).
+pub(crate) fn count_entries(buf: &[u8], extra: usize) -> usize {
+    let (mut count, mut at) = (0, 0);
+    while let Some(prefix) = buf.get(at..at + 2) {
+        at += 2 + usize::from(u16::from_be_bytes([prefix[0], prefix[1]])) + extra;
+        count += 1;
+    }
+    count
+}
+
 impl Subscribe {
     pub(crate) fn decode(mut buf: Bytes, protocol: Protocol) -> Result<Subscribe, DecodeError> {
         // A non-zero packet id [MQTT-2.3.1-1].
@@ -126,7 +138,7 @@ impl Subscribe {
         } else {
             Properties::default()
         };
-        let mut filters = Vec::new();
+        let mut filters = Vec::with_capacity(count_entries(&buf, 1));
         while !buf.is_empty() {
             // Topic filters are UTF-8 strings [MQTT-3.8.3-1].
             let filter = read_string(&mut buf)?;

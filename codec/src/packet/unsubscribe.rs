@@ -40,7 +40,7 @@ impl Unsubscribe {
         } else {
             Properties::default()
         };
-        let mut filters = Vec::new();
+        let mut filters = Vec::with_capacity(super::subscribe::count_entries(&buf, 0));
         while !buf.is_empty() {
             // Topic filters are UTF-8 strings [MQTT-3.10.3-1] and valid filters: at least one
             // byte [MQTT-4.7.3-1], wildcards only as whole levels [MQTT-4.7.1-2, MQTT-4.7.1-3].

@@ -75,7 +75,7 @@ fn latency(latency: &Latency, pick: fn(&Latency) -> f64) -> Option<f64> {
 pub fn compare(a: &Report, b: &Report) -> String {
     let mut out = String::new();
     let row = |out: &mut String, label: &str, a: &str, b: &str, ratio: &str| {
-        let _ = writeln!(out, "{label:<26}{a:>18}{b:>18}{ratio:>10}");
+        let _ = writeln!(out, "{label:<26}{a:>22}{b:>22}{ratio:>10}");
     };
     row(&mut out, "", "A", "B", "B/A");
     row(&mut out, "name", &clip(&a.name), &clip(&b.name), "");
@@ -124,17 +124,11 @@ pub fn compare(a: &Report, b: &Report) -> String {
 
 /// A cell that fits the column.
 fn clip(text: &str) -> String {
-    if text.chars().count() <= 17 {
+    let count = text.chars().count();
+    if count <= 21 {
         text.to_owned()
     } else {
-        let tail: String = text
-            .chars()
-            .rev()
-            .take(16)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let tail: String = text.chars().skip(count - 20).collect();
         format!("…{tail}")
     }
 }
@@ -184,6 +178,6 @@ mod tests {
     #[test]
     fn long_names_are_clipped() {
         assert_eq!(clip("short"), "short");
-        assert_eq!(clip("a-very-long-run-name-indeed").chars().count(), 17);
+        assert_eq!(clip("a-very-long-run-name-indeed").chars().count(), 21);
     }
 }

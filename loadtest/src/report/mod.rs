@@ -369,6 +369,39 @@ impl Report {
         Ok(written)
     }
 
+    /// What went wrong, one line each. Empty means the run completed, every client connected
+    /// (and subscribed) and stayed connected, every expected message arrived exactly once and
+    /// nothing else arrived, and every QoS 1/2 publication was acknowledged: what a test of a
+    /// broker asserts.
+    pub fn problems(&self) -> Vec<String> {
+        let c = &self.connections;
+        let m = &self.messages;
+        let mut problems: Vec<String> = self.errors.clone();
+        if self.outcome != Outcome::Complete {
+            problems.push(format!("outcome {}", self.outcome.as_str()));
+        }
+        let counts = [
+            (c.failed, "connections failed"),
+            (c.subscribe_failed, "subscriptions failed"),
+            (c.dropped, "connections dropped"),
+            (m.lost.unwrap_or(0), "messages lost"),
+            (m.duplicates, "duplicate deliveries"),
+            (m.unexpected, "unexpected deliveries"),
+            (m.rejected, "publications rejected"),
+            (m.unacked, "publications unacknowledged"),
+        ];
+        problems.extend(
+            counts
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}")),
+        );
+        if m.expected.is_none() && self.setup.publishers > 0 {
+            problems.push("expected deliveries unknown".into());
+        }
+        problems
+    }
+
     /// The human summary printed at the end of a run.
     pub fn summary(&self) -> String {
         let mut out = String::new();
@@ -413,7 +446,7 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "connections  {}/{} connected, {} failed, {} dropped; all up after {:.3} s{}",
+            "connections  {}/{} connected, {} failed, {} dropped; ramp {:.3} s{}",
             c.connected,
             c.attempted,
             c.failed,
@@ -700,6 +733,23 @@ pub(crate) mod tests {
         ] {
             assert!(summary.contains(needle), "{needle:?} not in\n{summary}");
         }
+    }
+
+    #[test]
+    fn problems_list_what_went_wrong() {
+        let mut report = sample("run", 1);
+        assert!(report.problems().is_empty());
+        report.outcome = Outcome::DrainTimeout;
+        report.messages.lost = Some(3);
+        report.connections.dropped = 1;
+        assert_eq!(
+            report.problems(),
+            [
+                "outcome drain_timeout",
+                "1 connections dropped",
+                "3 messages lost"
+            ]
+        );
     }
 
     #[test]
