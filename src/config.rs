@@ -49,6 +49,32 @@ pub struct Settings {
     /// Capacity of each inter-shard ring, in messages (default 4096).
     #[arg(long)]
     pub mesh_capacity: Option<NonZeroUsize>,
+    /// Accept clients without a user name. Default: only when no authentication is configured
+    /// and every listener is on loopback (as Mosquitto 2 does).
+    #[arg(long)]
+    pub allow_anonymous: Option<bool>,
+    /// Mosquitto-compatible password file (`user:hash` lines; see `shardmq passwd`).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto-compatible ACL file (`user`, `topic`, `pattern` lines; `%u %c %f %F`).
+    #[arg(long, value_name = "FILE")]
+    pub acl_file: Option<PathBuf>,
+    /// Follow relations, one line per user: `<user> <followee> ...` (for `%f` and `%F`).
+    #[arg(long, value_name = "FILE")]
+    pub relations_file: Option<PathBuf>,
+    /// Auto-subscribe table: `<filter-template> <qos>` lines, per user after `user <name>`.
+    #[arg(long, value_name = "FILE")]
+    pub auto_subscribe_file: Option<PathBuf>,
+    /// CPU to pin the control core thread to (default: not pinned).
+    #[arg(long)]
+    pub control_core: Option<usize>,
+    /// Failed logins from one address or for one user name, within a minute, before a ban
+    /// (default 10; 0 disables banning).
+    #[arg(long)]
+    pub max_login_failures: Option<u32>,
+    /// Seconds a ban lasts (default 300).
+    #[arg(long)]
+    pub ban_seconds: Option<NonZeroU32>,
 }
 
 impl Settings {
@@ -79,7 +105,15 @@ impl Settings {
             max_queued_messages,
             queue_qos0_messages,
             max_outbox_bytes,
-            mesh_capacity
+            mesh_capacity,
+            allow_anonymous,
+            password_file,
+            acl_file,
+            relations_file,
+            auto_subscribe_file,
+            control_core,
+            max_login_failures,
+            ban_seconds
         );
         self
     }

@@ -1,7 +1,10 @@
 //! The `shardmq` broker binary: command line, configuration, start-up and signal handling.
 //! Everything that runs per core lives in `shardmq-shard`.
 
+mod access;
+mod auth;
 mod config;
+mod control_core;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -34,6 +37,8 @@ struct Cli {
 enum Command {
     /// Checks the configuration and exits.
     CheckConfig,
+    /// Manages a password file (mosquitto_passwd compatible).
+    Passwd(auth::passwd::PasswdArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,17 +61,27 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = match cli.command {
+        Some(Command::Passwd(args)) => return auth::passwd::run_passwd(args),
+        other => other,
+    };
     let settings = match &cli.config.config {
         Some(path) => Settings::from_file(path)?.overridden_by(cli.settings),
         None => cli.settings,
     };
     let config = settings.shard_config();
-    if let Some(Command::CheckConfig) = cli.command {
+    let access = access::AccessPlan::from_settings(&settings, &config.listen)?;
+    if let Some(Command::CheckConfig) = command {
         println!("configuration ok: {} shard(s), listening on {:?}", config.shards, config.listen);
         return Ok(());
     }
     let signals = block_signals();
-    let broker = Broker::start(config.clone(), settings.pin_cores.unwrap_or(true))?;
+    let control = access.start_control_core()?;
+    let authenticator = control.as_ref().map(|(_, authenticator)| authenticator.clone());
+    let broker = Broker::start(config.clone(), settings.pin_cores.unwrap_or(true), authenticator)?;
+    if let Some((core, _)) = &control {
+        core.attach(broker.handle());
+    }
     let addresses: Vec<String> = broker.listening().iter().map(ToString::to_string).collect();
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "shardmq ready: {} shard(s), listening on {}", config.shards, addresses.join(" "))?;
@@ -74,7 +89,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     drop(stdout);
     info!(shards = config.shards, listen = %addresses.join(" "), "broker started");
 
-    let signal = wait_for_signal(&signals);
+    let signal = loop {
+        let signal = wait_for_signal(&signals);
+        if signal != libc::SIGHUP {
+            break signal;
+        }
+        match &control {
+            Some((core, _)) => {
+                info!("SIGHUP: reloading password, ACL, relations and auto-subscribe files");
+                core.reload();
+            }
+            None => info!("SIGHUP: no authentication or ACL configured; nothing to reload"),
+        }
+    };
     info!(signal, "shutting down");
     broker.shutdown_flag().store(true, Ordering::Release);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -88,7 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Blocks SIGINT and SIGTERM in this thread, before any shard starts, so every thread inherits
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread, before any shard starts, so every thread inherits
 /// the mask and the signals wait for [`wait_for_signal`].
 fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-set manipulation on a local, zero-initialised set.
@@ -97,6 +124,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }

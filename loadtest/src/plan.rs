@@ -231,6 +231,12 @@ impl Plan {
             );
             subscribe.push(template);
         }
+        let username = group.username.as_ref().or(client.username.as_ref());
+        let password = group.password.as_ref().or(client.password.as_ref());
+        ensure!(
+            password.is_none() || username.is_some() || scenario.broker.protocol == 5,
+            "group {name:?}: a password needs a user name before MQTT 5 [MQTT-3.1.2-22]"
+        );
         let client_id = Template::parse(group.client_id.as_deref().unwrap_or(&client.client_id));
         ensure!(
             group.count == 1 || !client_id.is_constant(),
@@ -241,16 +247,8 @@ impl Plan {
             start: self.total,
             count: group.count,
             client_id,
-            username: group
-                .username
-                .as_ref()
-                .or(client.username.as_ref())
-                .map(|t| Template::parse(t)),
-            password: group
-                .password
-                .as_ref()
-                .or(client.password.as_ref())
-                .map(|t| Template::parse(t)),
+            username: username.map(|t| Template::parse(t)),
+            password: password.map(|t| Template::parse(t)),
             keepalive: group.keepalive.unwrap_or(client.keepalive),
             clean: group.clean.unwrap_or(client.clean),
             qos: QoS::from_u8(qos).unwrap_or_default(),
@@ -493,6 +491,12 @@ mod tests {
         let mut b = Group::idle("b", 2);
         b.client_id = Some("c%i".into());
         assert!(Plan::new(&Scenario::new("m", Workload::Mixed(vec![a, b]))).is_err());
+
+        let mut password_only = Scenario::new("m", Workload::Mixed(vec![Group::idle("g", 1)]));
+        password_only.client.password = Some("secret".into());
+        assert!(Plan::new(&password_only).is_err());
+        password_only.broker.protocol = 5;
+        assert!(Plan::new(&password_only).is_ok());
 
         let mut bad_topic = Group::idle("p", 1);
         bad_topic.publish = Some("a/+".into());

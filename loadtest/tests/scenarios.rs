@@ -26,6 +26,11 @@ struct Mosquitto {
 impl Mosquitto {
     /// Starts mosquitto, or returns `None` (after saying so) when it is not installed.
     fn start() -> Option<Self> {
+        Self::start_with(|_| "allow_anonymous true\n".into())
+    }
+
+    /// Starts mosquitto with the configuration lines `extra` returns for its temporary directory.
+    fn start_with(extra: impl FnOnce(&Path) -> String) -> Option<Self> {
         if !Path::new(MOSQUITTO).exists() {
             eprintln!("skipped: {MOSQUITTO} not found (apt-get install mosquitto)");
             return None;
@@ -41,8 +46,9 @@ impl Mosquitto {
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
+                "listener {port} 127.0.0.1\npersistence false\nmax_queued_messages 100000\n\
+                 log_dest stderr\nlog_type error\n{}",
+                extra(dir.path())
             ),
         )
         .unwrap();
@@ -320,6 +326,49 @@ fn worker_processes_report_as_one_run() {
     let report = check_scenario(&run);
     assert_eq!((report.setup.workers, report.loadtest.processes), (2, 3));
     assert_eq!(report.messages.delivered, 40 * 20);
+}
+
+#[test]
+fn username_and_password_templates() {
+    let users = 5;
+    let Some(broker) = Mosquitto::start_with(|dir| {
+        let passwords = dir.join("passwords");
+        for n in 0..users {
+            let mut passwd = Command::new("mosquitto_passwd");
+            if n == 0 {
+                passwd.arg("-c");
+            }
+            let status = passwd
+                .arg("-b")
+                .arg(&passwords)
+                .arg(format!("user{n}"))
+                .arg(format!("secret-{n}"))
+                .status()
+                .expect("mosquitto_passwd (package mosquitto)");
+            assert!(status.success());
+        }
+        format!(
+            "allow_anonymous false\npassword_file {}\n",
+            passwords.display()
+        )
+    }) else {
+        return;
+    };
+    let mut run = scenario(
+        broker.addr,
+        "auth",
+        Workload::Conn(Conn { connections: users }),
+    );
+    run.client.username = Some("user%i".into());
+    run.client.password = Some("secret-%i".into());
+    check_scenario(&run);
+
+    run.client.password = Some("wrong-%i".into());
+    let report = shardmq_loadtest::run(&run, &RunOptions::default()).unwrap();
+    assert_eq!(report.connections.connected, 0);
+    assert_eq!(report.connections.failed, u64::from(users));
+    let reason = report.connections.failures.keys().next().unwrap();
+    assert!(reason.starts_with("CONNACK"), "{reason}");
 }
 
 #[test]

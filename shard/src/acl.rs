@@ -41,10 +41,10 @@
 //!   "Covers" is level by level: a rule `#` covers anything that remains (also nothing: `a/#`
 //!   covers `a`); a rule `+` covers a filter level `+` or any literal, not `#`; a literal covers
 //!   only the same literal; a rule starting with a wildcard never covers a filter whose first
-//!   level starts with `$` [MQTT-4.7.2-1]. This is Mosquitto's `mosquitto_sub_matches_acl`
-//!   (lib/util_topic.c). Mosquitto 2.0's `acl_file` itself lets every SUBSCRIBE through and checks
-//!   only at delivery; refusing at SUBSCRIBE tells the client early (SUBACK 0x87 / 0x80) and keeps
-//!   useless subscriptions out of the route table.
+//!   level starts with `$` [MQTT-4.7.2-1]. This is the test of libmosquitto's
+//!   `mosquitto_sub_matches_acl`. Mosquitto 2.0's `acl_file` check itself lets every SUBSCRIBE
+//!   through and checks `read` only at delivery; refusing at SUBSCRIBE tells the client early
+//!   (SUBACK 0x87 / 0x80) and keeps useless subscriptions out of the route table.
 //!
 //! # Substitutions
 //!
@@ -56,8 +56,9 @@
 //! A value that is empty or contains `+`, `#` or `/` would make a rule match topics it was not
 //! written for, so it never fills an *allowing* rule or an auto-subscription: a client whose
 //! username or client id contains them cannot match rules that use that substitution, and such a
-//! related user is skipped (Mosquitto's rule). A *deny* rule instead takes the value verbatim,
-//! which can only make it deny more: failing closed.
+//! related user is skipped. (Mosquitto refuses such a client every `pattern` rule, whether it
+//! uses the value or not: 1.x for `+#/`, 2.0 for `+#`.) A *deny* rule instead takes the value
+//! verbatim, which can only make it deny more: failing closed.
 
 use std::fmt;
 

@@ -24,8 +24,9 @@ use glommio::channels::channel_mesh::Senders;
 use hashbrown::HashMap;
 use shardmq_codec::{ByteStr, LastWill, QoS, SubscriptionOptions};
 
+use crate::acl::SessionAcl;
 use crate::config::ShardConfig;
-use crate::control::{ClientInfo, ShardCommand};
+use crate::control::{Authenticator, ClientInfo, ShardCommand};
 use crate::hot_topics::HotTopics;
 use crate::mesh::{ConnId, Owner, Routed, ShardId, ShardMsg, ShardSet};
 use crate::registry::{home_shard, Registry};
@@ -69,6 +70,8 @@ pub struct Client {
     pub will: RefCell<Option<Box<LastWill>>>,
     /// Who connected, from where, since when.
     pub identity: Identity,
+    /// Access rules compiled for this session; `None` allows everything.
+    pub acl: RefCell<Option<Box<SessionAcl>>>,
     phase: Cell<Phase>,
     superseded_by: Cell<Option<Owner>>,
     close_requested: Cell<bool>,
@@ -105,6 +108,7 @@ impl Client {
             outbox: RefCell::new(Outbox::default()),
             will: RefCell::new(will),
             identity,
+            acl: RefCell::new(None),
             phase: Cell::new(Phase::Connecting),
             superseded_by: Cell::new(None),
             close_requested: Cell::new(false),
@@ -153,6 +157,20 @@ impl Client {
         }
     }
 
+    /// Whether the ACL lets this client publish to `topic`.
+    pub fn can_publish(&self, topic: &str) -> bool {
+        self.acl.borrow().as_ref().is_none_or(|acl| acl.can_publish(topic))
+    }
+
+    /// Whether the ACL lets this client subscribe to `filter`.
+    pub fn can_subscribe(&self, filter: &str) -> bool {
+        self.acl.borrow().as_ref().is_none_or(|acl| acl.can_subscribe(filter))
+    }
+
+    fn can_receive(&self, topic: &str) -> bool {
+        self.acl.borrow().as_ref().is_none_or(|acl| acl.can_receive(topic))
+    }
+
     fn deliver(&self, message: &Arc<Message>, granted: QoS, retain: bool) {
         let mut outbox = self.outbox.borrow_mut();
         self.session.borrow_mut().handle_delivery(message, granted, retain, &mut outbox);
@@ -197,11 +215,19 @@ pub struct Shard {
     pub read_scratch: RefCell<Box<[u8]>>,
     /// Per-topic counts for the hot-topic statistics.
     pub hot_topics: RefCell<HotTopics>,
+    /// Where CONNECTs go for a decision; `None` accepts every client with no ACL.
+    pub authenticator: Option<Authenticator>,
 }
 
 impl Shard {
     /// A shard with an empty state, joined to the mesh.
-    pub fn new(id: ShardId, config: Arc<ShardConfig>, mesh: Senders<ShardMsg>, scratch: usize) -> Rc<Self> {
+    pub fn new(
+        id: ShardId,
+        config: Arc<ShardConfig>,
+        mesh: Senders<ShardMsg>,
+        scratch: usize,
+        authenticator: Option<Authenticator>,
+    ) -> Rc<Self> {
         Rc::new(Self {
             id,
             mesh,
@@ -211,6 +237,7 @@ impl Shard {
             stats: Stats::default(),
             read_scratch: RefCell::new(vec![0; scratch].into_boxed_slice()),
             hot_topics: RefCell::new(HotTopics::new(config.hot_topics_max)),
+            authenticator,
             config,
         })
     }
@@ -320,6 +347,9 @@ impl Shard {
                         continue;
                     }
                     let Some(client) = state.clients.get(conn) else { continue };
+                    if !client.can_receive(&message.topic) {
+                        continue;
+                    }
                     let retain = options.retain_as_published && message.retain;
                     targets.push((Rc::clone(client), options.qos, retain));
                 }
@@ -616,6 +646,24 @@ impl Shard {
         }
     }
 
+    /// Replaces a client's access rules and removes the subscriptions they no longer allow.
+    async fn update_acl(&self, client_id: &str, acl: Box<SessionAcl>) {
+        let client = self.state.borrow().clients.values().find(|c| c.client_id == client_id).cloned();
+        let Some(client) = client else { return };
+        let revoked: Vec<ByteStr> = client
+            .session
+            .borrow()
+            .subscriptions()
+            .keys()
+            .filter(|filter| !acl.can_subscribe(filter))
+            .cloned()
+            .collect();
+        *client.acl.borrow_mut() = Some(acl);
+        for filter in revoked {
+            self.unsubscribe(&client, &filter).await;
+        }
+    }
+
     /// This shard's clients, for the admin API.
     pub fn client_infos(&self) -> Vec<ClientInfo> {
         self.state
@@ -646,6 +694,7 @@ impl Shard {
             ShardCommand::ListClients { reply } => {
                 let _ = reply.try_send(self.client_infos());
             }
+            ShardCommand::UpdateAcl { client_id, acl } => self.update_acl(&client_id, acl).await,
         }
     }
 

@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -21,21 +22,28 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_fn;
 use futures_lite::io::AsyncRead;
 use futures_lite::AsyncWrite;
+use futures_channel::oneshot;
 use glommio::net::TcpStream;
+use glommio::timer::Timer;
 use hashbrown::HashMap;
 use shardmq_codec::{
     topic, ByteStr, ConnAck, Connect, DecodeError, Decoder, Disconnect, LastWill, Packet, Properties,
-    Protocol, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    Protocol, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
+    UnsubAck, Unsubscribe,
 };
 use tracing::{debug, trace};
 
 use crate::stats::Stats;
 use crate::broker::{Client, Identity, Shard};
+use crate::control::{ConnectDecision, ConnectRequest};
 use crate::mesh::Owner;
 use crate::session::{Message, PublishVerdict, Session};
 
 /// Topic aliases a client may use towards the broker (MQTT 5 topic alias maximum in CONNACK).
 const TOPIC_ALIAS_MAXIMUM: u16 = 64;
+
+/// How long a CONNECT waits for the control core's decision.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Size of the per-shard scratch buffer every socket read lands in.
 pub const READ_SCRATCH: usize = 64 * 1024;
@@ -179,6 +187,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
         return;
     };
 
+    let mut accepted = accepted;
+    let decision = match Box::pin(authorize(&shard, &mut accepted, peer)).await {
+        Ok(decision) => decision,
+        Err(code) => {
+            let connack = ConnAck { session_present: false, code, properties: Properties::default() };
+            Box::pin(write_packet(&stream, fd, &Packet::ConnAck(connack), protocol)).await;
+            return;
+        }
+    };
+    accepted.auto_subscribe = decision.auto_subscribe;
+
     let conn = shard.next_conn_id();
     let session = Session::new(accepted.client_id.clone(), protocol, shard.config().session);
     let will = accepted.will.clone();
@@ -188,6 +207,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
         connected_since: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     let client = Rc::new(Client::new(conn, session, !accepted.persistent, will, identity, fd));
+    *client.acl.borrow_mut() = decision.acl;
     shard.add_client(Rc::clone(&client));
     Stats::add(&shard.stats.connections, 1);
     Stats::add(&shard.stats.connections_total, 1);
@@ -213,6 +233,8 @@ struct Accepted {
     receive_maximum: u16,
     will: Option<Box<LastWill>>,
     username: Option<ByteStr>,
+    password: Option<Bytes>,
+    auto_subscribe: Vec<(String, QoS)>,
 }
 
 /// Checks the client id rules of CONNECT; `None` refuses with "identifier rejected".
@@ -251,7 +273,39 @@ fn accept_connect(shard: &Shard, connect: Connect) -> Option<Accepted> {
         receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
         will,
         username: connect.username.as_deref().map(ByteStr::copy_from_str),
+        password: connect.password,
+        auto_subscribe: Vec::new(),
     })
+}
+
+/// Asks the control core (when there is one) whether this client may connect; the password
+/// leaves the connection here. A control core that does not answer in time refuses with
+/// "server unavailable", never a hang.
+async fn authorize(shard: &Shard, accepted: &mut Accepted, peer: Option<SocketAddr>) -> Result<ConnectDecision, ReasonCode> {
+    let password = accepted.password.take();
+    let Some(authenticator) = &shard.authenticator else {
+        return Ok(ConnectDecision { code: ReasonCode::Success, acl: None, auto_subscribe: Vec::new() });
+    };
+    let (reply, answer) = oneshot::channel();
+    let request = ConnectRequest {
+        client_id: accepted.client_id.to_string(),
+        username: accepted.username.as_ref().map(ToString::to_string),
+        password,
+        peer,
+        reply,
+    };
+    if authenticator.try_send(request).is_err() {
+        return Err(ReasonCode::ServerUnavailable);
+    }
+    let timeout = async {
+        Timer::new(AUTH_TIMEOUT).await;
+        Err(oneshot::Canceled)
+    };
+    match futures_lite::future::or(answer, timeout).await {
+        Ok(decision) if decision.code == ReasonCode::Success => Ok(decision),
+        Ok(decision) => Err(decision.code),
+        Err(_) => Err(ReasonCode::ServerUnavailable),
+    }
 }
 
 /// Answers a CONNECT the decoder refused with the matching CONNACK, when there is one.
@@ -338,6 +392,14 @@ async fn connect_session(shard: &Rc<Shard>, client: &Rc<Client>, accepted: &Acce
     if let Some(session) = resumed {
         *client.session.borrow_mut() = *session;
         shard.restore_subscriptions(client).await;
+    }
+    // Auto-subscriptions are in place on every shard before the CONNACK, so nothing published
+    // after it is missed; each is still subject to the ACL.
+    for (filter, qos) in &accepted.auto_subscribe {
+        if topic::valid_filter(filter) && client.can_subscribe(filter) {
+            let options = SubscriptionOptions { qos: *qos, ..SubscriptionOptions::default() };
+            shard.subscribe(client, &ByteStr::copy_from_str(filter), options).await;
+        }
     }
     if !shard.go_online(client).await {
         return false;
@@ -463,6 +525,13 @@ async fn handle_publish(
     if publish.topic.is_empty() {
         return Err(ReasonCode::TopicNameInvalid);
     }
+    if !client.can_publish(&publish.topic) {
+        // 3.1.1 has no refusal: a QoS 1/2 publish is acknowledged and dropped; MQTT 5 says why.
+        Stats::add(&shard.stats.dropped_denied, 1);
+        client.session.borrow_mut().acknowledge_refused(&publish, ReasonCode::NotAuthorized, &mut client.outbox.borrow_mut());
+        client.wake_writer();
+        return Ok(());
+    }
     let verdict = {
         let mut outbox = client.outbox.borrow_mut();
         let verdict = client.session.borrow_mut().handle_publish(&publish, &mut outbox);
@@ -499,6 +568,10 @@ async fn handle_subscribe(shard: &Rc<Shard>, client: &Rc<Client>, subscribe: Sub
         }
         if protocol.is_v5() && filter.starts_with("$share/") {
             codes.push(ReasonCode::SharedSubscriptionsNotSupported);
+            continue;
+        }
+        if !client.can_subscribe(filter) {
+            codes.push(if protocol.is_v5() { ReasonCode::NotAuthorized } else { ReasonCode::UnspecifiedError });
             continue;
         }
         let mut options = request.options;

@@ -9,9 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, Sender};
 use crossbeam::utils::CachePadded;
+use futures_channel::oneshot;
+use shardmq_codec::{QoS, ReasonCode};
 
+use crate::acl::SessionAcl;
 use crate::hot_topics::TopicCounts;
 use crate::session::Message;
 use crate::stats::{Published, Snapshot};
@@ -60,6 +64,14 @@ pub enum ShardCommand {
     ListClients {
         /// Where the answer goes.
         reply: Sender<Vec<ClientInfo>>,
+    },
+    /// Replace the access rules of a connected client (rules or relations changed); its
+    /// subscriptions the new rules no longer allow are removed.
+    UpdateAcl {
+        /// Client id.
+        client_id: String,
+        /// The new rules.
+        acl: Box<SessionAcl>,
     },
 }
 
@@ -142,6 +154,14 @@ impl BrokerHandle {
         (0..asked).any(|_| answers.recv_timeout(timeout).unwrap_or(false))
     }
 
+    /// Replaces the access rules of a client wherever it is connected.
+    pub fn update_acl(&self, client_id: &str, acl: &SessionAcl) {
+        for tx in &self.commands {
+            let command = ShardCommand::UpdateAcl { client_id: client_id.to_owned(), acl: Box::new(acl.clone()) };
+            let _ = tx.try_send(command);
+        }
+    }
+
     /// Every client on every shard, sorted by client id.
     pub fn clients(&self, timeout: Duration) -> Vec<ClientInfo> {
         let (reply, answers) = channel::bounded(self.commands.len());
@@ -156,3 +176,40 @@ impl BrokerHandle {
         clients
     }
 }
+
+/// Asks the control core whether a CONNECT may proceed. The shard awaits the reply without
+/// blocking: the control core completes the oneshot from its own thread, which wakes the task.
+#[derive(Debug)]
+pub struct ConnectRequest {
+    /// Client id (after assignment).
+    pub client_id: String,
+    /// User name, if given.
+    pub username: Option<String>,
+    /// Password, if given.
+    pub password: Option<Bytes>,
+    /// Remote address.
+    pub peer: Option<SocketAddr>,
+    /// Where the decision goes.
+    pub reply: oneshot::Sender<ConnectDecision>,
+}
+
+/// The control core's answer to a [`ConnectRequest`].
+#[derive(Debug)]
+pub struct ConnectDecision {
+    /// `Success`, or the reason to refuse (bad credentials, not authorized, banned, unavailable).
+    pub code: ReasonCode,
+    /// The session's compiled access rules; `None` allows everything.
+    pub acl: Option<Box<SessionAcl>>,
+    /// Subscriptions to make before the CONNACK, each still checked against `acl`.
+    pub auto_subscribe: Vec<(String, QoS)>,
+}
+
+impl ConnectDecision {
+    /// A refusal.
+    pub fn refuse(code: ReasonCode) -> Self {
+        Self { code, acl: None, auto_subscribe: Vec::new() }
+    }
+}
+
+/// The shards' side of the control core: where CONNECTs are sent for a decision.
+pub type Authenticator = Sender<ConnectRequest>;

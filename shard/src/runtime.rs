@@ -21,7 +21,7 @@ use crate::stats::Stats;
 use crate::broker::Shard;
 use crate::config::ShardConfig;
 use crate::connection::{self, ConnectionSlot, READ_SCRATCH};
-use crate::control::{BrokerHandle, ShardControl, COMMAND_POLL, STATS_PUBLISH, TOPIC_COUNTS_FLUSH};
+use crate::control::{Authenticator, BrokerHandle, ShardControl, COMMAND_POLL, STATS_PUBLISH, TOPIC_COUNTS_FLUSH};
 use crate::hot_topics::TopicCounts;
 use crate::mesh::{ShardId, ShardMsg, ShardSet};
 
@@ -41,7 +41,9 @@ pub struct Broker {
 
 impl Broker {
     /// Starts the shards and returns once every shard listens on every address.
-    pub fn start(mut config: ShardConfig, pin: bool) -> io::Result<Broker> {
+    /// CONNECTs are decided by `authenticator` (the control core) when given; without one every
+    /// client is accepted with no ACL.
+    pub fn start(mut config: ShardConfig, pin: bool, authenticator: Option<Authenticator>) -> io::Result<Broker> {
         if config.shards == 0 || config.shards > ShardSet::MAX_SHARDS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -85,7 +87,8 @@ impl Broker {
                 let stop = Arc::clone(&stop);
                 let connections = Arc::clone(&connections);
                 let controls = Arc::clone(&controls);
-                async move { run_shard(mesh, config, ready, stop, connections, controls).await }
+                let authenticator = authenticator.clone();
+                async move { run_shard(mesh, config, ready, stop, connections, controls, authenticator).await }
             })
             .map_err(|err| io::Error::other(format!("starting shards: {err}")))?;
         for _ in 0..shards {
@@ -154,13 +157,14 @@ async fn run_shard(
     stop: Arc<AtomicBool>,
     connections: Arc<AtomicUsize>,
     controls: Arc<Mutex<Vec<Option<ShardControl>>>>,
+    authenticator: Option<Authenticator>,
 ) {
     let Ok((senders, mut receivers)) = mesh.join().await else {
         let _ = ready.send(Err("joining the shard mesh failed".into()));
         return;
     };
     let id = ShardId(senders.peer_id());
-    let shard = Shard::new(id, Arc::clone(&config), senders, READ_SCRATCH);
+    let shard = Shard::new(id, Arc::clone(&config), senders, READ_SCRATCH, authenticator);
     let span = tracing::info_span!("shard", id = id.0);
     let _enter = span.enter();
 

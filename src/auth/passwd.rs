@@ -24,6 +24,7 @@
 //!   new file, never half of one. The new file keeps the old one's permission bits and owner (a
 //!   new file gets 0600); a symlink is followed and its target replaced.
 
+use std::fmt;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -37,8 +38,8 @@ use super::{FileError, FileErrorKind};
 /// Longest username or password accepted (an MQTT string length is a u16).
 const MAX_FIELD_LEN: usize = 65_535;
 
-/// Arguments of `shardmq passwd` (flags as in `mosquitto_passwd`).
-#[derive(clap::Args, Clone, Debug, Default, Eq, PartialEq)]
+/// Arguments of `shardmq passwd` (flags as in `mosquitto_passwd`). `Debug` hides the password.
+#[derive(clap::Args, Clone, Default, Eq, PartialEq)]
 pub struct PasswdArgs {
     /// Create a new password file, overwriting an existing one ("-" as the file writes the
     /// entry to standard output).
@@ -66,6 +67,22 @@ pub struct PasswdArgs {
     pub username: Option<String>,
     /// The password (batch mode only).
     pub password: Option<String>,
+}
+
+impl fmt::Debug for PasswdArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswdArgs")
+            .field("create", &self.create)
+            .field("batch", &self.batch)
+            .field("delete", &self.delete)
+            .field("update", &self.update)
+            .field("hash", &self.hash)
+            .field("iterations", &self.iterations)
+            .field("file", &self.file)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 /// What one invocation does, once the argument combination is checked.
@@ -505,6 +522,15 @@ mod tests {
 
     fn path_str(path: &Path) -> &str {
         path.to_str().expect("utf-8 temp path")
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let shown = format!("{:?}", args(&["-b", "f", "u", "s3cret"]));
+        assert!(
+            shown.contains("<hidden>") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 
     #[test]

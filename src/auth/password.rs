@@ -271,6 +271,7 @@ impl fmt::Debug for PasswordHash {
 }
 
 /// A new `$7$` hash of `password`, in file form, with the default iterations and a random salt.
+#[cfg(test)]
 pub fn hash_password(password: &str) -> Result<String, HashError> {
     Ok(PasswordHash::new_pbkdf2(password.as_bytes(), DEFAULT_ITERATIONS)?.to_string())
 }

@@ -76,6 +76,7 @@ impl PasswordFile {
     }
 
     /// True if `username` has an entry.
+    #[cfg(test)]
     pub fn contains(&self, username: &str) -> bool {
         self.users.contains_key(username)
     }
@@ -166,11 +167,7 @@ legacy:$md5$NaCl$b7ac67b360c24baef6ed28a919ddb6d5
     #[test]
     fn errors_name_file_line_and_token() {
         let cases = [
-            (
-                "# comment\nbob\n",
-                2,
-                "expected `user:hash`, found `bob`",
-            ),
+            ("# comment\nbob\n", 2, "expected `user:hash`, found `bob`"),
             (":$7$101$AAAA$AAAA\n", 1, "empty username"),
             (
                 "\n\nbob:hunter2\n",

@@ -1,0 +1,79 @@
+//! Who may connect: turns the authentication settings into a plan, applying Mosquitto 2's rule
+//! for anonymous clients, and starts the control core when anything is to be checked.
+//!
+//! - Nothing configured: anonymous clients are allowed only because every listener is on
+//!   loopback; a non-loopback listener refuses to start unless `allow_anonymous = true`.
+//! - A password file (or ACL, relations, auto-subscribe file) configured: anonymous clients are
+//!   refused unless `allow_anonymous = true`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::bail;
+use shardmq_shard::control::Authenticator;
+
+use crate::config::Settings;
+use crate::control_core::files::{FileBackend, FilePaths};
+use crate::control_core::guard::{GuardLimits, LoginGuard};
+use crate::control_core::ControlCore;
+
+/// The resolved access settings.
+#[derive(Debug)]
+pub struct AccessPlan {
+    paths: FilePaths,
+    allow_anonymous: bool,
+    guard: GuardLimits,
+    control_core_cpu: Option<usize>,
+}
+
+impl AccessPlan {
+    /// Resolves the settings; refuses an unauthenticated broker exposed beyond loopback.
+    pub fn from_settings(settings: &Settings, listen: &[SocketAddr]) -> anyhow::Result<AccessPlan> {
+        let paths = FilePaths {
+            password_file: settings.password_file.clone(),
+            acl_file: settings.acl_file.clone(),
+            relations_file: settings.relations_file.clone(),
+            auto_subscribe_file: settings.auto_subscribe_file.clone(),
+        };
+        let authenticated = paths.password_file.is_some();
+        let loopback_only = listen.iter().all(|addr| addr.ip().is_loopback());
+        let allow_anonymous = match settings.allow_anonymous {
+            Some(allow) => allow,
+            None if authenticated => false,
+            None if loopback_only => true,
+            None => bail!(
+                "listening beyond loopback ({}) with no authentication configured: set \
+                 `password_file`, or `allow_anonymous = true` to accept anonymous clients",
+                listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        let defaults = GuardLimits::default();
+        let guard = GuardLimits {
+            max_failures: settings.max_login_failures.unwrap_or(defaults.max_failures),
+            window: defaults.window,
+            ban: settings.ban_seconds.map_or(defaults.ban, |s| Duration::from_secs(s.get().into())),
+        };
+        Ok(AccessPlan { paths, allow_anonymous, guard, control_core_cpu: settings.control_core })
+    }
+
+    /// Whether CONNECTs need the control core at all: with no file configured and anonymous
+    /// clients allowed, every client is accepted with no ACL and the shards skip the round trip.
+    fn needs_control_core(&self) -> bool {
+        let p = &self.paths;
+        !self.allow_anonymous
+            || p.password_file.is_some()
+            || p.acl_file.is_some()
+            || p.relations_file.is_some()
+            || p.auto_subscribe_file.is_some()
+    }
+
+    /// Loads the files and starts the control core, when needed.
+    pub fn start_control_core(&self) -> anyhow::Result<Option<(ControlCore, Authenticator)>> {
+        if !self.needs_control_core() {
+            return Ok(None);
+        }
+        let backend = FileBackend::load(self.paths.clone(), self.allow_anonymous)?;
+        let started = ControlCore::start(Box::new(backend), LoginGuard::new(self.guard), self.control_core_cpu)?;
+        Ok(Some(started))
+    }
+}

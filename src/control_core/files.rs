@@ -1,0 +1,125 @@
+//! The embedded backend: a Mosquitto `password_file` and `acl_file`, plus the relations and
+//! auto-subscribe files, read into memory. It needs no external service and is the default.
+
+use std::path::PathBuf;
+
+use shardmq_codec::QoS;
+use shardmq_shard::acl::{AclRules, AutoSubscribe, Relations, SessionAcl};
+use tracing::{info, warn};
+
+use super::{Backend, Verdict};
+use crate::auth::acl_file::load_acl_file;
+use crate::auth::auto_subscribe_file::load_auto_subscribe_file;
+use crate::auth::password::PasswordHash;
+use crate::auth::password_file::PasswordFile;
+use crate::auth::relations_file::load_relations_file;
+
+/// Which files to read; `None` for a file not configured.
+#[derive(Clone, Debug, Default)]
+pub struct FilePaths {
+    /// `password_file`.
+    pub password_file: Option<PathBuf>,
+    /// `acl_file`.
+    pub acl_file: Option<PathBuf>,
+    /// `relations_file`.
+    pub relations_file: Option<PathBuf>,
+    /// `auto_subscribe_file`.
+    pub auto_subscribe_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+struct Data {
+    passwords: Option<PasswordFile>,
+    rules: Option<AclRules>,
+    relations: Relations,
+    auto_subscribe: AutoSubscribe,
+}
+
+impl Data {
+    fn log_summary(&self) {
+        let Some(passwords) = &self.passwords else { return };
+        if passwords.is_empty() {
+            warn!(file = %passwords.path().display(), "the password file has no users: every login fails");
+        }
+        let legacy = passwords.users().filter(|user| passwords.get(user).is_some_and(PasswordHash::is_legacy)).count();
+        if legacy > 0 {
+            // Legacy salted MD5 and $6$ hashes are verified for migration; `shardmq passwd`
+            // rewrites them as PBKDF2-SHA512.
+            warn!(file = %passwords.path().display(), legacy, "users with legacy password hashes");
+        }
+        info!(file = %passwords.path().display(), users = passwords.len(), "password file loaded");
+    }
+
+    fn load(paths: &FilePaths) -> anyhow::Result<Data> {
+        Ok(Data {
+            passwords: paths.password_file.as_deref().map(PasswordFile::load).transpose()?,
+            rules: paths.acl_file.as_deref().map(load_acl_file).transpose()?,
+            relations: paths.relations_file.as_deref().map(load_relations_file).transpose()?.unwrap_or_default(),
+            auto_subscribe: paths
+                .auto_subscribe_file
+                .as_deref()
+                .map(load_auto_subscribe_file)
+                .transpose()?
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// The embedded-file backend.
+#[derive(Debug)]
+pub struct FileBackend {
+    paths: FilePaths,
+    allow_anonymous: bool,
+    data: Data,
+}
+
+impl FileBackend {
+    /// Reads every configured file; an error names the file and line.
+    pub fn load(paths: FilePaths, allow_anonymous: bool) -> anyhow::Result<FileBackend> {
+        let data = Data::load(&paths)?;
+        data.log_summary();
+        Ok(FileBackend { paths, allow_anonymous, data })
+    }
+
+    fn relations_of(&self, username: Option<&str>) -> (Vec<&str>, Vec<&str>) {
+        match username {
+            Some(name) => (self.data.relations.follows(name), self.data.relations.friends(name)),
+            None => (Vec::new(), Vec::new()),
+        }
+    }
+}
+
+impl Backend for FileBackend {
+    fn authenticate(&mut self, username: Option<&str>, password: Option<&[u8]>) -> Verdict {
+        match (&self.data.passwords, username) {
+            // Anonymous: no user name at all.
+            (_, None) if self.allow_anonymous => Verdict::Allowed,
+            (_, None) => Verdict::NotAuthorized,
+            // A user name with no password file to check it against is taken as given, as
+            // Mosquitto does when only allow_anonymous applies.
+            (None, Some(_)) if self.allow_anonymous => Verdict::Allowed,
+            (None, Some(_)) => Verdict::NotAuthorized,
+            (Some(passwords), Some(name)) => match password {
+                Some(password) if passwords.verify(name, password) => Verdict::Allowed,
+                _ => Verdict::BadCredentials,
+            },
+        }
+    }
+
+    fn session_acl(&mut self, username: Option<&str>, client_id: &str) -> Option<SessionAcl> {
+        let rules = self.data.rules.as_ref()?;
+        let (follows, friends) = self.relations_of(username);
+        Some(SessionAcl::compile(rules, username, client_id, &follows, &friends))
+    }
+
+    fn auto_subscribe(&mut self, username: Option<&str>, client_id: &str) -> Vec<(String, QoS)> {
+        let (follows, friends) = self.relations_of(username);
+        self.data.auto_subscribe.expand(username, client_id, &follows, &friends)
+    }
+
+    fn reload(&mut self) -> anyhow::Result<()> {
+        self.data = Data::load(&self.paths)?;
+        self.data.log_summary();
+        Ok(())
+    }
+}

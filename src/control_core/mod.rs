@@ -1,0 +1,189 @@
+//! The control core: one dedicated OS thread that makes every decision that may block or burn
+//! CPU off the shards — verifying salted password hashes, compiling a session's ACL with its
+//! relations expanded, expanding auto-subscriptions, and remembering failed logins.
+//!
+//! Shards send [`ConnectRequest`]s on a bounded crossbeam channel and await the reply without
+//! blocking (the oneshot completed here wakes the shard's task). If the queue is full or the
+//! thread is gone, the shard refuses with "server unavailable" rather than wait.
+//!
+//! The rules come from a [`Backend`]: the embedded files by default ([`files::FileBackend`]).
+//! A reload (SIGHUP) re-reads the backend and pushes recompiled ACLs to the connected sessions
+//! through the [`BrokerHandle`], so a revoked `read` removes the now-forbidden subscriptions.
+
+pub mod files;
+pub mod guard;
+
+use std::net::IpAddr;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, Sender};
+use shardmq_codec::{QoS, ReasonCode};
+use shardmq_shard::acl::SessionAcl;
+use shardmq_shard::control::{Authenticator, ConnectDecision, ConnectRequest};
+use shardmq_shard::BrokerHandle;
+use tracing::{info, warn};
+
+use self::guard::LoginGuard;
+
+/// Requests queued for the control core at most; beyond this CONNECTs are refused at once.
+const QUEUE: usize = 4096;
+
+/// How long a reload waits for the shards' client lists.
+const LIST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A backend's answer about credentials.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Verdict {
+    /// Known user and right password, or anonymous where that is allowed.
+    Allowed,
+    /// Unknown user or wrong password.
+    BadCredentials,
+    /// Not allowed to connect (anonymous where it is not allowed).
+    NotAuthorized,
+}
+
+/// Where users, rules, relations and auto-subscriptions come from.
+pub trait Backend: Send {
+    /// Checks credentials.
+    fn authenticate(&mut self, username: Option<&str>, password: Option<&[u8]>) -> Verdict;
+    /// The session ACL for this client; `None` when no ACL is configured (everything allowed).
+    fn session_acl(&mut self, username: Option<&str>, client_id: &str) -> Option<SessionAcl>;
+    /// Subscriptions made for this client at CONNECT.
+    fn auto_subscribe(&mut self, username: Option<&str>, client_id: &str) -> Vec<(String, QoS)>;
+    /// Re-reads the backend's data; on error the current data stays in force.
+    fn reload(&mut self) -> anyhow::Result<()>;
+}
+
+enum Job {
+    Reload,
+    Attach(BrokerHandle),
+}
+
+/// A handle on the running control core; dropping it stops the thread.
+pub struct ControlCore {
+    jobs: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlCore {
+    /// Starts the thread (pinned to `cpu` if given) and returns the shards' authenticator.
+    pub fn start(backend: Box<dyn Backend>, guard: LoginGuard, cpu: Option<usize>) -> std::io::Result<(ControlCore, Authenticator)> {
+        let (jobs, job_rx) = channel::bounded::<Job>(16);
+        let (connects, connect_rx) = channel::bounded::<ConnectRequest>(QUEUE);
+        let thread = std::thread::Builder::new().name("control-core".into()).spawn(move || {
+            if let Some(cpu) = cpu {
+                pin_to_cpu(cpu);
+            }
+            Worker { backend, guard, broker: None }.run(&job_rx, &connect_rx);
+        })?;
+        Ok((ControlCore { jobs: Some(jobs), thread: Some(thread) }, connects))
+    }
+
+    /// Gives the control core the broker it pushes ACL updates to.
+    pub fn attach(&self, broker: BrokerHandle) {
+        self.send(Job::Attach(broker));
+    }
+
+    /// Re-reads the backend and refreshes connected sessions' ACLs.
+    pub fn reload(&self) {
+        self.send(Job::Reload);
+    }
+
+    fn send(&self, job: Job) {
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(job);
+        }
+    }
+}
+
+impl Drop for ControlCore {
+    fn drop(&mut self) {
+        // Closing the job channel ends the thread's loop.
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Worker {
+    backend: Box<dyn Backend>,
+    guard: LoginGuard,
+    broker: Option<BrokerHandle>,
+}
+
+impl Worker {
+    fn run(&mut self, jobs: &Receiver<Job>, connects: &Receiver<ConnectRequest>) {
+        loop {
+            channel::select! {
+                recv(connects) -> request => match request {
+                    Ok(request) => self.handle_connect(request),
+                    Err(_) => return,
+                },
+                recv(jobs) -> job => match job {
+                    Ok(Job::Attach(broker)) => self.broker = Some(broker),
+                    Ok(Job::Reload) => self.handle_reload(),
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+
+    fn handle_connect(&mut self, request: ConnectRequest) {
+        let decision = self.decide(&request);
+        // The shard may have given up waiting; nothing to do then.
+        let _ = request.reply.send(decision);
+    }
+
+    fn decide(&mut self, request: &ConnectRequest) -> ConnectDecision {
+        let now = Instant::now();
+        let address: Option<IpAddr> = request.peer.map(|peer| peer.ip());
+        let username = request.username.as_deref();
+        if self.guard.is_banned(address, username, now) {
+            return ConnectDecision::refuse(ReasonCode::Banned);
+        }
+        match self.backend.authenticate(username, request.password.as_deref()) {
+            Verdict::Allowed => self.guard.record_success(address, username),
+            Verdict::BadCredentials => {
+                self.guard.record_failure(address, username, now);
+                return ConnectDecision::refuse(ReasonCode::BadUserNameOrPassword);
+            }
+            Verdict::NotAuthorized => {
+                self.guard.record_failure(address, username, now);
+                return ConnectDecision::refuse(ReasonCode::NotAuthorized);
+            }
+        }
+        let acl = self.backend.session_acl(username, &request.client_id).map(Box::new);
+        let auto_subscribe = self.backend.auto_subscribe(username, &request.client_id);
+        ConnectDecision { code: ReasonCode::Success, acl, auto_subscribe }
+    }
+
+    fn handle_reload(&mut self) {
+        if let Err(err) = self.backend.reload() {
+            warn!(error = %format!("{err:#}"), "reload failed; the previous rules stay in force");
+            return;
+        }
+        let Some(broker) = &self.broker else { return };
+        let clients = broker.clients(LIST_TIMEOUT);
+        for client in &clients {
+            let acl = self
+                .backend
+                .session_acl(client.username.as_deref(), &client.client_id)
+                .unwrap_or_else(SessionAcl::allow_all);
+            broker.update_acl(&client.client_id, &acl);
+        }
+        info!(sessions = clients.len(), "rules reloaded");
+    }
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            warn!(cpu, "could not pin the control core");
+        }
+    }
+}
