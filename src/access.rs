@@ -44,16 +44,27 @@ impl AccessPlan {
             None => bail!(
                 "listening beyond loopback ({}) with no authentication configured: set \
                  `password_file`, or `allow_anonymous = true` to accept anonymous clients",
-                listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                listen
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         let defaults = GuardLimits::default();
         let guard = GuardLimits {
             max_failures: settings.max_login_failures.unwrap_or(defaults.max_failures),
             window: defaults.window,
-            ban: settings.ban_seconds.map_or(defaults.ban, |s| Duration::from_secs(s.get().into())),
+            ban: settings
+                .ban_seconds
+                .map_or(defaults.ban, |s| Duration::from_secs(s.get().into())),
         };
-        Ok(AccessPlan { paths, allow_anonymous, guard, control_core_cpu: settings.control_core })
+        Ok(AccessPlan {
+            paths,
+            allow_anonymous,
+            guard,
+            control_core_cpu: settings.control_core,
+        })
     }
 
     /// Whether CONNECTs need the control core at all: with no file configured and anonymous
@@ -73,7 +84,11 @@ impl AccessPlan {
             return Ok(None);
         }
         let backend = FileBackend::load(self.paths.clone(), self.allow_anonymous)?;
-        let started = ControlCore::start(Box::new(backend), LoginGuard::new(self.guard), self.control_core_cpu)?;
+        let started = ControlCore::start(
+            Box::new(backend),
+            LoginGuard::new(self.guard),
+            self.control_core_cpu,
+        )?;
         Ok(Some(started))
     }
 }

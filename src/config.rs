@@ -83,7 +83,11 @@ impl Settings {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).map_err(|err| {
-            anyhow::anyhow!("config file {}: {}", path.display(), err.to_string().trim_end())
+            anyhow::anyhow!(
+                "config file {}: {}",
+                path.display(),
+                err.to_string().trim_end()
+            )
         })
     }
 
@@ -134,20 +138,32 @@ impl Settings {
         ShardConfig {
             listen,
             shards,
-            max_packet_size: self.max_packet_size.map_or(defaults.max_packet_size, |v| v.get() as usize),
-            connect_timeout: self
-                .connect_timeout
-                .map_or(defaults.connect_timeout, |v| Duration::from_secs(v.get().into())),
-            max_connections: self.max_connections.map_or(defaults.max_connections, NonZeroUsize::get),
+            max_packet_size: self
+                .max_packet_size
+                .map_or(defaults.max_packet_size, |v| v.get() as usize),
+            connect_timeout: self.connect_timeout.map_or(defaults.connect_timeout, |v| {
+                Duration::from_secs(v.get().into())
+            }),
+            max_connections: self
+                .max_connections
+                .map_or(defaults.max_connections, NonZeroUsize::get),
             session: SessionLimits {
-                inflight: self.max_inflight_messages.map_or(session_defaults.inflight, NonZeroU16::get),
-                max_queued: self.max_queued_messages.map_or(session_defaults.max_queued, NonZeroUsize::get),
-                queue_qos0_offline: self.queue_qos0_messages.unwrap_or(session_defaults.queue_qos0_offline),
+                inflight: self
+                    .max_inflight_messages
+                    .map_or(session_defaults.inflight, NonZeroU16::get),
+                max_queued: self
+                    .max_queued_messages
+                    .map_or(session_defaults.max_queued, NonZeroUsize::get),
+                queue_qos0_offline: self
+                    .queue_qos0_messages
+                    .unwrap_or(session_defaults.queue_qos0_offline),
                 max_outbox_bytes: self
                     .max_outbox_bytes
                     .map_or(session_defaults.max_outbox_bytes, NonZeroUsize::get),
             },
-            mesh_capacity: self.mesh_capacity.map_or(defaults.mesh_capacity, NonZeroUsize::get),
+            mesh_capacity: self
+                .mesh_capacity
+                .map_or(defaults.mesh_capacity, NonZeroUsize::get),
             shutdown_grace: defaults.shutdown_grace,
             hot_topics_max: defaults.hot_topics_max,
         }
@@ -176,7 +192,8 @@ mod tests {
 
     #[test]
     fn reads_keys_named_like_flags() {
-        let settings = parse("listen = [\"127.0.0.1:0\"]\nshards = 2\nmax_inflight_messages = 7\n").unwrap();
+        let settings =
+            parse("listen = [\"127.0.0.1:0\"]\nshards = 2\nmax_inflight_messages = 7\n").unwrap();
         let config = settings.shard_config();
         assert_eq!(config.shards, 2);
         assert_eq!(config.listen[0].port(), 0);
@@ -185,7 +202,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let err = parse("shards = 2\nbogus_key = 1\n").unwrap_err().to_string();
+        let err = parse("shards = 2\nbogus_key = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(".toml"), "{err}");
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("bogus_key"), "{err}");
@@ -193,7 +212,9 @@ mod tests {
 
     #[test]
     fn bad_values_name_line_and_key() {
-        let err = parse("listen = [\"not an address\"]\n").unwrap_err().to_string();
+        let err = parse("listen = [\"not an address\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1"), "{err}");
         let err = parse("\nshards = 0\n").unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("shards"), "{err}");
@@ -201,8 +222,14 @@ mod tests {
 
     #[test]
     fn flags_override_file() {
-        let file = Settings { shards: NonZeroUsize::new(4), ..Settings::default() };
-        let flags = Settings { shards: NonZeroUsize::new(2), ..Settings::default() };
+        let file = Settings {
+            shards: NonZeroUsize::new(4),
+            ..Settings::default()
+        };
+        let flags = Settings {
+            shards: NonZeroUsize::new(2),
+            ..Settings::default()
+        };
         assert_eq!(file.overridden_by(flags).shards, NonZeroUsize::new(2));
     }
 }

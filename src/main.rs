@@ -72,19 +72,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = settings.shard_config();
     let access = access::AccessPlan::from_settings(&settings, &config.listen)?;
     if let Some(Command::CheckConfig) = command {
-        println!("configuration ok: {} shard(s), listening on {:?}", config.shards, config.listen);
+        println!(
+            "configuration ok: {} shard(s), listening on {:?}",
+            config.shards, config.listen
+        );
         return Ok(());
     }
     let signals = block_signals();
     let control = access.start_control_core()?;
-    let authenticator = control.as_ref().map(|(_, authenticator)| authenticator.clone());
-    let broker = Broker::start(config.clone(), settings.pin_cores.unwrap_or(true), authenticator)?;
+    let authenticator = control
+        .as_ref()
+        .map(|(_, authenticator)| authenticator.clone());
+    let broker = Broker::start(
+        config.clone(),
+        settings.pin_cores.unwrap_or(true),
+        authenticator,
+    )?;
     if let Some((core, _)) = &control {
         core.attach(broker.handle());
     }
     let addresses: Vec<String> = broker.listening().iter().map(ToString::to_string).collect();
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "shardmq ready: {} shard(s), listening on {}", config.shards, addresses.join(" "))?;
+    writeln!(
+        stdout,
+        "shardmq ready: {} shard(s), listening on {}",
+        config.shards,
+        addresses.join(" ")
+    )?;
     stdout.flush()?;
     drop(stdout);
     info!(shards = config.shards, listen = %addresses.join(" "), "broker started");
@@ -109,7 +123,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         broker.join();
         let _ = done_tx.send(());
     });
-    if done_rx.recv_timeout(config.shutdown_grace + Duration::from_secs(2)).is_err() {
+    if done_rx
+        .recv_timeout(config.shutdown_grace + Duration::from_secs(2))
+        .is_err()
+    {
         error!("shards did not stop in time; exiting");
     }
     Ok(())

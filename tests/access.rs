@@ -18,7 +18,8 @@ struct Files {
 
 impl Files {
     fn new(name: &str) -> Files {
-        let dir = std::env::temp_dir().join(format!("shardmq-access-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("shardmq-access-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Files { dir }
@@ -52,7 +53,12 @@ impl Drop for Files {
     }
 }
 
-fn login(broker: &Broker, client_id: &str, user: Option<&str>, password: Option<&str>) -> (RawClient, ReasonCode) {
+fn login(
+    broker: &Broker,
+    client_id: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> (RawClient, ReasonCode) {
     let mut connect = connect_packet(client_id, true);
     connect.username = user.map(ByteStr::from);
     connect.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
@@ -74,7 +80,14 @@ fn friends_receive_chat_without_subscribing_and_strangers_are_refused() {
     let relations = files.write("relations", &format!("{T1} {YXQ}\n{YXQ} {T1}\n{X} {YXQ}\n"));
     let auto = files.write("auto", "/%u/chat 1\n");
     let broker = Broker::start(&[
-        "--password-file", &passwd, "--acl-file", &acl, "--relations-file", &relations, "--auto-subscribe-file", &auto,
+        "--password-file",
+        &passwd,
+        "--acl-file",
+        &acl,
+        "--relations-file",
+        &relations,
+        "--auto-subscribe-file",
+        &auto,
     ]);
 
     let (mut yxq, code) = login(&broker, "yxq-phone", Some(YXQ), Some("pw2"));
@@ -82,21 +95,41 @@ fn friends_receive_chat_without_subscribing_and_strangers_are_refused() {
     let (mut t1, _) = login(&broker, "t1-phone", Some(T1), Some("pw1"));
     let (mut stranger, _) = login(&broker, "x-phone", Some(X), Some("pw3"));
 
-    t1.publish_with_id(&format!("/{YXQ}/chat"), b"hello friend", QoS::AtLeastOnce, false, 1);
+    t1.publish_with_id(
+        &format!("/{YXQ}/chat"),
+        b"hello friend",
+        QoS::AtLeastOnce,
+        false,
+        1,
+    );
     assert!(matches!(t1.recv(WAIT), Some(Packet::PubAck(_))));
-    let got = yxq.next_publish(WAIT).expect("auto-subscribed chat delivers");
-    assert_eq!((got.payload.clone(), got.qos), (Bytes::from("hello friend"), QoS::AtLeastOnce));
-    yxq.send(&Packet::PubAck(shardmq_codec::PubAck::new(got.packet_id.unwrap())));
+    let got = yxq
+        .next_publish(WAIT)
+        .expect("auto-subscribed chat delivers");
+    assert_eq!(
+        (got.payload.clone(), got.qos),
+        (Bytes::from("hello friend"), QoS::AtLeastOnce)
+    );
+    yxq.send(&Packet::PubAck(shardmq_codec::PubAck::new(
+        got.packet_id.unwrap(),
+    )));
 
     // x follows yxq but is not followed back: %F does not include it. The QoS 1 publish is
     // acknowledged (3.1.1 has no refusal) and dropped.
     stranger.publish_with_id(&format!("/{YXQ}/chat"), b"spam", QoS::AtLeastOnce, false, 1);
     assert!(matches!(stranger.recv(WAIT), Some(Packet::PubAck(_))));
-    assert!(yxq.next_publish(QUIET).is_none(), "a non-friend's message is not delivered");
+    assert!(
+        yxq.next_publish(QUIET).is_none(),
+        "a non-friend's message is not delivered"
+    );
 
     // Nobody may read another user's chat.
     let ack = stranger.subscribe(&[(&format!("/{YXQ}/chat"), QoS::AtLeastOnce)]);
-    assert_eq!(ack.codes, vec![ReasonCode::UnspecifiedError], "0x80 for a refused filter");
+    assert_eq!(
+        ack.codes,
+        vec![ReasonCode::UnspecifiedError],
+        "0x80 for a refused filter"
+    );
 }
 
 #[test]
@@ -106,7 +139,14 @@ fn follows_are_one_way_and_friends_are_mutual() {
     // a follows b and c; only b follows a back.
     let relations = files.write("relations", "a b c\nb a\n");
     let acl = files.write("acl", "pattern read presence/%f/#\npattern read friends/%F/#\npattern write presence/%u/#\npattern write friends/%u/#\n");
-    let broker = Broker::start(&["--password-file", &passwd, "--acl-file", &acl, "--relations-file", &relations]);
+    let broker = Broker::start(&[
+        "--password-file",
+        &passwd,
+        "--acl-file",
+        &acl,
+        "--relations-file",
+        &relations,
+    ]);
     let (mut a, _) = login(&broker, "a", Some("a"), Some("x"));
     let ack = a.subscribe(&[
         ("presence/b/online", QoS::AtMostOnce),
@@ -116,7 +156,12 @@ fn follows_are_one_way_and_friends_are_mutual() {
     ]);
     assert_eq!(
         ack.codes,
-        vec![ReasonCode::Success, ReasonCode::Success, ReasonCode::Success, ReasonCode::UnspecifiedError],
+        vec![
+            ReasonCode::Success,
+            ReasonCode::Success,
+            ReasonCode::Success,
+            ReasonCode::UnspecifiedError
+        ],
         "%f covers everyone a follows; %F only mutual followers"
     );
 }
@@ -131,7 +176,11 @@ fn wrong_password_unknown_user_and_anonymous_are_refused() {
     let (_, code) = login(&broker, "c2", Some("mallory"), Some("secret"));
     assert_eq!(code.to_v3_connack(), 4);
     let (_, code) = login(&broker, "c3", None, None);
-    assert_eq!(code.to_v3_connack(), 5, "anonymous not authorized once a password file is set");
+    assert_eq!(
+        code.to_v3_connack(),
+        5,
+        "anonymous not authorized once a password file is set"
+    );
     let (_, code) = login(&broker, "c4", Some("alice"), Some("secret"));
     assert_eq!(code, ReasonCode::Success);
 }
@@ -140,15 +189,34 @@ fn wrong_password_unknown_user_and_anonymous_are_refused() {
 fn anonymous_can_be_allowed_explicitly_with_anonymous_rules() {
     let files = Files::new("anon");
     let passwd = files.passwords(&[("alice", "secret")]);
-    let acl = files.write("acl", "topic read public/#\nuser alice\ntopic readwrite #\n");
-    let broker = Broker::start(&["--password-file", &passwd, "--acl-file", &acl, "--allow-anonymous", "true"]);
+    let acl = files.write(
+        "acl",
+        "topic read public/#\nuser alice\ntopic readwrite #\n",
+    );
+    let broker = Broker::start(&[
+        "--password-file",
+        &passwd,
+        "--acl-file",
+        &acl,
+        "--allow-anonymous",
+        "true",
+    ]);
     let (mut anon, code) = login(&broker, "anon", None, None);
     assert_eq!(code, ReasonCode::Success);
-    let ack = anon.subscribe(&[("public/news", QoS::AtMostOnce), ("private/x", QoS::AtMostOnce)]);
-    assert_eq!(ack.codes, vec![ReasonCode::Success, ReasonCode::UnspecifiedError]);
+    let ack = anon.subscribe(&[
+        ("public/news", QoS::AtMostOnce),
+        ("private/x", QoS::AtMostOnce),
+    ]);
+    assert_eq!(
+        ack.codes,
+        vec![ReasonCode::Success, ReasonCode::UnspecifiedError]
+    );
     let (mut alice, _) = login(&broker, "alice", Some("alice"), Some("secret"));
     alice.publish("public/news", b"extra", QoS::AtMostOnce, false);
-    assert_eq!(anon.next_publish(WAIT).unwrap().payload, Bytes::from("extra"));
+    assert_eq!(
+        anon.next_publish(WAIT).unwrap().payload,
+        Bytes::from("extra")
+    );
     // Anonymous may not write.
     anon.publish("public/news", b"forged", QoS::AtMostOnce, false);
     assert!(anon.next_publish(QUIET).is_none());
@@ -162,9 +230,18 @@ fn exposed_listener_without_authentication_refuses_to_start() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("allow_anonymous") && stderr.contains("password_file"), "{stderr}");
+    assert!(
+        stderr.contains("allow_anonymous") && stderr.contains("password_file"),
+        "{stderr}"
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_shardmq"))
-        .args(["--listen", "0.0.0.0:0", "--allow-anonymous", "true", "check-config"])
+        .args([
+            "--listen",
+            "0.0.0.0:0",
+            "--allow-anonymous",
+            "true",
+            "check-config",
+        ])
         .output()
         .unwrap();
     assert!(output.status.success());
@@ -174,26 +251,45 @@ fn exposed_listener_without_authentication_refuses_to_start() {
 fn sighup_reload_revokes_read_and_removes_subscriptions() {
     let files = Files::new("reload");
     let passwd = files.passwords(&[("reader", "pw"), ("writer", "pw")]);
-    let acl_path = files.write("acl", "user reader\ntopic read news/#\nuser writer\ntopic write news/#\n");
+    let acl_path = files.write(
+        "acl",
+        "user reader\ntopic read news/#\nuser writer\ntopic write news/#\n",
+    );
     let broker = Broker::start(&["--password-file", &passwd, "--acl-file", &acl_path]);
     let (mut reader, _) = login(&broker, "reader", Some("reader"), Some("pw"));
     let ack = reader.subscribe(&[("news/#", QoS::AtMostOnce)]);
     assert_eq!(ack.codes, vec![ReasonCode::Success]);
     let (mut writer, _) = login(&broker, "writer", Some("writer"), Some("pw"));
     writer.publish("news/1", b"before", QoS::AtMostOnce, false);
-    assert_eq!(reader.next_publish(WAIT).unwrap().payload, Bytes::from("before"));
+    assert_eq!(
+        reader.next_publish(WAIT).unwrap().payload,
+        Bytes::from("before")
+    );
 
-    files.write("acl", "user reader\ntopic read sport/#\nuser writer\ntopic write news/#\n");
+    files.write(
+        "acl",
+        "user reader\ntopic read sport/#\nuser writer\ntopic write news/#\n",
+    );
     // SAFETY: signalling our own child by PID.
     unsafe {
         libc::kill(broker.pid() as i32, libc::SIGHUP);
     }
-    assert!(broker.wait_for_log(&["rules reloaded"], WAIT).is_some(), "{:?}", broker.log());
+    assert!(
+        broker.wait_for_log(&["rules reloaded"], WAIT).is_some(),
+        "{:?}",
+        broker.log()
+    );
     std::thread::sleep(Duration::from_millis(200));
     writer.publish("news/2", b"after", QoS::AtMostOnce, false);
-    assert!(reader.next_publish(QUIET).is_none(), "revoked read stops delivery");
+    assert!(
+        reader.next_publish(QUIET).is_none(),
+        "revoked read stops delivery"
+    );
     let ack = reader.subscribe(&[("news/#", QoS::AtMostOnce), ("sport/#", QoS::AtMostOnce)]);
-    assert_eq!(ack.codes, vec![ReasonCode::UnspecifiedError, ReasonCode::Success]);
+    assert_eq!(
+        ack.codes,
+        vec![ReasonCode::UnspecifiedError, ReasonCode::Success]
+    );
 }
 
 #[test]
@@ -207,11 +303,19 @@ fn a_bad_reload_keeps_the_previous_rules() {
     unsafe {
         libc::kill(broker.pid() as i32, libc::SIGHUP);
     }
-    let line = broker.wait_for_log(&["reload failed"], WAIT).expect("reload error logged");
-    assert!(line.contains("acl") && line.contains(":2"), "names file and line: {line}");
+    let line = broker
+        .wait_for_log(&["reload failed"], WAIT)
+        .expect("reload error logged");
+    assert!(
+        line.contains("acl") && line.contains(":2"),
+        "names file and line: {line}"
+    );
     let (mut u, code) = login(&broker, "u", Some("u"), Some("pw"));
     assert_eq!(code, ReasonCode::Success);
-    assert_eq!(u.subscribe(&[("a/b", QoS::AtMostOnce)]).codes, vec![ReasonCode::Success]);
+    assert_eq!(
+        u.subscribe(&[("a/b", QoS::AtMostOnce)]).codes,
+        vec![ReasonCode::Success]
+    );
 }
 
 #[test]
@@ -224,25 +328,48 @@ fn bad_files_name_file_and_line_at_start() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(&acl) && stderr.contains(":3") && stderr.contains("bogus"), "{stderr}");
+    assert!(
+        stderr.contains(&acl) && stderr.contains(":3") && stderr.contains("bogus"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn repeated_failures_ban_the_user() {
     let files = Files::new("ban");
     let passwd = files.passwords(&[("victim", "right")]);
-    let broker = Broker::start(&["--password-file", &passwd, "--max-login-failures", "3", "--ban-seconds", "60"]);
+    let broker = Broker::start(&[
+        "--password-file",
+        &passwd,
+        "--max-login-failures",
+        "3",
+        "--ban-seconds",
+        "60",
+    ]);
     for n in 0..3 {
-        let (_, code) = login(&broker, &format!("guess-{n}"), Some("victim"), Some("wrong"));
+        let (_, code) = login(
+            &broker,
+            &format!("guess-{n}"),
+            Some("victim"),
+            Some("wrong"),
+        );
         assert_eq!(code.to_v3_connack(), 4);
     }
     let (_, code) = login(&broker, "owner", Some("victim"), Some("right"));
-    assert_eq!(code.to_v3_connack(), 5, "banned, even with the right password");
+    assert_eq!(
+        code.to_v3_connack(),
+        5,
+        "banned, even with the right password"
+    );
 }
 
 #[test]
 fn mosquitto_clients_log_in_with_a_password_file() {
-    if Command::new("mosquitto_pub").arg("--help").output().is_err() {
+    if Command::new("mosquitto_pub")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
         eprintln!("mosquitto-clients not installed; .ci/run installs them");
         return;
     }
@@ -251,12 +378,38 @@ fn mosquitto_clients_log_in_with_a_password_file() {
     let broker = Broker::start(&["--password-file", &passwd]);
     let port = broker.addr.port().to_string();
     let ok = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-u", "m", "-P", "p", "-t", "t", "-m", "x"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-u",
+            "m",
+            "-P",
+            "p",
+            "-t",
+            "t",
+            "-m",
+            "x",
+        ])
         .status()
         .unwrap();
     assert!(ok.success());
     let refused = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-u", "m", "-P", "bad", "-t", "t", "-m", "x"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-u",
+            "m",
+            "-P",
+            "bad",
+            "-t",
+            "t",
+            "-m",
+            "x",
+        ])
         .status()
         .unwrap();
     assert!(!refused.success());

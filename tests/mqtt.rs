@@ -8,8 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{connect_packet, Broker, RawClient, QUIET, WAIT};
 use shardmq_codec::{
-    ByteStr, LastWill, Packet, PacketId, Protocol, PubAck, PubComp, PubRec, PubRel, QoS,
-    ReasonCode,
+    ByteStr, LastWill, Packet, PacketId, Protocol, PubAck, PubComp, PubRec, PubRel, QoS, ReasonCode,
 };
 
 fn id(n: u16) -> PacketId {
@@ -24,20 +23,42 @@ fn publish_subscribe_at_every_qos_with_downgrade() {
         let ack = sub.subscribe(&[("qos/test", granted)]);
         assert_eq!(ack.codes, vec![ReasonCode::granted(granted)]);
         let mut publisher = RawClient::connect(broker.addr, &format!("pub-{granted:?}"));
-        for (n, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce].into_iter().enumerate() {
-            publisher.publish_with_id("qos/test", format!("m{n}").as_bytes(), qos, false, n as u16 + 1);
+        for (n, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+            .into_iter()
+            .enumerate()
+        {
+            publisher.publish_with_id(
+                "qos/test",
+                format!("m{n}").as_bytes(),
+                qos,
+                false,
+                n as u16 + 1,
+            );
             match qos {
                 QoS::AtMostOnce => {}
-                QoS::AtLeastOnce => assert_eq!(publisher.recv(WAIT), Some(Packet::PubAck(PubAck::new(id(2))))),
+                QoS::AtLeastOnce => assert_eq!(
+                    publisher.recv(WAIT),
+                    Some(Packet::PubAck(PubAck::new(id(2))))
+                ),
                 QoS::ExactlyOnce => {
-                    assert_eq!(publisher.recv(WAIT), Some(Packet::PubRec(PubRec::new(id(3)))));
+                    assert_eq!(
+                        publisher.recv(WAIT),
+                        Some(Packet::PubRec(PubRec::new(id(3))))
+                    );
                     publisher.send(&Packet::PubRel(PubRel::new(id(3))));
-                    assert_eq!(publisher.recv(WAIT), Some(Packet::PubComp(PubComp::new(id(3)))));
+                    assert_eq!(
+                        publisher.recv(WAIT),
+                        Some(Packet::PubComp(PubComp::new(id(3))))
+                    );
                 }
             }
             let got = sub.next_publish(WAIT).expect("delivery");
             assert_eq!(got.payload, Bytes::from(format!("m{n}")));
-            assert_eq!(got.qos, qos.min(granted), "published {qos:?}, granted {granted:?}");
+            assert_eq!(
+                got.qos,
+                qos.min(granted),
+                "published {qos:?}, granted {granted:?}"
+            );
             match got.qos {
                 QoS::AtMostOnce => assert!(got.packet_id.is_none()),
                 QoS::AtLeastOnce => sub.send(&Packet::PubAck(PubAck::new(got.packet_id.unwrap()))),
@@ -49,7 +70,10 @@ fn publish_subscribe_at_every_qos_with_downgrade() {
                 }
             }
         }
-        assert!(sub.next_publish(QUIET).is_none(), "exactly one delivery each");
+        assert!(
+            sub.next_publish(QUIET).is_none(),
+            "exactly one delivery each"
+        );
     }
 }
 
@@ -77,16 +101,26 @@ fn wildcards_and_dollar_topics() {
         seen
     };
     assert_eq!(topics(&mut plus), vec!["sport/tennis/player1"]);
-    assert_eq!(topics(&mut hash), vec!["sport/tennis/player1", "sport", "sport/tennis/player2"]);
+    assert_eq!(
+        topics(&mut hash),
+        vec!["sport/tennis/player1", "sport", "sport/tennis/player2"]
+    );
     // `#` does not match topics beginning with `$` [MQTT-4.7.2-1].
-    assert_eq!(topics(&mut all), vec!["sport/tennis/player1", "sport", "sport/tennis/player2"]);
+    assert_eq!(
+        topics(&mut all),
+        vec!["sport/tennis/player1", "sport", "sport/tennis/player2"]
+    );
 }
 
 #[test]
 fn overlapping_subscriptions_deliver_once_at_highest_qos() {
     let broker = Broker::start(&[]);
     let mut sub = RawClient::connect(broker.addr, "overlap");
-    sub.subscribe(&[("a/#", QoS::AtMostOnce), ("a/+", QoS::AtLeastOnce), ("a/b", QoS::AtMostOnce)]);
+    sub.subscribe(&[
+        ("a/#", QoS::AtMostOnce),
+        ("a/+", QoS::AtLeastOnce),
+        ("a/b", QoS::AtMostOnce),
+    ]);
     let mut publisher = RawClient::connect(broker.addr, "p");
     publisher.publish("a/b", b"x", QoS::AtLeastOnce, false);
     let got = sub.next_publish(WAIT).unwrap();
@@ -119,7 +153,11 @@ fn retained_set_replace_clear() {
         assert_eq!(
             got,
             vec![
-                ("status/door".into(), Bytes::from("closed"), QoS::AtLeastOnce),
+                (
+                    "status/door".into(),
+                    Bytes::from("closed"),
+                    QoS::AtLeastOnce
+                ),
                 ("status/window".into(), Bytes::from("open"), QoS::AtMostOnce),
             ]
         );
@@ -132,7 +170,13 @@ fn retained_set_replace_clear() {
 }
 
 fn will(topic: &str) -> LastWill {
-    LastWill { topic: ByteStr::from(topic), payload: Bytes::from_static(b"gone"), qos: QoS::AtLeastOnce, retain: false, properties: Default::default() }
+    LastWill {
+        topic: ByteStr::from(topic),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    }
 }
 
 #[test]
@@ -143,18 +187,27 @@ fn will_is_published_on_connection_loss_not_on_disconnect() {
 
     let polite = RawClient::connect_with_will(broker.addr, "polite", will("wills/polite"), 60);
     polite.disconnect();
-    assert!(watcher.next_publish(QUIET).is_none(), "no will after DISCONNECT");
+    assert!(
+        watcher.next_publish(QUIET).is_none(),
+        "no will after DISCONNECT"
+    );
 
     let rude = RawClient::connect_with_will(broker.addr, "rude", will("wills/rude"), 60);
     drop(rude); // socket closed without DISCONNECT
-    let got = watcher.next_publish(WAIT).expect("will after connection loss");
+    let got = watcher
+        .next_publish(WAIT)
+        .expect("will after connection loss");
     assert_eq!(got.topic.as_str(), "wills/rude");
     assert_eq!(got.qos, QoS::AtLeastOnce);
 
-    let mut violator = RawClient::connect_with_will(broker.addr, "violator", will("wills/violator"), 60);
+    let mut violator =
+        RawClient::connect_with_will(broker.addr, "violator", will("wills/violator"), 60);
     violator.send_raw(&[0xF0, 0x00]); // AUTH is not a 3.1.1 packet
     assert!(violator.closed_within(WAIT));
-    assert_eq!(watcher.next_publish(WAIT).unwrap().topic.as_str(), "wills/violator");
+    assert_eq!(
+        watcher.next_publish(WAIT).unwrap().topic.as_str(),
+        "wills/violator"
+    );
 }
 
 #[test]
@@ -179,7 +232,10 @@ fn keepalive_expiry_closes_and_fires_will() {
     let mut silent = RawClient::connect_with_will(broker.addr, "silent", will("wills/silent"), 1);
     // 1.5 × 1 s of silence closes it.
     assert!(silent.closed_within(Duration::from_secs(4)));
-    assert_eq!(watcher.next_publish(WAIT).unwrap().topic.as_str(), "wills/silent");
+    assert_eq!(
+        watcher.next_publish(WAIT).unwrap().topic.as_str(),
+        "wills/silent"
+    );
 
     // A client that pings stays connected.
     let mut pinger = RawClient::connect_with_will(broker.addr, "pinger", will("wills/pinger"), 1);
@@ -200,7 +256,13 @@ fn persistent_session_receives_messages_queued_while_offline() {
 
     let mut publisher = RawClient::connect(broker.addr, "sender");
     for n in 0..5u16 {
-        publisher.publish_with_id("inbox/durable", format!("{n}").as_bytes(), QoS::AtLeastOnce, false, n + 1);
+        publisher.publish_with_id(
+            "inbox/durable",
+            format!("{n}").as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            n + 1,
+        );
         assert!(matches!(publisher.recv(WAIT), Some(Packet::PubAck(_))));
     }
     publisher.publish("inbox/durable", b"qos0", QoS::AtMostOnce, false);
@@ -212,7 +274,10 @@ fn persistent_session_receives_messages_queued_while_offline() {
         assert_eq!(got.payload, Bytes::from(format!("{n}")));
         sub.send(&Packet::PubAck(PubAck::new(got.packet_id.unwrap())));
     }
-    assert!(sub.next_publish(QUIET).is_none(), "QoS 0 is not queued offline by default");
+    assert!(
+        sub.next_publish(QUIET).is_none(),
+        "QoS 0 is not queued offline by default"
+    );
 
     // A clean session discards it.
     sub.disconnect();
@@ -241,8 +306,14 @@ fn unacknowledged_messages_are_resent_with_dup_on_reconnect() {
     assert!(ack.session_present);
     let again = sub.next_publish(WAIT).expect("QoS 1 resent");
     assert!(again.dup);
-    assert_eq!((again.packet_id, again.payload.clone()), (first.packet_id, Bytes::from("one")));
-    assert_eq!(sub.recv(WAIT), Some(Packet::PubRel(PubRel::new(second.packet_id.unwrap()))));
+    assert_eq!(
+        (again.packet_id, again.payload.clone()),
+        (first.packet_id, Bytes::from("one"))
+    );
+    assert_eq!(
+        sub.recv(WAIT),
+        Some(Packet::PubRel(PubRel::new(second.packet_id.unwrap())))
+    );
 }
 
 #[test]
@@ -252,12 +323,21 @@ fn incoming_qos2_duplicate_is_delivered_once() {
     sub.subscribe(&[("exactly", QoS::ExactlyOnce)]);
     let mut publisher = RawClient::connect(broker.addr, "pub");
     publisher.publish_with_id("exactly", b"x", QoS::ExactlyOnce, false, 9);
-    assert_eq!(publisher.recv(WAIT), Some(Packet::PubRec(PubRec::new(id(9)))));
+    assert_eq!(
+        publisher.recv(WAIT),
+        Some(Packet::PubRec(PubRec::new(id(9))))
+    );
     // The publisher resends (DUP) before releasing: no second delivery [MQTT-4.3.3-2].
     publisher.publish_with_id("exactly", b"x", QoS::ExactlyOnce, false, 9);
-    assert_eq!(publisher.recv(WAIT), Some(Packet::PubRec(PubRec::new(id(9)))));
+    assert_eq!(
+        publisher.recv(WAIT),
+        Some(Packet::PubRec(PubRec::new(id(9))))
+    );
     publisher.send(&Packet::PubRel(PubRel::new(id(9))));
-    assert_eq!(publisher.recv(WAIT), Some(Packet::PubComp(PubComp::new(id(9)))));
+    assert_eq!(
+        publisher.recv(WAIT),
+        Some(Packet::PubComp(PubComp::new(id(9))))
+    );
     assert!(sub.next_publish(WAIT).is_some());
     assert!(sub.next_publish(QUIET).is_none());
 }
@@ -294,14 +374,24 @@ fn takeover_moves_a_persistent_session_between_connections() {
     // assertions hold either way.
     for round in 0..6 {
         let client_id = format!("roaming-{round}");
-        let (mut first, _) = RawClient::connect_with(broker.addr, connect_packet(&client_id, false));
+        let (mut first, _) =
+            RawClient::connect_with(broker.addr, connect_packet(&client_id, false));
         first.subscribe(&[("roam/#", QoS::AtLeastOnce)]);
-        let (mut second, ack) = RawClient::connect_with(broker.addr, connect_packet(&client_id, false));
-        assert!(ack.session_present, "the session moved to the new connection");
-        assert!(first.closed_within(WAIT), "the old connection is closed [MQTT-3.1.4-2]");
+        let (mut second, ack) =
+            RawClient::connect_with(broker.addr, connect_packet(&client_id, false));
+        assert!(
+            ack.session_present,
+            "the session moved to the new connection"
+        );
+        assert!(
+            first.closed_within(WAIT),
+            "the old connection is closed [MQTT-3.1.4-2]"
+        );
         let mut publisher = RawClient::connect(broker.addr, &format!("pub-{round}"));
         publisher.publish("roam/x", b"after takeover", QoS::AtLeastOnce, false);
-        let got = second.next_publish(WAIT).expect("subscription moved with the session");
+        let got = second
+            .next_publish(WAIT)
+            .expect("subscription moved with the session");
         assert_eq!(got.payload, Bytes::from("after takeover"));
         assert!(second.next_publish(QUIET).is_none(), "delivered once");
     }
@@ -312,13 +402,23 @@ fn concurrent_reconnects_with_one_id_leave_one_owner() {
     let broker = Broker::start(&[]);
     let addr = broker.addr;
     let handles: Vec<_> = (0..8)
-        .map(|_| std::thread::spawn(move || RawClient::try_connect(addr, connect_packet("contested", false))))
+        .map(|_| {
+            std::thread::spawn(move || {
+                RawClient::try_connect(addr, connect_packet("contested", false))
+            })
+        })
         .collect();
     // A connection superseded while it was still connecting is closed without a CONNACK.
-    let mut clients: Vec<RawClient> =
-        handles.into_iter().map(|h| h.join().unwrap()).filter(|(_, ack)| ack.is_some()).map(|(c, _)| c).collect();
+    let mut clients: Vec<RawClient> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|(_, ack)| ack.is_some())
+        .map(|(c, _)| c)
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let open: Vec<usize> = (0..clients.len()).filter(|i| !clients[*i].closed_within(QUIET)).collect();
+    let open: Vec<usize> = (0..clients.len())
+        .filter(|i| !clients[*i].closed_within(QUIET))
+        .collect();
     assert_eq!(open.len(), 1, "exactly one connection survives");
     let owner = &mut clients[open[0]];
     owner.subscribe(&[("contested/t", QoS::AtMostOnce)]);
@@ -339,15 +439,25 @@ fn delivery_crosses_shards() {
         .collect();
     let shard0 = broker.wait_for_log(&["client connected", "shard=0"], WAIT);
     let shard1 = broker.wait_for_log(&["client connected", "shard=1"], WAIT);
-    assert!(shard0.is_some() && shard1.is_some(), "connections on both shards: {:?}", broker.log());
+    assert!(
+        shard0.is_some() && shard1.is_some(),
+        "connections on both shards: {:?}",
+        broker.log()
+    );
     let mut publisher = RawClient::connect(broker.addr, "origin");
     for n in 0..10u16 {
         publisher.publish_with_id("fan/out", &n.to_be_bytes(), QoS::AtLeastOnce, false, n + 1);
     }
     for sub in &mut subscribers {
         for n in 0..10u16 {
-            let got = sub.next_publish(WAIT).expect("every subscriber, every message");
-            assert_eq!(got.payload.as_ref(), n.to_be_bytes(), "order per publisher preserved");
+            let got = sub
+                .next_publish(WAIT)
+                .expect("every subscriber, every message");
+            assert_eq!(
+                got.payload.as_ref(),
+                n.to_be_bytes(),
+                "order per publisher preserved"
+            );
             sub.send(&Packet::PubAck(PubAck::new(got.packet_id.unwrap())));
         }
     }
@@ -378,7 +488,11 @@ fn zero_length_client_id() {
     let (_client, ack) = RawClient::connect_with(broker.addr, connect_packet("", true));
     assert_eq!(ack.code, ReasonCode::Success);
     let (mut refused, ack) = RawClient::connect_with(broker.addr, connect_packet("", false));
-    assert_eq!(ack.code.to_v3_connack(), 2, "identifier rejected [MQTT-3.1.3-8]");
+    assert_eq!(
+        ack.code.to_v3_connack(),
+        2,
+        "identifier rejected [MQTT-3.1.3-8]"
+    );
     assert!(refused.closed_within(WAIT));
     let mut v5 = connect_packet("", false);
     v5.protocol = Protocol::V500;
@@ -397,5 +511,8 @@ fn mqtt_31_clients_connect() {
     assert_eq!(ack.code, ReasonCode::Success);
     client.subscribe(&[("legacy", QoS::AtLeastOnce)]);
     client.publish("legacy", b"hi", QoS::AtMostOnce, false);
-    assert_eq!(client.next_publish(WAIT).unwrap().payload, Bytes::from("hi"));
+    assert_eq!(
+        client.next_publish(WAIT).unwrap().payload,
+        Bytes::from("hi")
+    );
 }

@@ -20,7 +20,12 @@ fn bystander(broker: &Broker) -> (RawClient, RawClient) {
 
 fn still_healthy(sub: &mut RawClient, publisher: &mut RawClient) {
     publisher.publish("health", b"ok", QoS::AtMostOnce, false);
-    assert_eq!(sub.next_publish(WAIT).expect("bystander unaffected").payload, Bytes::from("ok"));
+    assert_eq!(
+        sub.next_publish(WAIT)
+            .expect("bystander unaffected")
+            .payload,
+        Bytes::from("ok")
+    );
 }
 
 #[test]
@@ -28,14 +33,25 @@ fn malformed_packets_close_only_that_connection() {
     let broker = Broker::start(&[]);
     let (mut sub, mut publisher) = bystander(&broker);
     let cases: &[(&str, &[u8])] = &[
-        ("remaining length over 4 bytes", &[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
-        ("reserved flags on SUBSCRIBE", &[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00]),
+        (
+            "remaining length over 4 bytes",
+            &[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+        ),
+        (
+            "reserved flags on SUBSCRIBE",
+            &[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00],
+        ),
         ("QoS 3 publish", &[0x36, 0x05, 0x00, 0x01, b'a', 0x00, 0x01]),
         ("wildcard in topic name", &[0x30, 0x03, 0x00, 0x01, b'#']),
         ("invalid UTF-8 topic", &[0x30, 0x04, 0x00, 0x02, 0xC3, 0x28]),
         ("packet type 0", &[0x00, 0x00]),
         ("SUBSCRIBE without filters", &[0x82, 0x02, 0x00, 0x01]),
-        ("second CONNECT", &[0x10, 0x0C, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x00]),
+        (
+            "second CONNECT",
+            &[
+                0x10, 0x0C, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x00,
+            ],
+        ),
         ("server-only packet", &[0x20, 0x02, 0x00, 0x00]),
     ];
     for (name, bytes) in cases {
@@ -53,11 +69,20 @@ fn first_packet_must_be_connect_and_in_time() {
 
     let mut early = RawClient::open(broker.addr);
     early.send(&Packet::PingReq);
-    assert!(early.closed_within(WAIT), "PINGREQ before CONNECT closes [MQTT-3.1.0-1]");
+    assert!(
+        early.closed_within(WAIT),
+        "PINGREQ before CONNECT closes [MQTT-3.1.0-1]"
+    );
 
     let mut idle = RawClient::open(broker.addr);
-    assert!(!idle.closed_within(Duration::from_millis(300)), "still open before the timeout");
-    assert!(idle.closed_within(Duration::from_secs(4)), "closed after connect_timeout");
+    assert!(
+        !idle.closed_within(Duration::from_millis(300)),
+        "still open before the timeout"
+    );
+    assert!(
+        idle.closed_within(Duration::from_secs(4)),
+        "closed after connect_timeout"
+    );
 
     let mut garbage = RawClient::open(broker.addr);
     garbage.send_raw(b"GET / HTTP/1.1\r\n\r\n");
@@ -70,7 +95,10 @@ fn unsupported_protocol_level_gets_return_code_1() {
     let broker = Broker::start(&[]);
     let mut client = RawClient::open(broker.addr);
     // CONNECT "MQTT" level 9.
-    client.send_raw(&[0x10, 0x0E, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x09, 0x02, 0x00, 0x3C, 0x00, 0x02, b'i', b'd']);
+    client.send_raw(&[
+        0x10, 0x0E, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x09, 0x02, 0x00, 0x3C, 0x00, 0x02, b'i',
+        b'd',
+    ]);
     match client.recv(WAIT) {
         Some(Packet::ConnAck(ack)) => assert_eq!(ack.code.to_v3_connack(), 1),
         other => panic!("expected CONNACK 1, got {other:?}"),
@@ -120,7 +148,10 @@ fn slow_consumer_is_bounded_and_others_keep_flowing() {
             publisher.publish("flood", &payload, QoS::AtMostOnce, false);
         }
         for n in 0..10 {
-            assert!(healthy.next_publish(WAIT).is_some(), "batch {batch}, message {n}: healthy subscriber starved");
+            assert!(
+                healthy.next_publish(WAIT).is_some(),
+                "batch {batch}, message {n}: healthy subscriber starved"
+            );
         }
     }
     // The stalled client is still connected, and catches up on what its buffers held.
@@ -128,7 +159,10 @@ fn slow_consumer_is_bounded_and_others_keep_flowing() {
     while stalled.next_publish(QUIET).is_some() {
         drained += 1;
     }
-    assert!(drained > 0 && drained < 3000, "stalled subscriber got {drained}: bounded, not everything");
+    assert!(
+        drained > 0 && drained < 3000,
+        "stalled subscriber got {drained}: bounded, not everything"
+    );
 }
 
 #[test]
@@ -145,17 +179,35 @@ fn config_errors_name_file_line_and_key() {
     let dir = std::env::temp_dir().join(format!("shardmq-test-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("bad.toml");
-    std::fs::write(&path, "shards = 2\nlisten = [\"127.0.0.1:0\"]\nmax_inflight = 5\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_shardmq")).arg("--config").arg(&path).output().unwrap();
+    std::fs::write(
+        &path,
+        "shards = 2\nlisten = [\"127.0.0.1:0\"]\nmax_inflight = 5\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("bad.toml") && stderr.contains("line 3") && stderr.contains("max_inflight"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("line 3") && stderr.contains("max_inflight"),
+        "{stderr}"
+    );
 
     std::fs::write(&path, "listen = [\"127.0.0.1:99999\"]\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_shardmq")).arg("--config").arg(&path).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("line 1") && stderr.contains("listen"), "{stderr}");
+    assert!(
+        stderr.contains("line 1") && stderr.contains("listen"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -163,9 +215,18 @@ fn config_file_is_used_and_flags_override_it() {
     let dir = std::env::temp_dir().join(format!("shardmq-test-config-ok-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ok.toml");
-    std::fs::write(&path, "listen = [\"127.0.0.1:0\"]\nshards = 1\nmax_inflight_messages = 2\n").unwrap();
+    std::fs::write(
+        &path,
+        "listen = [\"127.0.0.1:0\"]\nshards = 1\nmax_inflight_messages = 2\n",
+    )
+    .unwrap();
     let broker = Broker::start_with(&["--config", path.to_str().unwrap(), "--shards", "2"], &[]);
-    assert!(broker.wait_for_log(&["shard started", "shard=1"], WAIT).is_some(), "flag overrides file");
+    assert!(
+        broker
+            .wait_for_log(&["shard started", "shard=1"], WAIT)
+            .is_some(),
+        "flag overrides file"
+    );
     let mut sub = RawClient::connect(broker.addr, "s");
     sub.subscribe(&[("w", QoS::AtLeastOnce)]);
     let mut publisher = RawClient::connect(broker.addr, "p");
@@ -192,31 +253,89 @@ fn mosquitto_clients_interoperate() {
     let broker = Broker::start(&[]);
     let port = broker.addr.port().to_string();
     let sub = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-t", "interop/#", "-q", "2", "-C", "3", "-W", "10", "-v", "-V", "mqttv311"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "interop/#",
+            "-q",
+            "2",
+            "-C",
+            "3",
+            "-W",
+            "10",
+            "-v",
+            "-V",
+            "mqttv311",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     for (qos, msg) in [("0", "zero"), ("1", "one"), ("2", "two")] {
         let status = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &port, "-t", &format!("interop/{qos}"), "-q", qos, "-m", msg])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                &format!("interop/{qos}"),
+                "-q",
+                qos,
+                "-m",
+                msg,
+            ])
             .status()
             .unwrap();
         assert!(status.success());
     }
     let output = sub.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(text.lines().collect::<Vec<_>>(), vec!["interop/0 zero", "interop/1 one", "interop/2 two"]);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        vec!["interop/0 zero", "interop/1 one", "interop/2 two"]
+    );
 
     // MQTT 5 client too.
     let sub5 = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-t", "v5/t", "-q", "1", "-C", "1", "-W", "10", "-V", "mqttv5"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "v5/t",
+            "-q",
+            "1",
+            "-C",
+            "1",
+            "-W",
+            "10",
+            "-V",
+            "mqttv5",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let status = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-t", "v5/t", "-q", "1", "-m", "hello5", "-V", "mqttv5"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "v5/t",
+            "-q",
+            "1",
+            "-m",
+            "hello5",
+            "-V",
+            "mqttv5",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -251,7 +370,9 @@ fn rumqttc_interoperates() {
             Ok(Event::Incoming(RPacket::SubAck(_))) if !subscribed => {
                 subscribed = true;
                 for n in 0..10 {
-                    publisher.publish("rumqttc/x", RQoS::AtLeastOnce, false, vec![n]).unwrap();
+                    publisher
+                        .publish("rumqttc/x", RQoS::AtLeastOnce, false, vec![n])
+                        .unwrap();
                 }
             }
             Ok(Event::Incoming(RPacket::Publish(p))) => {

@@ -18,15 +18,29 @@ struct Subscriber {
     outbox: Outbox,
 }
 
-fn setup(subscribers: usize, qos: QoS) -> (Trie<HashMap<ConnId, SubscriptionOptions>>, Vec<Subscriber>) {
+fn setup(
+    subscribers: usize,
+    qos: QoS,
+) -> (Trie<HashMap<ConnId, SubscriptionOptions>>, Vec<Subscriber>) {
     let mut trie = Trie::new();
     let mut clients = Vec::with_capacity(subscribers);
     for n in 0..subscribers {
-        let mut session = Session::new(ByteStr::from(format!("c{n}")), Protocol::V311, SessionLimits::default());
-        let options = SubscriptionOptions { qos, ..SubscriptionOptions::default() };
+        let mut session = Session::new(
+            ByteStr::from(format!("c{n}")),
+            Protocol::V311,
+            SessionLimits::default(),
+        );
+        let options = SubscriptionOptions {
+            qos,
+            ..SubscriptionOptions::default()
+        };
         session.add_subscription(ByteStr::from("fan/out"), options);
-        trie.get_or_insert_with("fan/out", HashMap::new).insert(ConnId(n as u64), options);
-        clients.push(Subscriber { session, outbox: Outbox::default() });
+        trie.get_or_insert_with("fan/out", HashMap::new)
+            .insert(ConnId(n as u64), options);
+        clients.push(Subscriber {
+            session,
+            outbox: Outbox::default(),
+        });
     }
     // Unrelated filters, so the match walks a realistic trie.
     for n in 0..10_000 {
@@ -56,7 +70,12 @@ fn fanout(c: &mut Criterion) {
                         trie.for_each_match(black_box("fan/out"), |subs| {
                             for (conn, options) in subs {
                                 let client = &mut clients[conn.0 as usize];
-                                client.session.handle_delivery(&message, options.qos, false, &mut client.outbox);
+                                client.session.handle_delivery(
+                                    &message,
+                                    options.qos,
+                                    false,
+                                    &mut client.outbox,
+                                );
                             }
                         });
                         for client in clients.iter_mut() {

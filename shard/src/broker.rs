@@ -159,21 +159,32 @@ impl Client {
 
     /// Whether the ACL lets this client publish to `topic`.
     pub fn can_publish(&self, topic: &str) -> bool {
-        self.acl.borrow().as_ref().is_none_or(|acl| acl.can_publish(topic))
+        self.acl
+            .borrow()
+            .as_ref()
+            .is_none_or(|acl| acl.can_publish(topic))
     }
 
     /// Whether the ACL lets this client subscribe to `filter`.
     pub fn can_subscribe(&self, filter: &str) -> bool {
-        self.acl.borrow().as_ref().is_none_or(|acl| acl.can_subscribe(filter))
+        self.acl
+            .borrow()
+            .as_ref()
+            .is_none_or(|acl| acl.can_subscribe(filter))
     }
 
     fn can_receive(&self, topic: &str) -> bool {
-        self.acl.borrow().as_ref().is_none_or(|acl| acl.can_receive(topic))
+        self.acl
+            .borrow()
+            .as_ref()
+            .is_none_or(|acl| acl.can_receive(topic))
     }
 
     fn deliver(&self, message: &Arc<Message>, granted: QoS, retain: bool) {
         let mut outbox = self.outbox.borrow_mut();
-        self.session.borrow_mut().handle_delivery(message, granted, retain, &mut outbox);
+        self.session
+            .borrow_mut()
+            .handle_delivery(message, granted, retain, &mut outbox);
         if !outbox.is_empty() {
             drop(outbox);
             self.wake_writer();
@@ -242,7 +253,6 @@ impl Shard {
         })
     }
 
-
     /// This shard's id.
     pub fn id(&self) -> ShardId {
         self.id
@@ -267,7 +277,9 @@ impl Shard {
     }
 
     fn peers(&self) -> impl Iterator<Item = ShardId> + '_ {
-        (0..self.config.shards).map(ShardId).filter(move |s| *s != self.id)
+        (0..self.config.shards)
+            .map(ShardId)
+            .filter(move |s| *s != self.id)
     }
 
     /// Sends to a peer, waiting while its ring is full. A closed ring means the broker is
@@ -301,18 +313,27 @@ impl Shard {
             let retained = (!message.payload.is_empty()).then(|| Arc::clone(&message));
             self.apply_retain(&message.topic, retained.clone());
             for peer in self.peers() {
-                let msg = ShardMsg::Retain { topic: message.topic.clone(), message: retained.clone() };
+                let msg = ShardMsg::Retain {
+                    topic: message.topic.clone(),
+                    message: retained.clone(),
+                };
                 self.send(peer, msg).await;
             }
         }
         let mut targets = ShardSet::default();
-        self.state.borrow().routes.for_each_match(&message.topic, |shards| {
-            targets = targets.union(*shards);
-        });
+        self.state
+            .borrow()
+            .routes
+            .for_each_match(&message.topic, |shards| {
+                targets = targets.union(*shards);
+            });
         let local = targets.contains(self.id);
         targets.remove(self.id);
         for peer in targets.iter() {
-            let routed = Routed { message: Arc::clone(&message), origin };
+            let routed = Routed {
+                message: Arc::clone(&message),
+                origin,
+            };
             self.send(peer, ShardMsg::Publish(routed)).await;
         }
         if local {
@@ -340,20 +361,24 @@ impl Shard {
         {
             let state = self.state.borrow();
             let mut matched = 0usize;
-            state.subscriptions.for_each_match(&message.topic, |subscribers| {
-                matched += 1;
-                for (conn, options) in subscribers {
-                    if options.no_local && origin.shard == self.id && origin.conn == *conn {
-                        continue;
+            state
+                .subscriptions
+                .for_each_match(&message.topic, |subscribers| {
+                    matched += 1;
+                    for (conn, options) in subscribers {
+                        if options.no_local && origin.shard == self.id && origin.conn == *conn {
+                            continue;
+                        }
+                        let Some(client) = state.clients.get(conn) else {
+                            continue;
+                        };
+                        if !client.can_receive(&message.topic) {
+                            continue;
+                        }
+                        let retain = options.retain_as_published && message.retain;
+                        targets.push((Rc::clone(client), options.qos, retain));
                     }
-                    let Some(client) = state.clients.get(conn) else { continue };
-                    if !client.can_receive(&message.topic) {
-                        continue;
-                    }
-                    let retain = options.retain_as_published && message.retain;
-                    targets.push((Rc::clone(client), options.qos, retain));
-                }
-            });
+                });
             if matched > 1 {
                 targets.sort_by_key(|(client, _, _)| client.conn);
                 targets.dedup_by(|later, kept| {
@@ -389,15 +414,28 @@ impl Shard {
 
     /// Adds a subscription of `client` on this shard. Returns once every shard routes the filter
     /// here, so the SUBACK that follows is truthful.
-    pub async fn subscribe(self: &Rc<Self>, client: &Client, filter: &ByteStr, options: SubscriptionOptions) {
-        client.session.borrow_mut().add_subscription(filter.clone(), options);
+    pub async fn subscribe(
+        self: &Rc<Self>,
+        client: &Client,
+        filter: &ByteStr,
+        options: SubscriptionOptions,
+    ) {
+        client
+            .session
+            .borrow_mut()
+            .add_subscription(filter.clone(), options);
         let first = {
             let mut state = self.state.borrow_mut();
-            let subscribers = state.subscriptions.get_or_insert_with(filter, Subscribers::new);
+            let subscribers = state
+                .subscriptions
+                .get_or_insert_with(filter, Subscribers::new);
             let first = subscribers.is_empty();
             subscribers.insert(client.conn, options);
             if first {
-                state.routes.get_or_insert_with(filter, ShardSet::default).insert(self.id);
+                state
+                    .routes
+                    .get_or_insert_with(filter, ShardSet::default)
+                    .insert(self.id);
             }
             first
         };
@@ -406,9 +444,16 @@ impl Shard {
         if first && self.config.shards > 1 {
             let token = self.next_token();
             let acks = Countdown::new(self.config.shards - 1);
-            self.state.borrow_mut().route_acks.insert(token, Rc::clone(&acks));
+            self.state
+                .borrow_mut()
+                .route_acks
+                .insert(token, Rc::clone(&acks));
             for peer in self.peers() {
-                let msg = ShardMsg::RouteAdd { filter: filter.clone(), from: self.id, token };
+                let msg = ShardMsg::RouteAdd {
+                    filter: filter.clone(),
+                    from: self.id,
+                    token,
+                };
                 self.send(peer, msg).await;
             }
             acks.wait().await;
@@ -428,7 +473,9 @@ impl Shard {
     async fn remove_subscriber(&self, conn: ConnId, filter: &str) {
         let last = {
             let mut state = self.state.borrow_mut();
-            let Some(subscribers) = state.subscriptions.get_mut(filter) else { return };
+            let Some(subscribers) = state.subscriptions.get_mut(filter) else {
+                return;
+            };
             if subscribers.remove(&conn).is_none() {
                 return;
             }
@@ -448,7 +495,10 @@ impl Shard {
         self.hot_topics.borrow_mut().record_subscribers(filter, -1);
         if last {
             for peer in self.peers() {
-                let msg = ShardMsg::RouteRemove { filter: ByteStr::copy_from_str(filter), from: self.id };
+                let msg = ShardMsg::RouteRemove {
+                    filter: ByteStr::copy_from_str(filter),
+                    from: self.id,
+                };
                 self.send(peer, msg).await;
             }
         }
@@ -456,7 +506,13 @@ impl Shard {
 
     /// Removes every subscription of a client from the local trie (its session keeps its list).
     async fn drop_subscriptions(&self, client: &Client) {
-        let filters: Vec<ByteStr> = client.session.borrow().subscriptions().keys().cloned().collect();
+        let filters: Vec<ByteStr> = client
+            .session
+            .borrow()
+            .subscriptions()
+            .keys()
+            .cloned()
+            .collect();
         for filter in filters {
             self.remove_subscriber(client.conn, &filter).await;
         }
@@ -465,9 +521,12 @@ impl Shard {
     /// Sends the retained messages matching `filter` to `client` with RETAIN set [MQTT-3.3.1-8].
     pub fn send_retained(&self, client: &Client, filter: &str, granted: QoS) {
         let mut matches = Vec::new();
-        self.state.borrow().retained.for_each_matching(filter, |_, message| {
-            matches.push(Arc::clone(message));
-        });
+        self.state
+            .borrow()
+            .retained
+            .for_each_matching(filter, |_, message| {
+                matches.push(Arc::clone(message));
+            });
         for message in matches {
             client.deliver(&message, granted, true);
         }
@@ -488,15 +547,35 @@ impl Shard {
     /// Claims the client id for `client` at its home shard, takes over the previous owner, and
     /// returns its session if one is to be resumed. `None` from the outer option means the client
     /// was itself taken over meanwhile and must close without CONNACK.
-    pub async fn claim(self: &Rc<Self>, client: &Rc<Client>, clean_start: bool) -> Option<Option<Box<Session>>> {
-        let me = Owner { shard: self.id, conn: client.conn };
+    pub async fn claim(
+        self: &Rc<Self>,
+        client: &Rc<Client>,
+        clean_start: bool,
+    ) -> Option<Option<Box<Session>>> {
+        let me = Owner {
+            shard: self.id,
+            conn: client.conn,
+        };
         let home = home_shard(&client.client_id, self.config.shards);
         let previous = if home == self.id {
-            self.state.borrow_mut().registry.claim(&client.client_id, me)
+            self.state
+                .borrow_mut()
+                .registry
+                .claim(&client.client_id, me)
         } else {
             let slot = Slot::new();
-            self.state.borrow_mut().claims.insert(client.conn, Rc::clone(&slot));
-            self.send(home, ShardMsg::Claim { client_id: client.client_id.clone(), claimant: me }).await;
+            self.state
+                .borrow_mut()
+                .claims
+                .insert(client.conn, Rc::clone(&slot));
+            self.send(
+                home,
+                ShardMsg::Claim {
+                    client_id: client.client_id.clone(),
+                    claimant: me,
+                },
+            )
+            .await;
             slot.wait().await
         };
         let session = match previous {
@@ -509,8 +588,15 @@ impl Shard {
             }
             Some(previous) => {
                 let slot = Slot::new();
-                self.state.borrow_mut().handovers.insert(client.conn, Rc::clone(&slot));
-                let msg = ShardMsg::Takeover { previous: previous.conn, by: me, clean_start };
+                self.state
+                    .borrow_mut()
+                    .handovers
+                    .insert(client.conn, Rc::clone(&slot));
+                let msg = ShardMsg::Takeover {
+                    previous: previous.conn,
+                    by: me,
+                    clean_start,
+                };
                 self.send(previous.shard, msg).await;
                 slot.wait().await
             }
@@ -526,7 +612,10 @@ impl Shard {
 
     async fn await_handover(&self, conn: ConnId) -> Option<Box<Session>> {
         let slot = Slot::new();
-        self.state.borrow_mut().handovers.insert(conn, Rc::clone(&slot));
+        self.state
+            .borrow_mut()
+            .handovers
+            .insert(conn, Rc::clone(&slot));
         slot.wait().await
     }
 
@@ -537,14 +626,23 @@ impl Shard {
                 slot.fill(session);
             }
         } else {
-            self.send(to.shard, ShardMsg::Handover { conn: to.conn, session }).await;
+            self.send(
+                to.shard,
+                ShardMsg::Handover {
+                    conn: to.conn,
+                    session,
+                },
+            )
+            .await;
         }
     }
 
     /// Takes over the client `previous` on this shard on behalf of `by`.
     async fn take_over(&self, previous: ConnId, by: Owner, clean_start: bool) -> TakeoverResult {
         let client = self.state.borrow().clients.get(&previous).cloned();
-        let Some(client) = client else { return TakeoverResult::Done(None) };
+        let Some(client) = client else {
+            return TakeoverResult::Done(None);
+        };
         if client.phase() == Phase::Connecting {
             client.superseded_by.set(Some(by));
             return TakeoverResult::Deferred;
@@ -610,7 +708,10 @@ impl Shard {
         if client.clean || client.phase() == Phase::Connecting {
             self.remove_client(client.conn);
             self.drop_subscriptions(client).await;
-            let owner = Owner { shard: self.id, conn: client.conn };
+            let owner = Owner {
+                shard: self.id,
+                conn: client.conn,
+            };
             self.release(client.client_id.clone(), owner).await;
         } else {
             client.phase.set(Phase::Offline);
@@ -624,7 +725,8 @@ impl Shard {
         if home == self.id {
             self.state.borrow_mut().registry.release(&client_id, owner);
         } else {
-            self.send(home, ShardMsg::Release { client_id, owner }).await;
+            self.send(home, ShardMsg::Release { client_id, owner })
+                .await;
         }
     }
 
@@ -648,7 +750,13 @@ impl Shard {
 
     /// Replaces a client's access rules and removes the subscriptions they no longer allow.
     async fn update_acl(&self, client_id: &str, acl: Box<SessionAcl>) {
-        let client = self.state.borrow().clients.values().find(|c| c.client_id == client_id).cloned();
+        let client = self
+            .state
+            .borrow()
+            .clients
+            .values()
+            .find(|c| c.client_id == client_id)
+            .cloned();
         let Some(client) = client else { return };
         let revoked: Vec<ByteStr> = client
             .session
@@ -686,7 +794,14 @@ impl Shard {
     pub async fn handle_command(self: &Rc<Self>, command: ShardCommand) {
         match command {
             ShardCommand::Publish(message) => {
-                self.publish(message, Owner { shard: self.id, conn: ConnId(0) }).await;
+                self.publish(
+                    message,
+                    Owner {
+                        shard: self.id,
+                        conn: ConnId(0),
+                    },
+                )
+                .await;
             }
             ShardCommand::Kick { client_id, reply } => {
                 let _ = reply.try_send(self.kick(&client_id));
@@ -712,8 +827,16 @@ impl Shard {
     pub async fn handle_mesh(self: &Rc<Self>, msg: ShardMsg) {
         match msg {
             ShardMsg::Publish(routed) => self.deliver_local(&routed.message, routed.origin).await,
-            ShardMsg::RouteAdd { filter, from, token } => {
-                self.state.borrow_mut().routes.get_or_insert_with(&filter, ShardSet::default).insert(from);
+            ShardMsg::RouteAdd {
+                filter,
+                from,
+                token,
+            } => {
+                self.state
+                    .borrow_mut()
+                    .routes
+                    .get_or_insert_with(&filter, ShardSet::default)
+                    .insert(from);
                 self.send_detached(from, ShardMsg::RouteAck { token });
             }
             ShardMsg::RouteAck { token } => {
@@ -731,9 +854,18 @@ impl Shard {
                 }
             }
             ShardMsg::Retain { topic, message } => self.apply_retain(&topic, message),
-            ShardMsg::Claim { client_id, claimant } => {
+            ShardMsg::Claim {
+                client_id,
+                claimant,
+            } => {
                 let previous = self.state.borrow_mut().registry.claim(&client_id, claimant);
-                self.send_detached(claimant.shard, ShardMsg::Claimed { conn: claimant.conn, previous });
+                self.send_detached(
+                    claimant.shard,
+                    ShardMsg::Claimed {
+                        conn: claimant.conn,
+                        previous,
+                    },
+                );
             }
             ShardMsg::Claimed { conn, previous } => {
                 let slot = self.state.borrow_mut().claims.remove(&conn);
@@ -741,10 +873,16 @@ impl Shard {
                     slot.fill(previous);
                 }
             }
-            ShardMsg::Takeover { previous, by, clean_start } => {
+            ShardMsg::Takeover {
+                previous,
+                by,
+                clean_start,
+            } => {
                 let shard = Rc::clone(self);
                 glommio::spawn_local(async move {
-                    if let TakeoverResult::Done(session) = shard.take_over(previous, by, clean_start).await {
+                    if let TakeoverResult::Done(session) =
+                        shard.take_over(previous, by, clean_start).await
+                    {
                         shard.hand_over(by, session).await;
                     }
                 })

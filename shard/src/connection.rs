@@ -19,25 +19,25 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
+use futures_channel::oneshot;
 use futures_lite::future::poll_fn;
 use futures_lite::io::AsyncRead;
 use futures_lite::AsyncWrite;
-use futures_channel::oneshot;
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use hashbrown::HashMap;
 use shardmq_codec::{
-    topic, ByteStr, ConnAck, Connect, DecodeError, Decoder, Disconnect, LastWill, Packet, Properties,
-    Protocol, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
-    UnsubAck, Unsubscribe,
+    topic, ByteStr, ConnAck, Connect, DecodeError, Decoder, Disconnect, LastWill, Packet,
+    Properties, Protocol, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
+    SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 use tracing::{debug, trace};
 
-use crate::stats::Stats;
 use crate::broker::{Client, Identity, Shard};
 use crate::control::{ConnectDecision, ConnectRequest};
 use crate::mesh::Owner;
 use crate::session::{Message, PublishVerdict, Session};
+use crate::stats::Stats;
 
 /// Topic aliases a client may use towards the broker (MQTT 5 topic alias maximum in CONNACK).
 const TOPIC_ALIAS_MAXIMUM: u16 = 64;
@@ -183,7 +183,13 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
             code: ReasonCode::ClientIdentifierNotValid,
             properties: Properties::default(),
         };
-        Box::pin(write_packet(&stream, fd, &Packet::ConnAck(connack), protocol)).await;
+        Box::pin(write_packet(
+            &stream,
+            fd,
+            &Packet::ConnAck(connack),
+            protocol,
+        ))
+        .await;
         return;
     };
 
@@ -191,8 +197,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
     let decision = match Box::pin(authorize(&shard, &mut accepted, peer)).await {
         Ok(decision) => decision,
         Err(code) => {
-            let connack = ConnAck { session_present: false, code, properties: Properties::default() };
-            Box::pin(write_packet(&stream, fd, &Packet::ConnAck(connack), protocol)).await;
+            let connack = ConnAck {
+                session_present: false,
+                code,
+                properties: Properties::default(),
+            };
+            Box::pin(write_packet(
+                &stream,
+                fd,
+                &Packet::ConnAck(connack),
+                protocol,
+            ))
+            .await;
             return;
         }
     };
@@ -204,9 +220,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
     let identity = Identity {
         username: accepted.username.clone(),
         peer,
-        connected_since: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        connected_since: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
     };
-    let client = Rc::new(Client::new(conn, session, !accepted.persistent, will, identity, fd));
+    let client = Rc::new(Client::new(
+        conn,
+        session,
+        !accepted.persistent,
+        will,
+        identity,
+        fd,
+    ));
     *client.acl.borrow_mut() = decision.acl;
     shard.add_client(Rc::clone(&client));
     Stats::add(&shard.stats.connections, 1);
@@ -253,7 +278,11 @@ fn accept_connect(shard: &Shard, connect: Connect) -> Option<Accepted> {
             return None;
         }
         assigned = true;
-        ByteStr::from(format!("shardmq-{}-{}", shard.id().0, shard.next_conn_id().0))
+        ByteStr::from(format!(
+            "shardmq-{}-{}",
+            shard.id().0,
+            shard.next_conn_id().0
+        ))
     } else {
         // Long-lived key: copy it out of the read buffer.
         ByteStr::copy_from_str(&connect.client_id)
@@ -281,10 +310,18 @@ fn accept_connect(shard: &Shard, connect: Connect) -> Option<Accepted> {
 /// Asks the control core (when there is one) whether this client may connect; the password
 /// leaves the connection here. A control core that does not answer in time refuses with
 /// "server unavailable", never a hang.
-async fn authorize(shard: &Shard, accepted: &mut Accepted, peer: Option<SocketAddr>) -> Result<ConnectDecision, ReasonCode> {
+async fn authorize(
+    shard: &Shard,
+    accepted: &mut Accepted,
+    peer: Option<SocketAddr>,
+) -> Result<ConnectDecision, ReasonCode> {
     let password = accepted.password.take();
     let Some(authenticator) = &shard.authenticator else {
-        return Ok(ConnectDecision { code: ReasonCode::Success, acl: None, auto_subscribe: Vec::new() });
+        return Ok(ConnectDecision {
+            code: ReasonCode::Success,
+            acl: None,
+            auto_subscribe: Vec::new(),
+        });
     };
     let (reply, answer) = oneshot::channel();
     let request = ConnectRequest {
@@ -313,7 +350,11 @@ async fn refuse_bad_connect(stream: &Rc<RefCell<TcpStream>>, fd: i32, err: &Deco
     if let DecodeError::UnsupportedProtocolLevel(level) = err {
         // [MQTT-3.1.2-2]: return code 0x01 and close. Answer in the client's own dialect when
         // it is one we know the shape of.
-        let protocol = if *level == 5 { Protocol::V500 } else { Protocol::V311 };
+        let protocol = if *level == 5 {
+            Protocol::V500
+        } else {
+            Protocol::V311
+        };
         let connack = ConnAck {
             session_present: false,
             code: ReasonCode::UnsupportedProtocolVersion,
@@ -332,7 +373,12 @@ async fn run_connected(
     accepted: Accepted,
 ) -> End {
     let protocol = accepted.protocol;
-    let writer = glommio::spawn_local(write_loop(Rc::clone(shard), Rc::clone(client), Rc::clone(stream), fd));
+    let writer = glommio::spawn_local(write_loop(
+        Rc::clone(shard),
+        Rc::clone(client),
+        Rc::clone(stream),
+        fd,
+    ));
 
     let end = match Box::pin(connect_session(shard, client, &accepted)).await {
         true => {
@@ -346,8 +392,14 @@ async fn run_connected(
     };
     if let Some(code) = disconnect_code(&end) {
         if protocol.is_v5() {
-            let disconnect = Disconnect { code, properties: Properties::default() };
-            client.outbox.borrow_mut().push_packet(&Packet::Disconnect(disconnect), protocol);
+            let disconnect = Disconnect {
+                code,
+                properties: Properties::default(),
+            };
+            client
+                .outbox
+                .borrow_mut()
+                .push_packet(&Packet::Disconnect(disconnect), protocol);
         }
     }
     client.request_close();
@@ -385,7 +437,9 @@ enum ReadEnd {
 /// was superseded meanwhile and must close.
 async fn connect_session(shard: &Rc<Shard>, client: &Rc<Client>, accepted: &Accepted) -> bool {
     let protocol = accepted.protocol;
-    let Some(previous) = shard.claim(client, accepted.clean_start).await else { return false };
+    let Some(previous) = shard.claim(client, accepted.clean_start).await else {
+        return false;
+    };
     let receive_maximum = accepted.receive_maximum;
     let resumed = previous.filter(|_| !accepted.clean_start);
     let session_present = resumed.is_some() && accepted.persistent;
@@ -397,8 +451,13 @@ async fn connect_session(shard: &Rc<Shard>, client: &Rc<Client>, accepted: &Acce
     // after it is missed; each is still subject to the ACL.
     for (filter, qos) in &accepted.auto_subscribe {
         if topic::valid_filter(filter) && client.can_subscribe(filter) {
-            let options = SubscriptionOptions { qos: *qos, ..SubscriptionOptions::default() };
-            shard.subscribe(client, &ByteStr::copy_from_str(filter), options).await;
+            let options = SubscriptionOptions {
+                qos: *qos,
+                ..SubscriptionOptions::default()
+            };
+            shard
+                .subscribe(client, &ByteStr::copy_from_str(filter), options)
+                .await;
         }
     }
     if !shard.go_online(client).await {
@@ -414,7 +473,11 @@ async fn connect_session(shard: &Rc<Shard>, client: &Rc<Client>, accepted: &Acce
         properties.subscription_identifier_available = Some(0);
         properties.shared_subscription_available = Some(0);
     }
-    let connack = ConnAck { session_present, code: ReasonCode::Success, properties };
+    let connack = ConnAck {
+        session_present,
+        code: ReasonCode::Success,
+        properties,
+    };
     let mut outbox = client.outbox.borrow_mut();
     outbox.push_packet(&Packet::ConnAck(connack), protocol);
     let mut session = client.session.borrow_mut();
@@ -429,7 +492,12 @@ async fn connect_session(shard: &Rc<Shard>, client: &Rc<Client>, accepted: &Acce
     true
 }
 
-async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, reader: &mut Reader, protocol: Protocol) -> ReadEnd {
+async fn read_loop(
+    shard: &Rc<Shard>,
+    client: &Rc<Client>,
+    reader: &mut Reader,
+    protocol: Protocol,
+) -> ReadEnd {
     let mut aliases: HashMap<u16, ByteStr> = HashMap::new();
     loop {
         let packet = match reader.next_packet(shard).await {
@@ -453,21 +521,35 @@ async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, reader: &mut Reader, 
         trace!(client_id = %client.client_id, packet = ?packet.packet_type(), "packet");
         let result = match packet {
             // Boxed, like every rare or large step, so an idle connection's future stays small.
-            Packet::Publish(publish) => Box::pin(handle_publish(shard, client, publish, &mut aliases)).await,
+            Packet::Publish(publish) => {
+                Box::pin(handle_publish(shard, client, publish, &mut aliases)).await
+            }
             Packet::PubAck(ack) => {
-                client.session.borrow_mut().handle_puback(ack.packet_id, &mut client.outbox.borrow_mut());
+                client
+                    .session
+                    .borrow_mut()
+                    .handle_puback(ack.packet_id, &mut client.outbox.borrow_mut());
                 Ok(())
             }
             Packet::PubRec(rec) => {
-                client.session.borrow_mut().handle_pubrec(&rec, &mut client.outbox.borrow_mut());
+                client
+                    .session
+                    .borrow_mut()
+                    .handle_pubrec(&rec, &mut client.outbox.borrow_mut());
                 Ok(())
             }
             Packet::PubRel(rel) => {
-                client.session.borrow_mut().handle_pubrel(rel.packet_id, &mut client.outbox.borrow_mut());
+                client
+                    .session
+                    .borrow_mut()
+                    .handle_pubrel(rel.packet_id, &mut client.outbox.borrow_mut());
                 Ok(())
             }
             Packet::PubComp(comp) => {
-                client.session.borrow_mut().handle_pubcomp(comp.packet_id, &mut client.outbox.borrow_mut());
+                client
+                    .session
+                    .borrow_mut()
+                    .handle_pubcomp(comp.packet_id, &mut client.outbox.borrow_mut());
                 Ok(())
             }
             Packet::Subscribe(subscribe) => {
@@ -479,7 +561,10 @@ async fn read_loop(shard: &Rc<Shard>, client: &Rc<Client>, reader: &mut Reader, 
                 Ok(())
             }
             Packet::PingReq => {
-                client.outbox.borrow_mut().push_packet(&Packet::PingResp, protocol);
+                client
+                    .outbox
+                    .borrow_mut()
+                    .push_packet(&Packet::PingResp, protocol);
                 Ok(())
             }
             Packet::Disconnect(disconnect) => {
@@ -517,7 +602,10 @@ async fn handle_publish(
             return Err(ReasonCode::TopicAliasInvalid);
         }
         if publish.topic.is_empty() {
-            publish.topic = aliases.get(&alias).cloned().ok_or(ReasonCode::ProtocolError)?;
+            publish.topic = aliases
+                .get(&alias)
+                .cloned()
+                .ok_or(ReasonCode::ProtocolError)?;
         } else {
             aliases.insert(alias, ByteStr::copy_from_str(&publish.topic));
         }
@@ -528,13 +616,20 @@ async fn handle_publish(
     if !client.can_publish(&publish.topic) {
         // 3.1.1 has no refusal: a QoS 1/2 publish is acknowledged and dropped; MQTT 5 says why.
         Stats::add(&shard.stats.dropped_denied, 1);
-        client.session.borrow_mut().acknowledge_refused(&publish, ReasonCode::NotAuthorized, &mut client.outbox.borrow_mut());
+        client.session.borrow_mut().acknowledge_refused(
+            &publish,
+            ReasonCode::NotAuthorized,
+            &mut client.outbox.borrow_mut(),
+        );
         client.wake_writer();
         return Ok(());
     }
     let verdict = {
         let mut outbox = client.outbox.borrow_mut();
-        let verdict = client.session.borrow_mut().handle_publish(&publish, &mut outbox);
+        let verdict = client
+            .session
+            .borrow_mut()
+            .handle_publish(&publish, &mut outbox);
         verdict.map_err(|violation| violation.0)?
     };
     if !client.outbox.borrow().is_empty() {
@@ -552,12 +647,20 @@ async fn handle_publish(
         retain: publish.retain,
         properties,
     });
-    let origin = Owner { shard: shard.id(), conn: client.conn };
+    let origin = Owner {
+        shard: shard.id(),
+        conn: client.conn,
+    };
     shard.publish(message, origin).await;
     Ok(())
 }
 
-async fn handle_subscribe(shard: &Rc<Shard>, client: &Rc<Client>, subscribe: Subscribe, protocol: Protocol) {
+async fn handle_subscribe(
+    shard: &Rc<Shard>,
+    client: &Rc<Client>,
+    subscribe: Subscribe,
+    protocol: Protocol,
+) {
     let mut codes = Vec::with_capacity(subscribe.filters.len());
     let mut retained = Vec::new();
     for request in &subscribe.filters {
@@ -571,13 +674,21 @@ async fn handle_subscribe(shard: &Rc<Shard>, client: &Rc<Client>, subscribe: Sub
             continue;
         }
         if !client.can_subscribe(filter) {
-            codes.push(if protocol.is_v5() { ReasonCode::NotAuthorized } else { ReasonCode::UnspecifiedError });
+            codes.push(if protocol.is_v5() {
+                ReasonCode::NotAuthorized
+            } else {
+                ReasonCode::UnspecifiedError
+            });
             continue;
         }
         let mut options = request.options;
         options.qos = options.qos.min(QoS::ExactlyOnce);
         let filter = ByteStr::copy_from_str(filter);
-        let existed = client.session.borrow().subscriptions().contains_key(&filter);
+        let existed = client
+            .session
+            .borrow()
+            .subscriptions()
+            .contains_key(&filter);
         shard.subscribe(client, &filter, options).await;
         codes.push(ReasonCode::granted(options.qos));
         let send_retained = match options.retain_handling {
@@ -589,30 +700,55 @@ async fn handle_subscribe(shard: &Rc<Shard>, client: &Rc<Client>, subscribe: Sub
             retained.push((filter, options.qos));
         }
     }
-    let suback = SubAck { packet_id: subscribe.packet_id, codes, properties: Properties::default() };
-    client.outbox.borrow_mut().push_packet(&Packet::SubAck(suback), protocol);
+    let suback = SubAck {
+        packet_id: subscribe.packet_id,
+        codes,
+        properties: Properties::default(),
+    };
+    client
+        .outbox
+        .borrow_mut()
+        .push_packet(&Packet::SubAck(suback), protocol);
     for (filter, qos) in retained {
         shard.send_retained(client, &filter, qos);
     }
     client.wake_writer();
 }
 
-async fn handle_unsubscribe(shard: &Rc<Shard>, client: &Rc<Client>, unsubscribe: Unsubscribe, protocol: Protocol) {
+async fn handle_unsubscribe(
+    shard: &Rc<Shard>,
+    client: &Rc<Client>,
+    unsubscribe: Unsubscribe,
+    protocol: Protocol,
+) {
     let mut codes = Vec::with_capacity(unsubscribe.filters.len());
     for filter in &unsubscribe.filters {
         let existed = shard.unsubscribe(client, filter).await;
-        codes.push(if existed { ReasonCode::Success } else { ReasonCode::NoSubscriptionExisted });
+        codes.push(if existed {
+            ReasonCode::Success
+        } else {
+            ReasonCode::NoSubscriptionExisted
+        });
     }
     if !protocol.is_v5() {
         codes.clear();
     }
-    let unsuback = UnsubAck { packet_id: unsubscribe.packet_id, codes, properties: Properties::default() };
-    client.outbox.borrow_mut().push_packet(&Packet::UnsubAck(unsuback), protocol);
+    let unsuback = UnsubAck {
+        packet_id: unsubscribe.packet_id,
+        codes,
+        properties: Properties::default(),
+    };
+    client
+        .outbox
+        .borrow_mut()
+        .push_packet(&Packet::UnsubAck(unsuback), protocol);
     client.wake_writer();
 }
 
 async fn publish_will(shard: &Rc<Shard>, client: &Rc<Client>) {
-    let Some(will) = client.will.borrow_mut().take() else { return };
+    let Some(will) = client.will.borrow_mut().take() else {
+        return;
+    };
     if !shard.owns(client.conn) {
         return;
     }
@@ -627,7 +763,15 @@ async fn publish_will(shard: &Rc<Shard>, client: &Rc<Client>) {
         properties,
     });
     Stats::add(&shard.stats.wills_published, 1);
-    shard.publish(message, Owner { shard: shard.id(), conn: client.conn }).await;
+    shard
+        .publish(
+            message,
+            Owner {
+                shard: shard.id(),
+                conn: client.conn,
+            },
+        )
+        .await;
 }
 
 /// Drains the client's outbox into the socket until the connection closes.
@@ -665,7 +809,11 @@ async fn write_loop(shard: Rc<Shard>, client: Rc<Client>, stream: Rc<RefCell<Tcp
 /// Writes every chunk, as few system calls as the socket allows: a non-blocking `sendmsg` with
 /// up to [`MAX_IOVECS`] buffers, and, when the socket is full, glommio's write of the current
 /// chunk, which waits for the socket to drain.
-async fn write_all(stream: &Rc<RefCell<TcpStream>>, fd: i32, chunks: &[Bytes]) -> io::Result<usize> {
+async fn write_all(
+    stream: &Rc<RefCell<TcpStream>>,
+    fd: i32,
+    chunks: &[Bytes],
+) -> io::Result<usize> {
     let total: usize = chunks.iter().map(Bytes::len).sum();
     let mut index = 0;
     let mut offset = 0;
@@ -696,11 +844,17 @@ async fn write_all(stream: &Rc<RefCell<TcpStream>>, fd: i32, chunks: &[Bytes]) -
 }
 
 fn send_vectored(fd: i32, chunks: &[Bytes], offset: usize) -> io::Result<usize> {
-    let mut iovecs = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOVECS];
+    let mut iovecs = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_IOVECS];
     let mut count = 0;
     for (i, chunk) in chunks.iter().take(MAX_IOVECS).enumerate() {
         let bytes = if i == 0 { &chunk[offset..] } else { &chunk[..] };
-        iovecs[count] = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+        iovecs[count] = libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        };
         count += 1;
     }
     // SAFETY: a zeroed msghdr is valid; it points at `count` initialised iovecs that borrow
@@ -718,7 +872,12 @@ fn send_vectored(fd: i32, chunks: &[Bytes], offset: usize) -> io::Result<usize> 
 }
 
 /// Writes one packet directly (used before a client exists, e.g. a refusing CONNACK).
-async fn write_packet(stream: &Rc<RefCell<TcpStream>>, fd: i32, packet: &Packet, protocol: Protocol) {
+async fn write_packet(
+    stream: &Rc<RefCell<TcpStream>>,
+    fd: i32,
+    packet: &Packet,
+    protocol: Protocol,
+) {
     let mut buf = BytesMut::new();
     if shardmq_codec::encode(packet, protocol, &mut buf).is_ok() {
         let _ = write_all(stream, fd, &[buf.freeze()]).await;

@@ -100,8 +100,9 @@ pub struct BrokerHandle {
 impl BrokerHandle {
     /// A handle and, for each of `shards` shards, its side of the channels.
     pub fn new(shards: usize) -> (BrokerHandle, Vec<ShardControl>) {
-        let published: Arc<[CachePadded<Published>]> =
-            (0..shards).map(|_| CachePadded::new(Published::default())).collect();
+        let published: Arc<[CachePadded<Published>]> = (0..shards)
+            .map(|_| CachePadded::new(Published::default()))
+            .collect();
         let mut commands = Vec::with_capacity(shards);
         let mut controls = Vec::with_capacity(shards);
         let (counts_tx, topic_counts) = channel::bounded(shards * 8);
@@ -114,7 +115,14 @@ impl BrokerHandle {
                 topic_counts: counts_tx.clone(),
             });
         }
-        (BrokerHandle { commands, published, topic_counts }, controls)
+        (
+            BrokerHandle {
+                commands,
+                published,
+                topic_counts,
+            },
+            controls,
+        )
     }
 
     /// Hot-topic counts as the shards hand them over (one batch per shard per second). One
@@ -135,12 +143,17 @@ impl BrokerHandle {
 
     /// The figures summed over all shards.
     pub fn total_stats(&self) -> Snapshot {
-        self.shard_stats().iter().fold(Snapshot::default(), |total, shard| total.sum(shard))
+        self.shard_stats()
+            .iter()
+            .fold(Snapshot::default(), |total, shard| total.sum(shard))
     }
 
     /// Publishes a message as the broker, through shard 0. Returns false if it cannot be queued.
     pub fn publish(&self, message: Message) -> bool {
-        self.commands.first().is_some_and(|tx| tx.try_send(ShardCommand::Publish(Arc::new(message))).is_ok())
+        self.commands.first().is_some_and(|tx| {
+            tx.try_send(ShardCommand::Publish(Arc::new(message)))
+                .is_ok()
+        })
     }
 
     /// Disconnects the client with this id; true if some shard had it.
@@ -149,7 +162,13 @@ impl BrokerHandle {
         let asked = self
             .commands
             .iter()
-            .filter(|tx| tx.try_send(ShardCommand::Kick { client_id: client_id.to_owned(), reply: reply.clone() }).is_ok())
+            .filter(|tx| {
+                tx.try_send(ShardCommand::Kick {
+                    client_id: client_id.to_owned(),
+                    reply: reply.clone(),
+                })
+                .is_ok()
+            })
             .count();
         (0..asked).any(|_| answers.recv_timeout(timeout).unwrap_or(false))
     }
@@ -157,7 +176,10 @@ impl BrokerHandle {
     /// Replaces the access rules of a client wherever it is connected.
     pub fn update_acl(&self, client_id: &str, acl: &SessionAcl) {
         for tx in &self.commands {
-            let command = ShardCommand::UpdateAcl { client_id: client_id.to_owned(), acl: Box::new(acl.clone()) };
+            let command = ShardCommand::UpdateAcl {
+                client_id: client_id.to_owned(),
+                acl: Box::new(acl.clone()),
+            };
             let _ = tx.try_send(command);
         }
     }
@@ -168,10 +190,17 @@ impl BrokerHandle {
         let asked = self
             .commands
             .iter()
-            .filter(|tx| tx.try_send(ShardCommand::ListClients { reply: reply.clone() }).is_ok())
+            .filter(|tx| {
+                tx.try_send(ShardCommand::ListClients {
+                    reply: reply.clone(),
+                })
+                .is_ok()
+            })
             .count();
-        let mut clients: Vec<ClientInfo> =
-            (0..asked).filter_map(|_| answers.recv_timeout(timeout).ok()).flatten().collect();
+        let mut clients: Vec<ClientInfo> = (0..asked)
+            .filter_map(|_| answers.recv_timeout(timeout).ok())
+            .flatten()
+            .collect();
         clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         clients
     }
@@ -207,7 +236,11 @@ pub struct ConnectDecision {
 impl ConnectDecision {
     /// A refusal.
     pub fn refuse(code: ReasonCode) -> Self {
-        Self { code, acl: None, auto_subscribe: Vec::new() }
+        Self {
+            code,
+            acl: None,
+            auto_subscribe: Vec::new(),
+        }
     }
 }
 

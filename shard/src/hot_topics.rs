@@ -69,8 +69,17 @@ impl HotTopics {
     /// Takes this interval's counts, leaving the accumulator empty.
     pub fn drain(&mut self) -> TopicCounts {
         TopicCounts {
-            publishes: self.publishes.drain().map(|(topic, n)| (topic.into(), n)).collect(),
-            subscribers: self.subscribers.drain().filter(|(_, n)| *n != 0).map(|(f, n)| (f.into(), n)).collect(),
+            publishes: self
+                .publishes
+                .drain()
+                .map(|(topic, n)| (topic.into(), n))
+                .collect(),
+            subscribers: self
+                .subscribers
+                .drain()
+                .filter(|(_, n)| *n != 0)
+                .map(|(f, n)| (f.into(), n))
+                .collect(),
             untracked: std::mem::take(&mut self.untracked),
         }
     }

@@ -15,8 +15,9 @@ use crate::mesh::{Owner, ShardId};
 /// The home shard of `client_id` among `shards`. Stable for the life of the process.
 pub fn home_shard(client_id: &str, shards: usize) -> ShardId {
     // A fixed-key hasher: every shard must compute the same home for the same id.
-    let hash = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-        .hash_one(client_id);
+    let hash =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(client_id);
     ShardId((hash % shards.max(1) as u64) as usize)
 }
 
@@ -65,7 +66,10 @@ mod tests {
     use crate::mesh::ConnId;
 
     fn owner(shard: usize, conn: u64) -> Owner {
-        Owner { shard: ShardId(shard), conn: ConnId(conn) }
+        Owner {
+            shard: ShardId(shard),
+            conn: ConnId(conn),
+        }
     }
 
     #[test]

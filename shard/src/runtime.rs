@@ -17,13 +17,15 @@ use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles
 use socket2::{Domain, Socket, Type};
 use tracing::{info, warn};
 
-use crate::stats::Stats;
 use crate::broker::Shard;
 use crate::config::ShardConfig;
 use crate::connection::{self, ConnectionSlot, READ_SCRATCH};
-use crate::control::{Authenticator, BrokerHandle, ShardControl, COMMAND_POLL, STATS_PUBLISH, TOPIC_COUNTS_FLUSH};
+use crate::control::{
+    Authenticator, BrokerHandle, ShardControl, COMMAND_POLL, STATS_PUBLISH, TOPIC_COUNTS_FLUSH,
+};
 use crate::hot_topics::TopicCounts;
 use crate::mesh::{ShardId, ShardMsg, ShardSet};
+use crate::stats::Stats;
 
 /// Listen backlog requested for every listener; the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: i32 = 65_535;
@@ -43,7 +45,11 @@ impl Broker {
     /// Starts the shards and returns once every shard listens on every address.
     /// CONNECTs are decided by `authenticator` (the control core) when given; without one every
     /// client is accepted with no ACL.
-    pub fn start(mut config: ShardConfig, pin: bool, authenticator: Option<Authenticator>) -> io::Result<Broker> {
+    pub fn start(
+        mut config: ShardConfig,
+        pin: bool,
+        authenticator: Option<Authenticator>,
+    ) -> io::Result<Broker> {
         if config.shards == 0 || config.shards > ShardSet::MAX_SHARDS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -57,7 +63,10 @@ impl Broker {
             if addr.port() == 0 {
                 let socket = reuseport_socket(*addr)?;
                 socket.bind(&(*addr).into())?;
-                let bound = socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("no address"))?;
+                let bound = socket
+                    .local_addr()?
+                    .as_socket()
+                    .ok_or_else(|| io::Error::other("no address"))?;
                 addr.set_port(bound.port());
                 reservations.push(socket);
             }
@@ -88,7 +97,18 @@ impl Broker {
                 let connections = Arc::clone(&connections);
                 let controls = Arc::clone(&controls);
                 let authenticator = authenticator.clone();
-                async move { run_shard(mesh, config, ready, stop, connections, controls, authenticator).await }
+                async move {
+                    run_shard(
+                        mesh,
+                        config,
+                        ready,
+                        stop,
+                        connections,
+                        controls,
+                        authenticator,
+                    )
+                    .await
+                }
             })
             .map_err(|err| io::Error::other(format!("starting shards: {err}")))?;
         for _ in 0..shards {
@@ -102,7 +122,12 @@ impl Broker {
             }
         }
         drop(reservations);
-        Ok(Broker { listening, handle, shutdown, handles })
+        Ok(Broker {
+            listening,
+            handle,
+            shutdown,
+            handles,
+        })
     }
 
     /// The addresses the broker listens on (port 0 resolved).
@@ -164,7 +189,13 @@ async fn run_shard(
         return;
     };
     let id = ShardId(senders.peer_id());
-    let shard = Shard::new(id, Arc::clone(&config), senders, READ_SCRATCH, authenticator);
+    let shard = Shard::new(
+        id,
+        Arc::clone(&config),
+        senders,
+        READ_SCRATCH,
+        authenticator,
+    );
     let span = tracing::info_span!("shard", id = id.0);
     let _enter = span.enter();
 
@@ -178,7 +209,10 @@ async fn run_shard(
         .detach();
     }
 
-    let control = controls.lock().ok().and_then(|mut slots| slots.get_mut(id.0).and_then(Option::take));
+    let control = controls
+        .lock()
+        .ok()
+        .and_then(|mut slots| slots.get_mut(id.0).and_then(Option::take));
     let Some(control) = control else {
         let _ = ready.send(Err(format!("no control channel for shard {}", id.0)));
         return;
@@ -191,7 +225,11 @@ async fn run_shard(
             Ok(listener) => {
                 let shard = Rc::clone(&shard);
                 let connections = Arc::clone(&connections);
-                accepts.push(glommio::spawn_local(accept_loop(shard, listener, connections)));
+                accepts.push(glommio::spawn_local(accept_loop(
+                    shard,
+                    listener,
+                    connections,
+                )));
             }
             Err(err) => {
                 let _ = ready.send(Err(format!("binding {addr}: {err}")));

@@ -297,7 +297,13 @@ impl Session {
         for entry in &self.inflight {
             match entry.awaiting {
                 Awaiting::PubAck | Awaiting::PubRec => {
-                    let publish = to_publish(&entry.message, entry.qos, entry.retain, Some(entry.id), true);
+                    let publish = to_publish(
+                        &entry.message,
+                        entry.qos,
+                        entry.retain,
+                        Some(entry.id),
+                        true,
+                    );
                     out.push_publish(&publish, self.protocol);
                 }
                 Awaiting::PubComp => {
@@ -328,7 +334,11 @@ impl Session {
             if qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
                 return;
             }
-            self.enqueue(Queued { message: Arc::clone(message), qos, retain });
+            self.enqueue(Queued {
+                message: Arc::clone(message),
+                qos,
+                retain,
+            });
             return;
         }
         if qos == QoS::AtMostOnce {
@@ -336,13 +346,20 @@ impl Session {
                 self.drops.slow_qos0 += 1;
                 return;
             }
-            out.push_publish(&to_publish(message, qos, retain, None, false), self.protocol);
+            out.push_publish(
+                &to_publish(message, qos, retain, None, false),
+                self.protocol,
+            );
             return;
         }
         if self.queued.is_empty() && self.window_open(out) {
             self.send_new(Arc::clone(message), qos, retain, out);
         } else {
-            self.enqueue(Queued { message: Arc::clone(message), qos, retain });
+            self.enqueue(Queued {
+                message: Arc::clone(message),
+                qos,
+                retain,
+            });
         }
     }
 
@@ -362,16 +379,31 @@ impl Session {
         let id = self.allocate_id();
         let publish = to_publish(&message, qos, retain, Some(id), false);
         out.push_publish(&publish, self.protocol);
-        let awaiting = if qos == QoS::AtLeastOnce { Awaiting::PubAck } else { Awaiting::PubRec };
-        self.inflight.push_back(Inflight { id, message, qos, retain, awaiting });
+        let awaiting = if qos == QoS::AtLeastOnce {
+            Awaiting::PubAck
+        } else {
+            Awaiting::PubRec
+        };
+        self.inflight.push_back(Inflight {
+            id,
+            message,
+            qos,
+            retain,
+            awaiting,
+        });
     }
 
     /// Moves queued messages into the window while it has room.
     pub fn release_queued(&mut self, out: &mut Outbox) {
         while self.connected && self.window_open(out) {
-            let Some(next) = self.queued.pop_front() else { break };
+            let Some(next) = self.queued.pop_front() else {
+                break;
+            };
             if next.qos == QoS::AtMostOnce {
-                out.push_publish(&to_publish(&next.message, next.qos, next.retain, None, false), self.protocol);
+                out.push_publish(
+                    &to_publish(&next.message, next.qos, next.retain, None, false),
+                    self.protocol,
+                );
             } else {
                 self.send_new(next.message, next.qos, next.retain, out);
             }
@@ -383,7 +415,11 @@ impl Session {
     fn allocate_id(&mut self) -> PacketId {
         loop {
             let candidate = self.next_id;
-            self.next_id = if candidate == u16::MAX { 1 } else { candidate + 1 };
+            self.next_id = if candidate == u16::MAX {
+                1
+            } else {
+                candidate + 1
+            };
             if let Some(id) = PacketId::new(candidate) {
                 if !self.inflight.iter().any(|entry| entry.id == id) {
                     return id;
@@ -394,7 +430,11 @@ impl Session {
 
     /// An incoming PUBLISH from the client. Writes the acknowledgement QoS requires and says
     /// whether to route it.
-    pub fn handle_publish(&mut self, publish: &Publish, out: &mut Outbox) -> Result<PublishVerdict, Violation> {
+    pub fn handle_publish(
+        &mut self,
+        publish: &Publish,
+        out: &mut Outbox,
+    ) -> Result<PublishVerdict, Violation> {
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => Ok(PublishVerdict::Route),
             (QoS::AtLeastOnce, Some(id)) => {
@@ -407,7 +447,11 @@ impl Session {
                     return Err(Violation(ReasonCode::ReceiveMaximumExceeded));
                 }
                 out.push_packet(&Packet::PubRec(PubRec::new(id)), self.protocol);
-                Ok(if first { PublishVerdict::Route } else { PublishVerdict::Duplicate })
+                Ok(if first {
+                    PublishVerdict::Route
+                } else {
+                    PublishVerdict::Duplicate
+                })
             }
             // The decoder guarantees a packet id for QoS 1/2 [MQTT-2.3.1-5].
             (_, None) => Err(Violation(ReasonCode::ProtocolError)),
@@ -417,7 +461,11 @@ impl Session {
     /// Acknowledges a refused QoS 1/2 PUBLISH as if it were accepted (MQTT 3.1.1 has no way to
     /// say no, so the message is acknowledged and dropped) without routing it.
     pub fn acknowledge_refused(&mut self, publish: &Publish, code: ReasonCode, out: &mut Outbox) {
-        let code = if self.protocol.is_v5() { code } else { ReasonCode::Success };
+        let code = if self.protocol.is_v5() {
+            code
+        } else {
+            ReasonCode::Success
+        };
         match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
                 let mut ack = PubAck::new(id);
@@ -480,7 +528,11 @@ impl Session {
     }
 
     fn complete(&mut self, id: PacketId, awaiting: Awaiting) -> bool {
-        match self.inflight.iter().position(|e| e.id == id && e.awaiting == awaiting) {
+        match self
+            .inflight
+            .iter()
+            .position(|e| e.id == id && e.awaiting == awaiting)
+        {
             Some(index) => {
                 self.inflight.remove(index);
                 true
@@ -504,7 +556,13 @@ impl Session {
 }
 
 /// Builds the PUBLISH a subscriber receives.
-fn to_publish(message: &Message, qos: QoS, retain: bool, id: Option<PacketId>, dup: bool) -> Publish {
+fn to_publish(
+    message: &Message,
+    qos: QoS,
+    retain: bool,
+    id: Option<PacketId>,
+    dup: bool,
+) -> Publish {
     Publish {
         dup,
         qos,
@@ -559,11 +617,21 @@ mod tests {
     fn qos0_delivery_is_written_once() {
         let mut s = session(SessionLimits::default());
         let mut out = Outbox::default();
-        s.handle_delivery(&message("a", QoS::AtMostOnce), QoS::ExactlyOnce, false, &mut out);
+        s.handle_delivery(
+            &message("a", QoS::AtMostOnce),
+            QoS::ExactlyOnce,
+            false,
+            &mut out,
+        );
         let packets = drain(&mut out);
         assert_eq!(packets.len(), 1);
-        let Packet::Publish(p) = &packets[0] else { panic!("{packets:?}") };
-        assert_eq!((p.qos, p.packet_id, p.topic.as_str()), (QoS::AtMostOnce, None, "a"));
+        let Packet::Publish(p) = &packets[0] else {
+            panic!("{packets:?}")
+        };
+        assert_eq!(
+            (p.qos, p.packet_id, p.topic.as_str()),
+            (QoS::AtMostOnce, None, "a")
+        );
         assert_eq!(s.inflight_len(), 0);
     }
 
@@ -571,27 +639,44 @@ mod tests {
     fn qos_is_downgraded_to_granted() {
         let mut s = session(SessionLimits::default());
         let mut out = Outbox::default();
-        s.handle_delivery(&message("a", QoS::ExactlyOnce), QoS::AtLeastOnce, false, &mut out);
+        s.handle_delivery(
+            &message("a", QoS::ExactlyOnce),
+            QoS::AtLeastOnce,
+            false,
+            &mut out,
+        );
         let packets = drain(&mut out);
-        let Packet::Publish(p) = &packets[0] else { panic!() };
+        let Packet::Publish(p) = &packets[0] else {
+            panic!()
+        };
         assert_eq!(p.qos, QoS::AtLeastOnce);
         assert_eq!(p.packet_id, Some(id(1)));
     }
 
     #[test]
     fn inflight_window_queues_the_rest_and_acks_release_them() {
-        let limits = SessionLimits { inflight: 2, ..SessionLimits::default() };
+        let limits = SessionLimits {
+            inflight: 2,
+            ..SessionLimits::default()
+        };
         let mut s = session(limits);
         let mut out = Outbox::default();
         for _ in 0..5 {
-            s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
+            s.handle_delivery(
+                &message("a", QoS::AtLeastOnce),
+                QoS::AtLeastOnce,
+                false,
+                &mut out,
+            );
         }
         assert_eq!(drain(&mut out).len(), 2);
         assert_eq!((s.inflight_len(), s.queued_len()), (2, 3));
         s.handle_puback(id(1), &mut out);
         let packets = drain(&mut out);
         assert_eq!(packets.len(), 1);
-        let Packet::Publish(p) = &packets[0] else { panic!() };
+        let Packet::Publish(p) = &packets[0] else {
+            panic!()
+        };
         assert_eq!(p.packet_id, Some(id(3)));
         // An ack for an unknown id changes nothing.
         s.handle_puback(id(9), &mut out);
@@ -603,7 +688,12 @@ mod tests {
     fn qos2_outgoing_flow() {
         let mut s = session(SessionLimits::default());
         let mut out = Outbox::default();
-        s.handle_delivery(&message("a", QoS::ExactlyOnce), QoS::ExactlyOnce, false, &mut out);
+        s.handle_delivery(
+            &message("a", QoS::ExactlyOnce),
+            QoS::ExactlyOnce,
+            false,
+            &mut out,
+        );
         drain(&mut out);
         s.handle_pubrec(&PubRec::new(id(1)), &mut out);
         assert_eq!(drain(&mut out), vec![Packet::PubRel(PubRel::new(id(1)))]);
@@ -624,10 +714,19 @@ mod tests {
             topic: ByteStr::from("t"),
             ..Publish::default()
         };
-        assert_eq!(s.handle_publish(&publish, &mut out), Ok(PublishVerdict::Route));
-        assert_eq!(s.handle_publish(&publish, &mut out), Ok(PublishVerdict::Duplicate));
+        assert_eq!(
+            s.handle_publish(&publish, &mut out),
+            Ok(PublishVerdict::Route)
+        );
+        assert_eq!(
+            s.handle_publish(&publish, &mut out),
+            Ok(PublishVerdict::Duplicate)
+        );
         s.handle_pubrel(id(7), &mut out);
-        assert_eq!(s.handle_publish(&publish, &mut out), Ok(PublishVerdict::Route));
+        assert_eq!(
+            s.handle_publish(&publish, &mut out),
+            Ok(PublishVerdict::Route)
+        );
         let packets = drain(&mut out);
         assert_eq!(
             packets,
@@ -644,25 +743,49 @@ mod tests {
     fn offline_session_queues_and_resends_on_resume() {
         let mut s = session(SessionLimits::default());
         let mut out = Outbox::default();
-        s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
-        s.handle_delivery(&message("b", QoS::ExactlyOnce), QoS::ExactlyOnce, false, &mut out);
+        s.handle_delivery(
+            &message("a", QoS::AtLeastOnce),
+            QoS::AtLeastOnce,
+            false,
+            &mut out,
+        );
+        s.handle_delivery(
+            &message("b", QoS::ExactlyOnce),
+            QoS::ExactlyOnce,
+            false,
+            &mut out,
+        );
         s.handle_pubrec(&PubRec::new(id(2)), &mut out);
         drain(&mut out);
         s.handle_disconnected();
         out.clear();
-        s.handle_delivery(&message("c", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
-        s.handle_delivery(&message("d", QoS::AtMostOnce), QoS::AtLeastOnce, false, &mut out);
+        s.handle_delivery(
+            &message("c", QoS::AtLeastOnce),
+            QoS::AtLeastOnce,
+            false,
+            &mut out,
+        );
+        s.handle_delivery(
+            &message("d", QoS::AtMostOnce),
+            QoS::AtLeastOnce,
+            false,
+            &mut out,
+        );
         assert!(out.is_empty());
         assert_eq!(s.queued_len(), 1, "QoS 0 is not queued offline by default");
         let mut moved = s.take_state();
         moved.handle_resumed(Protocol::V311, u16::MAX, &mut out);
         let packets = drain(&mut out);
         assert_eq!(packets.len(), 3);
-        let Packet::Publish(first) = &packets[0] else { panic!() };
+        let Packet::Publish(first) = &packets[0] else {
+            panic!()
+        };
         assert!(first.dup);
         assert_eq!((first.topic.as_str(), first.packet_id), ("a", Some(id(1))));
         assert_eq!(packets[1], Packet::PubRel(PubRel::new(id(2))));
-        let Packet::Publish(third) = &packets[2] else { panic!() };
+        let Packet::Publish(third) = &packets[2] else {
+            panic!()
+        };
         assert!(!third.dup);
         assert_eq!(third.topic.as_str(), "c");
         assert_eq!(third.packet_id, Some(id(3)));
@@ -670,11 +793,20 @@ mod tests {
 
     #[test]
     fn bounded_queue_counts_drops() {
-        let limits = SessionLimits { inflight: 1, max_queued: 2, ..SessionLimits::default() };
+        let limits = SessionLimits {
+            inflight: 1,
+            max_queued: 2,
+            ..SessionLimits::default()
+        };
         let mut s = session(limits);
         let mut out = Outbox::default();
         for _ in 0..5 {
-            s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
+            s.handle_delivery(
+                &message("a", QoS::AtLeastOnce),
+                QoS::AtLeastOnce,
+                false,
+                &mut out,
+            );
         }
         assert_eq!((s.inflight_len(), s.queued_len()), (1, 2));
         assert_eq!(s.take_drops().queue_full, 2);
@@ -682,14 +814,27 @@ mod tests {
 
     #[test]
     fn slow_consumer_drops_qos0_and_holds_qos1() {
-        let limits = SessionLimits { max_outbox_bytes: 64, ..SessionLimits::default() };
+        let limits = SessionLimits {
+            max_outbox_bytes: 64,
+            ..SessionLimits::default()
+        };
         let mut s = session(limits);
         let mut out = Outbox::default();
         for _ in 0..20 {
-            s.handle_delivery(&message("a", QoS::AtMostOnce), QoS::AtMostOnce, false, &mut out);
+            s.handle_delivery(
+                &message("a", QoS::AtMostOnce),
+                QoS::AtMostOnce,
+                false,
+                &mut out,
+            );
         }
         assert!(s.take_drops().slow_qos0 > 0);
-        s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
+        s.handle_delivery(
+            &message("a", QoS::AtLeastOnce),
+            QoS::AtLeastOnce,
+            false,
+            &mut out,
+        );
         assert_eq!(s.queued_len(), 1);
         drain(&mut out);
         s.release_queued(&mut out);
@@ -714,7 +859,9 @@ mod tests {
         let packets = drain(&mut out);
         assert_eq!(packets.len(), 10);
         for (n, pair) in packets.chunks(2).enumerate() {
-            let Packet::Publish(p) = &pair[0] else { panic!("{pair:?}") };
+            let Packet::Publish(p) = &pair[0] else {
+                panic!("{pair:?}")
+            };
             assert_eq!(p.topic.as_str(), format!("t{n}"));
             assert!(p.payload.iter().all(|b| *b == n as u8));
             assert_eq!(pair[1], Packet::PingResp);
@@ -723,11 +870,19 @@ mod tests {
 
     #[test]
     fn packet_ids_skip_those_inflight_and_wrap() {
-        let mut s = session(SessionLimits { inflight: 3, ..SessionLimits::default() });
+        let mut s = session(SessionLimits {
+            inflight: 3,
+            ..SessionLimits::default()
+        });
         s.next_id = u16::MAX;
         let mut out = Outbox::default();
         for _ in 0..3 {
-            s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false, &mut out);
+            s.handle_delivery(
+                &message("a", QoS::AtLeastOnce),
+                QoS::AtLeastOnce,
+                false,
+                &mut out,
+            );
         }
         let ids: Vec<_> = s.inflight.iter().map(|e| e.id.get()).collect();
         assert_eq!(ids, vec![u16::MAX, 1, 2]);

@@ -128,10 +128,21 @@ mod tests {
         let published = Published::default();
         published.store(&stats.snapshot());
         let snapshot = published.load();
-        assert_eq!((snapshot.messages_received, snapshot.messages_delivered, snapshot.connections), (1, 3, 0));
+        assert_eq!(
+            (
+                snapshot.messages_received,
+                snapshot.messages_delivered,
+                snapshot.connections
+            ),
+            (1, 3, 0)
+        );
         let total = snapshot.sum(&snapshot);
         assert_eq!(total.messages_delivered, 6);
         let figures = total.figures();
-        assert!(figures.iter().any(|(name, kind, value, _)| *name == "messages_delivered" && *kind == Kind::Counter && *value == 6));
+        assert!(figures
+            .iter()
+            .any(|(name, kind, value, _)| *name == "messages_delivered"
+                && *kind == Kind::Counter
+                && *value == 6));
     }
 }

@@ -18,7 +18,10 @@ pub struct Slot<T> {
 impl<T> Slot<T> {
     /// An empty slot.
     pub fn new() -> Rc<Self> {
-        Rc::new(Self { value: RefCell::new(None), waker: RefCell::new(None) })
+        Rc::new(Self {
+            value: RefCell::new(None),
+            waker: RefCell::new(None),
+        })
     }
 
     /// Fills the slot and wakes the waiter.
@@ -61,7 +64,10 @@ pub struct Countdown {
 impl Countdown {
     /// A countdown from `n`.
     pub fn new(n: usize) -> Rc<Self> {
-        Rc::new(Self { remaining: Cell::new(n), waker: RefCell::new(None) })
+        Rc::new(Self {
+            remaining: Cell::new(n),
+            waker: RefCell::new(None),
+        })
     }
 
     /// One more acknowledgement arrived.

@@ -37,11 +37,16 @@ struct Data {
 
 impl Data {
     fn log_summary(&self) {
-        let Some(passwords) = &self.passwords else { return };
+        let Some(passwords) = &self.passwords else {
+            return;
+        };
         if passwords.is_empty() {
             warn!(file = %passwords.path().display(), "the password file has no users: every login fails");
         }
-        let legacy = passwords.users().filter(|user| passwords.get(user).is_some_and(PasswordHash::is_legacy)).count();
+        let legacy = passwords
+            .users()
+            .filter(|user| passwords.get(user).is_some_and(PasswordHash::is_legacy))
+            .count();
         if legacy > 0 {
             // Legacy salted MD5 and $6$ hashes are verified for migration; `shardmq passwd`
             // rewrites them as PBKDF2-SHA512.
@@ -52,9 +57,18 @@ impl Data {
 
     fn load(paths: &FilePaths) -> anyhow::Result<Data> {
         Ok(Data {
-            passwords: paths.password_file.as_deref().map(PasswordFile::load).transpose()?,
+            passwords: paths
+                .password_file
+                .as_deref()
+                .map(PasswordFile::load)
+                .transpose()?,
             rules: paths.acl_file.as_deref().map(load_acl_file).transpose()?,
-            relations: paths.relations_file.as_deref().map(load_relations_file).transpose()?.unwrap_or_default(),
+            relations: paths
+                .relations_file
+                .as_deref()
+                .map(load_relations_file)
+                .transpose()?
+                .unwrap_or_default(),
             auto_subscribe: paths
                 .auto_subscribe_file
                 .as_deref()
@@ -78,12 +92,19 @@ impl FileBackend {
     pub fn load(paths: FilePaths, allow_anonymous: bool) -> anyhow::Result<FileBackend> {
         let data = Data::load(&paths)?;
         data.log_summary();
-        Ok(FileBackend { paths, allow_anonymous, data })
+        Ok(FileBackend {
+            paths,
+            allow_anonymous,
+            data,
+        })
     }
 
     fn relations_of(&self, username: Option<&str>) -> (Vec<&str>, Vec<&str>) {
         match username {
-            Some(name) => (self.data.relations.follows(name), self.data.relations.friends(name)),
+            Some(name) => (
+                self.data.relations.follows(name),
+                self.data.relations.friends(name),
+            ),
             None => (Vec::new(), Vec::new()),
         }
     }
@@ -109,12 +130,16 @@ impl Backend for FileBackend {
     fn session_acl(&mut self, username: Option<&str>, client_id: &str) -> Option<SessionAcl> {
         let rules = self.data.rules.as_ref()?;
         let (follows, friends) = self.relations_of(username);
-        Some(SessionAcl::compile(rules, username, client_id, &follows, &friends))
+        Some(SessionAcl::compile(
+            rules, username, client_id, &follows, &friends,
+        ))
     }
 
     fn auto_subscribe(&mut self, username: Option<&str>, client_id: &str) -> Vec<(String, QoS)> {
         let (follows, friends) = self.relations_of(username);
-        self.data.auto_subscribe.expand(username, client_id, &follows, &friends)
+        self.data
+            .auto_subscribe
+            .expand(username, client_id, &follows, &friends)
     }
 
     fn reload(&mut self) -> anyhow::Result<()> {

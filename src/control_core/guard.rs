@@ -19,7 +19,11 @@ pub struct GuardLimits {
 
 impl Default for GuardLimits {
     fn default() -> Self {
-        Self { max_failures: 10, window: Duration::from_secs(60), ban: Duration::from_secs(300) }
+        Self {
+            max_failures: 10,
+            window: Duration::from_secs(60),
+            ban: Duration::from_secs(300),
+        }
     }
 }
 
@@ -46,17 +50,30 @@ const MAX_ENTRIES: usize = 100_000;
 impl LoginGuard {
     /// A guard with these limits.
     pub fn new(limits: GuardLimits) -> Self {
-        Self { limits, ..Self::default() }
+        Self {
+            limits,
+            ..Self::default()
+        }
     }
 
     /// Whether the address or the user name is banned now.
     pub fn is_banned(&self, address: Option<IpAddr>, username: Option<&str>, now: Instant) -> bool {
-        let banned = |record: Option<&Record>| record.and_then(|r| r.banned_until).is_some_and(|until| now < until);
-        banned(address.and_then(|a| self.addresses.get(&a))) || banned(username.and_then(|u| self.usernames.get(u)))
+        let banned = |record: Option<&Record>| {
+            record
+                .and_then(|r| r.banned_until)
+                .is_some_and(|until| now < until)
+        };
+        banned(address.and_then(|a| self.addresses.get(&a)))
+            || banned(username.and_then(|u| self.usernames.get(u)))
     }
 
     /// A failed login.
-    pub fn record_failure(&mut self, address: Option<IpAddr>, username: Option<&str>, now: Instant) {
+    pub fn record_failure(
+        &mut self,
+        address: Option<IpAddr>,
+        username: Option<&str>,
+        now: Instant,
+    ) {
         if self.limits.max_failures == 0 {
             return;
         }
@@ -83,16 +100,34 @@ impl LoginGuard {
 }
 
 /// Counts a failure; true if it imposed a ban.
-fn bump<K: std::hash::Hash + Eq>(table: &mut HashMap<K, Record>, key: K, limits: GuardLimits, now: Instant) -> bool {
+fn bump<K: std::hash::Hash + Eq>(
+    table: &mut HashMap<K, Record>,
+    key: K,
+    limits: GuardLimits,
+    now: Instant,
+) -> bool {
     if table.len() >= MAX_ENTRIES {
-        table.retain(|_, r| r.banned_until.is_some_and(|until| now < until) || now.duration_since(r.first) < limits.window);
+        table.retain(|_, r| {
+            r.banned_until.is_some_and(|until| now < until)
+                || now.duration_since(r.first) < limits.window
+        });
     }
-    let record = table.entry(key).or_insert(Record { failures: 0, first: now, banned_until: None });
+    let record = table.entry(key).or_insert(Record {
+        failures: 0,
+        first: now,
+        banned_until: None,
+    });
     if now.duration_since(record.first) > limits.window {
-        *record = Record { failures: 0, first: now, banned_until: None };
+        *record = Record {
+            failures: 0,
+            first: now,
+            banned_until: None,
+        };
     }
     record.failures += 1;
-    if record.failures >= limits.max_failures && record.banned_until.is_none_or(|until| until <= now) {
+    if record.failures >= limits.max_failures
+        && record.banned_until.is_none_or(|until| until <= now)
+    {
         record.banned_until = Some(now + limits.ban);
         return true;
     }
@@ -105,7 +140,11 @@ mod tests {
 
     #[test]
     fn bans_after_repeated_failures_and_expires() {
-        let limits = GuardLimits { max_failures: 3, window: Duration::from_secs(10), ban: Duration::from_secs(30) };
+        let limits = GuardLimits {
+            max_failures: 3,
+            window: Duration::from_secs(10),
+            ban: Duration::from_secs(30),
+        };
         let mut guard = LoginGuard::new(limits);
         let ip: IpAddr = "127.0.0.9".parse().unwrap();
         let t0 = Instant::now();
@@ -115,7 +154,10 @@ mod tests {
         assert!(!guard.is_banned(Some(ip), None, t0));
         guard.record_failure(Some(ip), Some("eve"), t0);
         assert!(guard.is_banned(Some(ip), None, t0));
-        assert!(guard.is_banned(None, Some("eve"), t0), "the user name is banned too");
+        assert!(
+            guard.is_banned(None, Some("eve"), t0),
+            "the user name is banned too"
+        );
         assert!(!guard.is_banned(Some("127.0.0.8".parse().unwrap()), Some("bob"), t0));
         assert!(!guard.is_banned(Some(ip), Some("eve"), t0 + Duration::from_secs(31)));
         assert_eq!(guard.bans, 2);
@@ -123,7 +165,11 @@ mod tests {
 
     #[test]
     fn success_resets_and_old_failures_expire() {
-        let limits = GuardLimits { max_failures: 2, window: Duration::from_secs(10), ban: Duration::from_secs(30) };
+        let limits = GuardLimits {
+            max_failures: 2,
+            window: Duration::from_secs(10),
+            ban: Duration::from_secs(30),
+        };
         let mut guard = LoginGuard::new(limits);
         let t0 = Instant::now();
         guard.record_failure(None, Some("a"), t0);
@@ -131,6 +177,9 @@ mod tests {
         guard.record_failure(None, Some("a"), t0);
         assert!(!guard.is_banned(None, Some("a"), t0));
         guard.record_failure(None, Some("a"), t0 + Duration::from_secs(11));
-        assert!(!guard.is_banned(None, Some("a"), t0 + Duration::from_secs(11)), "window restarted");
+        assert!(
+            !guard.is_banned(None, Some("a"), t0 + Duration::from_secs(11)),
+            "window restarted"
+        );
     }
 }

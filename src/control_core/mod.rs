@@ -68,16 +68,33 @@ pub struct ControlCore {
 
 impl ControlCore {
     /// Starts the thread (pinned to `cpu` if given) and returns the shards' authenticator.
-    pub fn start(backend: Box<dyn Backend>, guard: LoginGuard, cpu: Option<usize>) -> std::io::Result<(ControlCore, Authenticator)> {
+    pub fn start(
+        backend: Box<dyn Backend>,
+        guard: LoginGuard,
+        cpu: Option<usize>,
+    ) -> std::io::Result<(ControlCore, Authenticator)> {
         let (jobs, job_rx) = channel::bounded::<Job>(16);
         let (connects, connect_rx) = channel::bounded::<ConnectRequest>(QUEUE);
-        let thread = std::thread::Builder::new().name("control-core".into()).spawn(move || {
-            if let Some(cpu) = cpu {
-                pin_to_cpu(cpu);
-            }
-            Worker { backend, guard, broker: None }.run(&job_rx, &connect_rx);
-        })?;
-        Ok((ControlCore { jobs: Some(jobs), thread: Some(thread) }, connects))
+        let thread = std::thread::Builder::new()
+            .name("control-core".into())
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_to_cpu(cpu);
+                }
+                Worker {
+                    backend,
+                    guard,
+                    broker: None,
+                }
+                .run(&job_rx, &connect_rx);
+            })?;
+        Ok((
+            ControlCore {
+                jobs: Some(jobs),
+                thread: Some(thread),
+            },
+            connects,
+        ))
     }
 
     /// Gives the control core the broker it pushes ACL updates to.
@@ -143,7 +160,10 @@ impl Worker {
         if self.guard.is_banned(address, username, now) {
             return ConnectDecision::refuse(ReasonCode::Banned);
         }
-        match self.backend.authenticate(username, request.password.as_deref()) {
+        match self
+            .backend
+            .authenticate(username, request.password.as_deref())
+        {
             Verdict::Allowed => self.guard.record_success(address, username),
             Verdict::BadCredentials => {
                 self.guard.record_failure(address, username, now);
@@ -154,9 +174,16 @@ impl Worker {
                 return ConnectDecision::refuse(ReasonCode::NotAuthorized);
             }
         }
-        let acl = self.backend.session_acl(username, &request.client_id).map(Box::new);
+        let acl = self
+            .backend
+            .session_acl(username, &request.client_id)
+            .map(Box::new);
         let auto_subscribe = self.backend.auto_subscribe(username, &request.client_id);
-        ConnectDecision { code: ReasonCode::Success, acl, auto_subscribe }
+        ConnectDecision {
+            code: ReasonCode::Success,
+            acl,
+            auto_subscribe,
+        }
     }
 
     fn handle_reload(&mut self) {

@@ -54,7 +54,12 @@ impl Broker {
             .split("listening on ")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no readiness line: {line:?}; log: {:?}", log.lock().unwrap()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no readiness line: {line:?}; log: {:?}",
+                    log.lock().unwrap()
+                )
+            })
             .parse()
             .expect("address");
         std::thread::spawn(move || {
@@ -73,7 +78,11 @@ impl Broker {
     pub fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(line) = self.log().into_iter().find(|l| needles.iter().all(|n| l.contains(n))) {
+            if let Some(line) = self
+                .log()
+                .into_iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
                 return Some(line);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -97,7 +106,10 @@ impl Broker {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "broker did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "broker did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -134,7 +146,12 @@ impl RawClient {
     pub fn open(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).unwrap();
-        RawClient { stream, buf: BytesMut::new(), decoder: Decoder::with_protocol(1 << 24, Protocol::V311), protocol: Protocol::V311 }
+        RawClient {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::with_protocol(1 << 24, Protocol::V311),
+            protocol: Protocol::V311,
+        }
     }
 
     /// Connects and returns the CONNACK.
@@ -164,7 +181,12 @@ impl RawClient {
     }
 
     /// Connects with a will and a clean session.
-    pub fn connect_with_will(addr: SocketAddr, client_id: &str, will: LastWill, keep_alive: u16) -> RawClient {
+    pub fn connect_with_will(
+        addr: SocketAddr,
+        client_id: &str,
+        will: LastWill,
+        keep_alive: u16,
+    ) -> RawClient {
         let mut connect = connect_packet(client_id, true);
         connect.will = Some(will);
         connect.keep_alive = keep_alive;
@@ -189,11 +211,17 @@ impl RawClient {
     pub fn recv(&mut self, timeout: Duration) -> Option<Packet> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(packet) = self.decoder.decode(&mut self.buf).expect("broker sent a valid packet") {
+            if let Some(packet) = self
+                .decoder
+                .decode(&mut self.buf)
+                .expect("broker sent a valid packet")
+            {
                 return Some(packet);
             }
             let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
             let mut chunk = [0u8; 65536];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return None,
@@ -208,13 +236,22 @@ impl RawClient {
     pub fn closed_within(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
-            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return true,
                 Ok(_) => continue,
-                Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return false
                 }
                 Err(_) => return true,
@@ -229,10 +266,17 @@ impl RawClient {
             .iter()
             .map(|(filter, qos)| SubscribeFilter {
                 filter: ByteStr::from(*filter),
-                options: SubscriptionOptions { qos: *qos, ..SubscriptionOptions::default() },
+                options: SubscriptionOptions {
+                    qos: *qos,
+                    ..SubscriptionOptions::default()
+                },
             })
             .collect();
-        self.send(&Packet::Subscribe(Subscribe { packet_id, filters, properties: Default::default() }));
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id,
+            filters,
+            properties: Default::default(),
+        }));
         loop {
             match self.recv(Duration::from_secs(5)) {
                 Some(Packet::SubAck(ack)) => return ack,
@@ -248,7 +292,14 @@ impl RawClient {
     }
 
     /// Publishes with a given packet id.
-    pub fn publish_with_id(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool, id: u16) {
+    pub fn publish_with_id(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        id: u16,
+    ) {
         let packet_id = (qos != QoS::AtMostOnce).then(|| PacketId::new(id).unwrap());
         self.send(&Packet::Publish(Publish {
             qos,

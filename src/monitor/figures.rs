@@ -1,0 +1,159 @@
+//! The broker's figures as the monitor shows them: per-shard snapshots, broker totals, and
+//! Mosquitto-style load averages.
+//!
+//! Two figures need care when summing shards: retained messages are replicated to every shard,
+//! so the broker's count is one shard's, not the sum; and the `$SYS` messages the monitor itself
+//! publishes go through shard 0's publish path, which counts them as received, so they are taken
+//! off shard 0's `messages_received` (Mosquitto counts only client publications there). The
+//! monitor computes [`Figures`] once a second, just before publishing that second's `$SYS`
+//! messages, so every earlier `$SYS` message has long been counted by the shard; a counter that
+//! would still go down (a shard more than a second behind) is held at its last value.
+
+use serde::Serialize;
+use shardmq_shard::stats::Snapshot;
+
+/// Figures of every shard and of the whole broker at one moment.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct Figures {
+    /// Each shard's figures, by shard id.
+    pub shards: Vec<Snapshot>,
+    /// The broker's figures.
+    pub total: Snapshot,
+}
+
+impl Figures {
+    /// Figures from the shards' snapshots, less `broker_publications` `$SYS` messages published
+    /// through shard 0, never below the counters of `previous`.
+    pub fn new(mut shards: Vec<Snapshot>, broker_publications: u64, previous: &Figures) -> Figures {
+        if let Some(first) = shards.first_mut() {
+            let before = previous.shards.first().map_or(0, |s| s.messages_received);
+            first.messages_received = first
+                .messages_received
+                .saturating_sub(broker_publications)
+                .max(before);
+        }
+        let mut total = shards
+            .iter()
+            .fold(Snapshot::default(), |total, shard| total.sum(shard));
+        total.retained = shards.iter().map(|s| s.retained).max().unwrap_or(0);
+        Figures { shards, total }
+    }
+
+    /// Messages dropped for any reason (slow subscriber, full queue, ACL, closed ring).
+    pub fn dropped(snapshot: &Snapshot) -> u64 {
+        snapshot.dropped_slow
+            + snapshot.dropped_queue_full
+            + snapshot.dropped_denied
+            + snapshot.mesh_dropped
+    }
+}
+
+/// Exponentially decayed per-minute rates over 1, 5 and 15 minutes, as Mosquitto computes its
+/// `$SYS/broker/load/...` figures: each update moves the average toward the rate seen since the
+/// last update by `1 - exp(-elapsed / window)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LoadAverage {
+    /// Per-minute rate decayed over 1 minute.
+    #[serde(rename = "1min")]
+    pub one: f64,
+    /// Over 5 minutes.
+    #[serde(rename = "5min")]
+    pub five: f64,
+    /// Over 15 minutes.
+    #[serde(rename = "15min")]
+    pub fifteen: f64,
+}
+
+impl LoadAverage {
+    /// Folds in `delta` events seen over the last `seconds`.
+    pub fn update(&mut self, delta: u64, seconds: f64) {
+        if seconds <= 0.0 {
+            return;
+        }
+        let per_minute = delta as f64 * 60.0 / seconds;
+        for (average, window) in [
+            (&mut self.one, 60.0),
+            (&mut self.five, 300.0),
+            (&mut self.fifteen, 900.0),
+        ] {
+            let exponent = (-seconds / window).exp();
+            *average = per_minute + exponent * (*average - per_minute);
+        }
+    }
+}
+
+/// The load averages the `$SYS` tree and the admin API show, for the broker or one shard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Load {
+    /// Client publications received.
+    pub messages_received: LoadAverage,
+    /// Deliveries to subscribers.
+    pub messages_sent: LoadAverage,
+    /// Bytes read from clients.
+    pub bytes_received: LoadAverage,
+    /// Bytes written to clients.
+    pub bytes_sent: LoadAverage,
+    /// Connections accepted.
+    pub connections: LoadAverage,
+}
+
+impl Load {
+    /// Folds in the change from `before` to `after` over `seconds`.
+    pub fn update(&mut self, before: &Snapshot, after: &Snapshot, seconds: f64) {
+        let delta = |a: u64, b: u64| b.saturating_sub(a);
+        self.messages_received.update(
+            delta(before.messages_received, after.messages_received),
+            seconds,
+        );
+        self.messages_sent.update(
+            delta(before.messages_delivered, after.messages_delivered),
+            seconds,
+        );
+        self.bytes_received
+            .update(delta(before.bytes_received, after.bytes_received), seconds);
+        self.bytes_sent
+            .update(delta(before.bytes_sent, after.bytes_sent), seconds);
+        self.connections.update(
+            delta(before.connections_total, after.connections_total),
+            seconds,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_count_retained_once_and_leave_out_broker_publications() {
+        let shard = Snapshot {
+            retained: 5,
+            messages_received: 10,
+            connections: 2,
+            ..Snapshot::default()
+        };
+        let figures = Figures::new(vec![shard, shard], 4, &Figures::default());
+        assert_eq!(figures.total.retained, 5);
+        assert_eq!(figures.total.connections, 4);
+        assert_eq!(figures.shards[0].messages_received, 6);
+        assert_eq!(figures.total.messages_received, 16);
+        // A shard that has not yet counted broker publications never makes the counter drop.
+        let later = Figures::new(vec![shard, shard], 8, &figures);
+        assert_eq!(later.shards[0].messages_received, 6);
+    }
+
+    #[test]
+    fn load_average_converges_like_mosquitto() {
+        let mut load = LoadAverage::default();
+        load.update(60, 60.0);
+        // One minute at 60/min: the 1-minute average covers 1 - e^-1 of the way.
+        assert!((load.one - 60.0 * (1.0 - (-1.0f64).exp())).abs() < 1e-9);
+        assert!(load.five < load.one && load.fifteen < load.five);
+        for _ in 0..100 {
+            load.update(10, 10.0);
+        }
+        assert!((load.one - 60.0).abs() < 1e-6);
+        load.update(0, 0.0);
+        assert!((load.one - 60.0).abs() < 1e-6);
+    }
+}
