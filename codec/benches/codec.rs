@@ -28,10 +28,10 @@ fn publish(payload: usize, protocol: Protocol) -> Publish {
         topic: ByteStr::from_static("devices/d0042/telemetry"),
         payload: Bytes::from((0..payload).map(|i| i as u8).collect::<Vec<u8>>()),
         properties: if protocol.is_v5() {
-            Properties {
+            Properties::from(shardmq_codec::PropertyValues {
                 message_expiry_interval: Some(60),
-                ..Properties::default()
-            }
+                ..shardmq_codec::PropertyValues::default()
+            })
         } else {
             Properties::default()
         },

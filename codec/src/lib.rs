@@ -52,7 +52,7 @@ pub use packet::{
     PubComp, PubRec, PubRel, Publish, QoS, RetainHandling, SubAck, Subscribe, SubscribeFilter,
     SubscriptionOptions, UnsubAck, Unsubscribe,
 };
-pub use properties::{Properties, PropertyId, PropertyPlace};
+pub use properties::{Properties, PropertyId, PropertyPlace, PropertyValues};
 pub use reason::ReasonCode;
 
 /// Default maximum packet size accepted by a [`Decoder`] (1 MiB), the broker's default too.

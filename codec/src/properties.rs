@@ -233,11 +233,19 @@ const fn place_index(place: PropertyPlace) -> usize {
     }
 }
 
-/// The properties of one packet. Every field is optional; `Default` is "no properties", which is
-/// what 3.1/3.1.1 packets always carry.
+/// The properties of one packet.
+///
+/// Most packets carry none (3.1/3.1.1 never do), so the values live behind one `Option<Box<_>>`
+/// that is allocated only when a property is set: a packet without properties pays 8 bytes, not
+/// the 400 of [`PropertyValues`]. Fields read through `Deref` (an absent block reads as all
+/// `None`) and writing any field through `DerefMut` allocates the block.
+#[derive(Clone, Default)]
+pub struct Properties(Option<Box<PropertyValues>>);
+
+/// Every MQTT 5 property, each optional; see [`Properties`].
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
 #[allow(missing_docs)]
-pub struct Properties {
+pub struct PropertyValues {
     pub payload_format_indicator: Option<u8>,
     pub message_expiry_interval: Option<u32>,
     pub content_type: Option<ByteStr>,
@@ -269,10 +277,79 @@ pub struct Properties {
     pub shared_subscription_available: Option<u8>,
 }
 
+impl PropertyValues {
+    /// No property set.
+    pub const EMPTY: PropertyValues = PropertyValues {
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        subscription_identifiers: Vec::new(),
+        session_expiry_interval: None,
+        assigned_client_identifier: None,
+        server_keep_alive: None,
+        authentication_method: None,
+        authentication_data: None,
+        request_problem_information: None,
+        will_delay_interval: None,
+        request_response_information: None,
+        response_information: None,
+        server_reference: None,
+        reason_string: None,
+        receive_maximum: None,
+        topic_alias_maximum: None,
+        topic_alias: None,
+        maximum_qos: None,
+        retain_available: None,
+        user: Vec::new(),
+        maximum_packet_size: None,
+        wildcard_subscription_available: None,
+        subscription_identifier_available: None,
+        shared_subscription_available: None,
+    };
+}
+
+static NO_PROPERTIES: PropertyValues = PropertyValues::EMPTY;
+
 impl Properties {
     /// True when no property is set.
     pub fn is_empty(&self) -> bool {
-        *self == Properties::default()
+        self.0.as_deref().is_none_or(|values| *values == PropertyValues::EMPTY)
+    }
+}
+
+impl std::ops::Deref for Properties {
+    type Target = PropertyValues;
+
+    fn deref(&self) -> &PropertyValues {
+        self.0.as_deref().unwrap_or(&NO_PROPERTIES)
+    }
+}
+
+impl std::ops::DerefMut for Properties {
+    fn deref_mut(&mut self) -> &mut PropertyValues {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl From<PropertyValues> for Properties {
+    fn from(values: PropertyValues) -> Self {
+        Properties((values != PropertyValues::EMPTY).then(|| Box::new(values)))
+    }
+}
+
+impl PartialEq for Properties {
+    fn eq(&self, other: &Properties) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Properties {}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
     }
 }
 

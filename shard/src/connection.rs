@@ -596,7 +596,9 @@ async fn handle_publish(
     mut publish: Publish,
     aliases: &mut HashMap<u16, ByteStr>,
 ) -> Result<(), ReasonCode> {
-    if let Some(alias) = publish.properties.topic_alias.take() {
+    // Properties are read before any write: writing allocates the property block.
+    if let Some(alias) = publish.properties.topic_alias {
+        publish.properties.topic_alias = None;
         // MQTT 5 topic alias (§3.3.2.3.4): a topic sets the alias, an empty topic uses it.
         if alias == 0 || alias > TOPIC_ALIAS_MAXIMUM {
             return Err(ReasonCode::TopicAliasInvalid);
@@ -639,7 +641,9 @@ async fn handle_publish(
         return Ok(());
     }
     let mut properties = std::mem::take(&mut publish.properties);
-    properties.subscription_identifiers.clear();
+    if !properties.subscription_identifiers.is_empty() {
+        properties.subscription_identifiers.clear();
+    }
     let message = Arc::new(Message {
         topic: publish.topic,
         payload: publish.payload,
@@ -754,7 +758,9 @@ async fn publish_will(shard: &Rc<Shard>, client: &Rc<Client>) {
     }
     let will = *will;
     let mut properties = will.properties;
-    properties.will_delay_interval = None;
+    if properties.will_delay_interval.is_some() {
+        properties.will_delay_interval = None;
+    }
     let message = Arc::new(Message {
         topic: ByteStr::copy_from_str(&will.topic),
         payload: will.payload,

@@ -85,11 +85,11 @@ mod tests {
         let bytes: &[u8] = b"\xf0\x0e\x18\x0c\x15\x00\x05SCRAM\x16\x00\x01x";
         let packet = Packet::Auth(Auth {
             code: ReasonCode::ContinueAuthentication,
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 authentication_method: Some("SCRAM".into()),
                 authentication_data: Some(Bytes::from_static(b"x")),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
         });
         assert_eq!(decode_one(Some(Protocol::V500), bytes), packet);
         assert_eq!(encode_bytes(&packet, Protocol::V500), bytes);

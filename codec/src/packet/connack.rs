@@ -150,11 +150,11 @@ mod tests {
         let ack = ConnAck {
             session_present: false,
             code: ReasonCode::Success,
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 assigned_client_identifier: Some("id".into()),
                 topic_alias_maximum: Some(10),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
         };
         let bytes: &[u8] = b"\x20\x0b\x00\x00\x08\x12\x00\x02id\x22\x00\x0a";
         assert_eq!(

@@ -324,19 +324,19 @@ mod tests {
         let bytes: &[u8] = b"\x10\x23\x00\x04MQTT\x05\x06\x00\x3c\x05\x11\x00\x00\x00\x0a\
             \x00\x02c1\x05\x18\x00\x00\x00\x05\x00\x03w/t\x00\x02wp";
         let connect = Connect {
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 session_expiry_interval: Some(10),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
             will: Some(LastWill {
                 topic: "w/t".into(),
                 payload: Bytes::from_static(b"wp"),
                 qos: QoS::AtMostOnce,
                 retain: false,
-                properties: Properties {
+                properties: Properties::from(PropertyValues {
                     will_delay_interval: Some(5),
-                    ..Properties::default()
-                },
+                    ..PropertyValues::default()
+                }),
             }),
             ..minimal(Protocol::V500)
         };
@@ -534,10 +534,10 @@ mod tests {
             Err(EncodeError::TooLarge)
         );
         let connect = Connect {
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 topic_alias: Some(1),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
             ..minimal(Protocol::V500)
         };
         let packet = Packet::Connect(Box::new(connect));

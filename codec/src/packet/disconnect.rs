@@ -106,10 +106,10 @@ mod tests {
         let bytes: &[u8] = b"\xe0\x07\x8e\x05\x11\x00\x00\x00\x00";
         let packet = Packet::Disconnect(Disconnect {
             code: ReasonCode::SessionTakenOver,
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 session_expiry_interval: Some(0),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
         });
         assert_eq!(decode_one(Some(Protocol::V500), bytes), packet);
         assert_eq!(encode_bytes(&packet, Protocol::V500), bytes);

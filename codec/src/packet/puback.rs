@@ -76,10 +76,10 @@ mod tests {
         // Reason codes and properties do not exist in 3.x.
         let packet = Packet::PubAck(PubAck {
             code: ReasonCode::NotAuthorized,
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 reason_string: Some("why".into()),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
             ..PubAck::new(id(0x1234))
         });
         assert_eq!(encode_bytes(&packet, Protocol::V311), bytes);
@@ -109,10 +109,10 @@ mod tests {
         let bytes: &[u8] = b"\x40\x0a\x00\x01\x87\x06\x1f\x00\x03why";
         let packet = Packet::PubAck(PubAck {
             code: ReasonCode::NotAuthorized,
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 reason_string: Some("why".into()),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
             ..PubAck::new(id(1))
         });
         assert_eq!(decode_one(Some(Protocol::V500), bytes), packet);

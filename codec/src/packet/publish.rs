@@ -242,10 +242,10 @@ mod tests {
     fn v500_literal() {
         let bytes: &[u8] = b"\x32\x0d\x00\x03a/b\x00\x01\x03\x23\x00\x05hi";
         let packet = Packet::Publish(Publish {
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 topic_alias: Some(5),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
             ..publish(QoS::AtLeastOnce, 1)
         });
         assert_eq!(decode_one(Some(Protocol::V500), bytes), packet);
@@ -261,11 +261,11 @@ mod tests {
         let bytes: &[u8] = b"\x30\x0d\x00\x00\x08\x0b\x01\x0b\x80\x01\x23\x00\x01hi";
         let packet = Packet::Publish(Publish {
             topic: ByteStr::default(),
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 subscription_identifiers: vec![1, 128],
                 topic_alias: Some(1),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
             ..publish(QoS::AtMostOnce, 0)
         });
         assert_eq!(decode_one(Some(Protocol::V500), bytes), packet);
@@ -291,10 +291,10 @@ mod tests {
         for protocol in [Protocol::V311, Protocol::V500] {
             let publish = Publish {
                 properties: if protocol.is_v5() {
-                    Properties {
+                    Properties::from(PropertyValues {
                         message_expiry_interval: Some(9),
-                        ..Properties::default()
-                    }
+                        ..PropertyValues::default()
+                    })
                 } else {
                     Properties::default()
                 },
@@ -479,10 +479,10 @@ mod tests {
         );
         assert!(dst.is_empty());
         let wrong_property = Packet::Publish(Publish {
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 receive_maximum: Some(1),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
             ..publish(QoS::AtMostOnce, 0)
         });
         assert_eq!(

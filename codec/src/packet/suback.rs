@@ -133,10 +133,10 @@ mod tests {
         let packet = Packet::SubAck(SubAck {
             packet_id: id(10),
             codes: vec![ReasonCode::GrantedQoS1, ReasonCode::TopicFilterInvalid],
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 reason_string: Some("x".into()),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
         });
         assert_eq!(decode_one(Some(Protocol::V500), bytes), packet);
         assert_eq!(encode_bytes(&packet, Protocol::V500), bytes);

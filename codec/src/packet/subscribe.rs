@@ -241,10 +241,10 @@ mod tests {
                     retain_handling: RetainHandling::DoNotSend,
                 },
             }],
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 subscription_identifiers: vec![7],
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
         });
         assert_eq!(decode_one(Some(Protocol::V500), bytes), packet);
         assert_eq!(encode_bytes(&packet, Protocol::V500), bytes);

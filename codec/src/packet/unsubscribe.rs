@@ -120,10 +120,10 @@ mod tests {
         let packet = Packet::Unsubscribe(Unsubscribe {
             packet_id: id(5),
             filters: vec!["#".into()],
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 user: vec![("k".into(), "v".into())],
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
         });
         assert_eq!(decode_one(Some(Protocol::V500), bytes), packet);
         assert_eq!(encode_bytes(&packet, Protocol::V500), bytes);
