@@ -75,6 +75,79 @@ pub struct Settings {
     /// Seconds a ban lasts (default 300).
     #[arg(long)]
     pub ban_seconds: Option<NonZeroU32>,
+    /// Seconds between `$SYS` publications (default 10; 0 disables them).
+    #[arg(long)]
+    pub sys_interval: Option<u32>,
+    /// Topics each shard tracks per second for hot-topic statistics (default 10000; 0 disables
+    /// them).
+    #[arg(long)]
+    pub hot_topics_max: Option<usize>,
+    /// Topic filter whose matching topics count in the hot-topic statistics (repeatable).
+    /// Default: every topic.
+    #[arg(long = "hot-topics-filters", value_name = "FILTER")]
+    #[serde(default)]
+    pub hot_topics_filters: Vec<String>,
+    #[command(flatten)]
+    #[serde(default)]
+    pub admin: AdminSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub monitor: MonitorSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub redis: RedisSettings,
+}
+
+/// The `[redis]` table (flags `--redis-<key>`): the Redis access-control backend.
+#[derive(Args, Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Redis holding users, ACL rules, relations and auto-subscribe tables, e.g.
+    /// `redis://127.0.0.1:6379/0` (default: none, the embedded files are used).
+    #[arg(long = "redis-url", value_name = "URL")]
+    pub url: Option<String>,
+}
+
+/// The `[admin]` table (flags `--admin-<key>`): the HTTP admin API.
+#[derive(Args, Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Address of the HTTP admin API (default 127.0.0.1:18083; an empty string disables it).
+    #[arg(long = "admin-listen", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Bearer token the admin API requires; needed to listen on a non-loopback address.
+    #[arg(long = "admin-token", value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+/// The `[monitor]` table (flags `--monitor-<key>`): status history and host figures.
+#[derive(Args, Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSettings {
+    /// Postgres URL for the status history, e.g. `postgresql://user@127.0.0.1/db` (default:
+    /// none, no history).
+    #[arg(long = "monitor-postgres-url", value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// Seconds between status history rows (default 10).
+    #[arg(long = "monitor-interval", value_name = "SECONDS")]
+    pub interval: Option<NonZeroU32>,
+    /// Directory whose file system's free space is reported (default: the current directory).
+    #[arg(long = "monitor-data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl AdminSettings {
+    /// The address to listen on, `None` when disabled (`listen = ""`).
+    pub fn address(&self) -> anyhow::Result<Option<SocketAddr>> {
+        match self.listen.as_deref().map(str::trim) {
+            None => Ok(Some(SocketAddr::from(([127, 0, 0, 1], 18083)))),
+            Some("") => Ok(None),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .with_context(|| format!("admin.listen {text:?} is not an address like 127.0.0.1:18083")),
+        }
+    }
 }
 
 impl Settings {
@@ -97,7 +170,7 @@ impl Settings {
             self.listen = flags.listen;
         }
         macro_rules! take {
-            ($($field:ident),*) => { $( if flags.$field.is_some() { self.$field = flags.$field; } )* };
+            ($($($field:ident).+),*) => { $( if flags.$($field).+.is_some() { self.$($field).+ = flags.$($field).+; } )* };
         }
         take!(
             shards,
@@ -117,9 +190,27 @@ impl Settings {
             auto_subscribe_file,
             control_core,
             max_login_failures,
-            ban_seconds
+            ban_seconds,
+            sys_interval,
+            hot_topics_max
         );
+        if !flags.hot_topics_filters.is_empty() {
+            self.hot_topics_filters = flags.hot_topics_filters;
+        }
+        take!(admin.listen, admin.token);
+        take!(monitor.postgres_url, monitor.interval, monitor.data_dir);
+        take!(redis.url);
         self
+    }
+
+    /// The hot-topic filters, each checked to be a valid topic filter.
+    pub fn hot_topics_filters(&self) -> anyhow::Result<Vec<String>> {
+        for filter in &self.hot_topics_filters {
+            if !shardmq_codec::topic::valid_filter(filter) {
+                anyhow::bail!("hot_topics_filters: {filter:?} is not a valid topic filter");
+            }
+        }
+        Ok(self.hot_topics_filters.clone())
     }
 
     /// The shard configuration these settings describe.
@@ -165,7 +256,7 @@ impl Settings {
                 .mesh_capacity
                 .map_or(defaults.mesh_capacity, NonZeroUsize::get),
             shutdown_grace: defaults.shutdown_grace,
-            hot_topics_max: defaults.hot_topics_max,
+            hot_topics_max: self.hot_topics_max.unwrap_or(defaults.hot_topics_max),
         }
     }
 }
@@ -218,6 +309,98 @@ mod tests {
         assert!(err.contains("line 1"), "{err}");
         let err = parse("\nshards = 0\n").unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("shards"), "{err}");
+    }
+
+    #[test]
+    fn monitoring_keys_and_tables() {
+        let settings = parse(
+            "sys_interval = 0\nhot_topics_max = 0\nhot_topics_filters = [\"chat/#\"]\n\
+             [admin]\nlisten = \"\"\ntoken = \"t\"\n\
+             [monitor]\npostgres_url = \"postgresql://u@127.0.0.1/db\"\ninterval = 5\n",
+        )
+        .unwrap();
+        assert_eq!(settings.sys_interval, Some(0));
+        assert_eq!(settings.shard_config().hot_topics_max, 0);
+        assert_eq!(settings.hot_topics_filters().unwrap(), vec!["chat/#"]);
+        assert_eq!(settings.admin.address().unwrap(), None);
+        assert_eq!(settings.admin.token.as_deref(), Some("t"));
+        assert_eq!(settings.monitor.interval, NonZeroU32::new(5));
+        assert_eq!(Settings::default().admin.address().unwrap().map(|a| a.port()), Some(18083));
+        assert_eq!(Settings::default().shard_config().hot_topics_max, 10_000);
+
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let flags = <Flags as clap::Parser>::parse_from([
+            "shardmq",
+            "--sys-interval",
+            "1",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--monitor-interval",
+            "2",
+            "--hot-topics-filters",
+            "a/+",
+            "--hot-topics-filters",
+            "b/#",
+        ])
+        .settings;
+        let merged = settings.overridden_by(flags);
+        assert_eq!(merged.sys_interval, Some(1));
+        assert_eq!(merged.admin.address().unwrap().map(|a| a.port()), Some(0));
+        assert_eq!(merged.admin.token.as_deref(), Some("t"));
+        assert_eq!(merged.monitor.interval, NonZeroU32::new(2));
+        assert_eq!(merged.hot_topics_filters, vec!["a/+", "b/#"]);
+    }
+
+    #[test]
+    fn bad_monitoring_values_are_named() {
+        let err = parse("\n\n[admin]\nlisten = 18083\n# an admin table with a number for listen\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 4") && err.contains("listen"), "{err}");
+        let err = parse("[monitor]\npostgres = \"x\"\n# the key is postgres_url, not postgres; padding\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("postgres"), "{err}");
+        let settings = Settings {
+            hot_topics_filters: vec!["a/#/b".into()],
+            admin: AdminSettings {
+                listen: Some("nowhere".into()),
+                token: None,
+            },
+            ..Settings::default()
+        };
+        assert!(settings.hot_topics_filters().is_err());
+        assert!(settings.admin.address().is_err());
+    }
+
+    #[test]
+    fn redis_table_and_flag() {
+        let settings = parse("[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n# the redis table, padded\n")
+            .unwrap();
+        assert_eq!(settings.redis.url.as_deref(), Some("redis://127.0.0.1:6379/0"));
+        let err = parse("\n[redis]\nurl = \"redis://x\"\nhost = \"x\"\n# unknown key in the redis table\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 4") && err.contains("host"), "{err}");
+        let err = parse("redis_url = \"redis://x\"\n# the flag name is no top-level key; padding\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis_url"), "{err}");
+
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let flags =
+            <Flags as clap::Parser>::parse_from(["shardmq", "--redis-url", "redis://127.0.0.1:1/"])
+                .settings;
+        let merged = settings.overridden_by(flags);
+        assert_eq!(merged.redis.url.as_deref(), Some("redis://127.0.0.1:1/"));
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! Everything that runs per core lives in `shardmq-shard`.
 
 mod access;
+mod admin;
 mod auth;
+mod cli;
 mod config;
 mod control_core;
+mod monitor;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -39,6 +42,10 @@ enum Command {
     CheckConfig,
     /// Manages a password file (mosquitto_passwd compatible).
     Passwd(auth::passwd::PasswdArgs),
+    /// Prints the hot-topic ranking of a running broker (from its admin API).
+    HotTopics(cli::HotTopicsArgs),
+    /// Prints the status history the monitor wrote to Postgres.
+    Status(cli::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +77,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => cli.settings,
     };
     let config = settings.shard_config();
+    match &command {
+        Some(Command::HotTopics(args)) => {
+            let admin = settings.admin.address()?.unwrap_or_else(|| {
+                std::net::SocketAddr::from(([127, 0, 0, 1], 18083))
+            });
+            let url = format!("http://{admin}");
+            return cli::hot_topics::run(args, &url, settings.admin.token.as_deref());
+        }
+        Some(Command::Status(args)) => {
+            return cli::status::run(args, settings.monitor.postgres_url.as_deref());
+        }
+        _ => {}
+    }
+    let monitoring = monitor::Plan::from_settings(&settings)?;
     let access = access::AccessPlan::from_settings(&settings, &config.listen)?;
     if let Some(Command::CheckConfig) = command {
         println!(
@@ -102,6 +123,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     stdout.flush()?;
     drop(stdout);
     info!(shards = config.shards, listen = %addresses.join(" "), "broker started");
+    if let Some(admin) = monitoring.start(broker.handle())? {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "shardmq admin: listening on {admin}")?;
+        stdout.flush()?;
+        info!(%admin, "admin API started");
+    }
 
     let signal = loop {
         let signal = wait_for_signal(&signals);

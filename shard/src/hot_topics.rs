@@ -4,6 +4,11 @@
 //!
 //! The map is bounded ([`HotTopics::new`]'s `max_topics`): once full, topics not yet tracked in
 //! this interval are counted only in `untracked`, so a topic explosion cannot eat memory.
+//!
+//! Topics and filters beginning with `$` are the broker's own (`$SYS/...`, published by the
+//! monitor itself) and are not counted: they would rank the monitor, not the users. Which user
+//! topics count (the `hot_topics_filters` setting) is decided by the monitor, off the shard, so a
+//! publish costs the shard one map update and no filter match.
 
 use hashbrown::HashMap;
 
@@ -42,7 +47,7 @@ impl HotTopics {
 
     /// Counts one publication to `topic`.
     pub fn record_publish(&mut self, topic: &str) {
-        if !self.enabled {
+        if !self.enabled || topic.starts_with('$') {
             return;
         }
         if let Some(count) = self.publishes.get_mut(topic) {
@@ -56,7 +61,7 @@ impl HotTopics {
 
     /// Counts a subscriber gained (`delta` = 1) or lost (−1) on `filter`.
     pub fn record_subscribers(&mut self, filter: &str, delta: i64) {
-        if !self.enabled {
+        if !self.enabled || filter.starts_with('$') {
             return;
         }
         if let Some(count) = self.subscribers.get_mut(filter) {
@@ -105,6 +110,14 @@ mod tests {
         assert_eq!(counts.publishes, vec![("a".into(), 2), ("b".into(), 1)]);
         assert_eq!(counts.untracked, 1);
         assert_eq!(counts.subscribers, vec![("f/#".into(), 2)]);
+        assert_eq!(hot.drain(), TopicCounts::default());
+    }
+
+    #[test]
+    fn broker_topics_are_not_counted() {
+        let mut hot = HotTopics::new(10);
+        hot.record_publish("$SYS/broker/uptime");
+        hot.record_subscribers("$SYS/#", 1);
         assert_eq!(hot.drain(), TopicCounts::default());
     }
 

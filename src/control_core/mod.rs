@@ -9,9 +9,13 @@
 //! The rules come from a [`Backend`]: the embedded files by default ([`files::FileBackend`]).
 //! A reload (SIGHUP) re-reads the backend and pushes recompiled ACLs to the connected sessions
 //! through the [`BrokerHandle`], so a revoked `read` removes the now-forbidden subscriptions.
+//! A backend that learns of changes by itself (Redis pub/sub, [`redis::RedisBackend`]) reports
+//! them from [`Backend::poll`], which the thread calls between requests and at least every
+//! [`POLL`]; the sessions concerned get recompiled rules the same way.
 
 pub mod files;
 pub mod guard;
+pub mod redis;
 
 use std::net::IpAddr;
 use std::thread::JoinHandle;
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver, Sender};
 use shardmq_codec::{QoS, ReasonCode};
 use shardmq_shard::acl::SessionAcl;
-use shardmq_shard::control::{Authenticator, ConnectDecision, ConnectRequest};
+use shardmq_shard::control::{Authenticator, ClientInfo, ConnectDecision, ConnectRequest};
 use shardmq_shard::BrokerHandle;
 use tracing::{info, warn};
 
@@ -32,6 +36,9 @@ const QUEUE: usize = 4096;
 /// How long a reload waits for the shards' client lists.
 const LIST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Longest wait between two [`Backend::poll`] calls.
+pub const POLL: Duration = Duration::from_millis(100);
+
 /// A backend's answer about credentials.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum Verdict {
@@ -41,6 +48,18 @@ pub enum Verdict {
     BadCredentials,
     /// Not allowed to connect (anonymous where it is not allowed).
     NotAuthorized,
+    /// The backend cannot answer now (Redis unreachable): refused as "server unavailable", not
+    /// counted as a failed login.
+    Unavailable,
+}
+
+/// Which connected sessions need their rules recompiled after a change in the backend.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Refresh {
+    /// Every session: the shared rules changed, or changes may have been missed.
+    All,
+    /// The sessions of these users (and whoever else the backend knows depends on them).
+    Users(Vec<String>),
 }
 
 /// Where users, rules, relations and auto-subscriptions come from.
@@ -53,6 +72,35 @@ pub trait Backend: Send {
     fn auto_subscribe(&mut self, username: Option<&str>, client_id: &str) -> Vec<(String, QoS)>;
     /// Re-reads the backend's data; on error the current data stays in force.
     fn reload(&mut self) -> anyhow::Result<()>;
+    /// A change the backend learnt of by itself since the last call. Called between requests,
+    /// at least every [`POLL`]; also the place for housekeeping such as reconnecting.
+    fn poll(&mut self) -> Option<Refresh> {
+        None
+    }
+    /// The new rules of the sessions among `clients` that `refresh` concerns, as
+    /// `(client id, rules)`. A session left out keeps the rules it has.
+    fn refreshed_acls(
+        &mut self,
+        refresh: &Refresh,
+        clients: &[ClientInfo],
+    ) -> Vec<(String, SessionAcl)> {
+        clients
+            .iter()
+            .filter(|client| match refresh {
+                Refresh::All => true,
+                Refresh::Users(users) => client
+                    .username
+                    .as_ref()
+                    .is_some_and(|name| users.contains(name)),
+            })
+            .map(|client| {
+                let acl = self
+                    .session_acl(client.username.as_deref(), &client.client_id)
+                    .unwrap_or_else(SessionAcl::allow_all);
+                (client.client_id.clone(), acl)
+            })
+            .collect()
+    }
 }
 
 enum Job {
@@ -143,6 +191,10 @@ impl Worker {
                     Ok(Job::Reload) => self.handle_reload(),
                     Err(_) => return,
                 },
+                default(POLL) => {}
+            }
+            if let Some(refresh) = self.backend.poll() {
+                self.handle_refresh(&refresh);
             }
         }
     }
@@ -173,6 +225,7 @@ impl Worker {
                 self.guard.record_failure(address, username, now);
                 return ConnectDecision::refuse(ReasonCode::NotAuthorized);
             }
+            Verdict::Unavailable => return ConnectDecision::refuse(ReasonCode::ServerUnavailable),
         }
         let acl = self
             .backend
@@ -191,16 +244,24 @@ impl Worker {
             warn!(error = %format!("{err:#}"), "reload failed; the previous rules stay in force");
             return;
         }
-        let Some(broker) = &self.broker else { return };
+        let sessions = self.refresh_sessions(&Refresh::All);
+        info!(sessions, "rules reloaded");
+    }
+
+    fn handle_refresh(&mut self, refresh: &Refresh) {
+        let sessions = self.refresh_sessions(refresh);
+        info!(sessions, ?refresh, "rules refreshed");
+    }
+
+    /// Pushes recompiled rules to the sessions `refresh` concerns; returns how many.
+    fn refresh_sessions(&mut self, refresh: &Refresh) -> usize {
+        let Some(broker) = &self.broker else { return 0 };
         let clients = broker.clients(LIST_TIMEOUT);
-        for client in &clients {
-            let acl = self
-                .backend
-                .session_acl(client.username.as_deref(), &client.client_id)
-                .unwrap_or_else(SessionAcl::allow_all);
-            broker.update_acl(&client.client_id, &acl);
+        let updates = self.backend.refreshed_acls(refresh, &clients);
+        for (client_id, acl) in &updates {
+            broker.update_acl(client_id, acl);
         }
-        info!(sessions = clients.len(), "rules reloaded");
+        updates.len()
     }
 }
 

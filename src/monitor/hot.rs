@@ -12,7 +12,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shardmq_codec::topic;
 use shardmq_shard::hot_topics::TopicCounts;
 
@@ -28,7 +28,7 @@ pub trait TopicSink: Send {
 }
 
 /// One ranked topic.
-#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
 pub struct TopicRank {
     /// Topic name.
     pub topic: String,
@@ -37,7 +37,7 @@ pub struct TopicRank {
 }
 
 /// One ranked subscription filter.
-#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
 pub struct FilterRank {
     /// Subscription filter.
     pub filter: String,
@@ -46,7 +46,7 @@ pub struct FilterRank {
 }
 
 /// The ranking the admin API and `$SYS` show.
-#[derive(Clone, Debug, Default, Eq, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
 pub struct Ranking {
     /// Busiest topics first.
     pub topics: Vec<TopicRank>,
@@ -184,6 +184,14 @@ impl SharedTable {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .ranking(top)
+    }
+
+    /// Publications counted in no ranked topic.
+    pub fn untracked(&self) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .untracked
     }
 }
 

@@ -1,0 +1,438 @@
+//! The monitor: one OS thread (not a shard) that watches the broker and the host.
+//!
+//! Once a second ([`TICK`]) it drains the shards' hot-topic counts into the [`hot::TopicSink`]s,
+//! reads every shard's published figures and the host's `/proc` counters, and updates the
+//! [`Status`] the admin API serves. Every `sys_interval` seconds it publishes the changed part of
+//! the retained `$SYS` tree ([`sys_tree`]) through [`BrokerHandle::publish`]; every
+//! `monitor.interval` seconds it hands a status row to the Postgres writer ([`history`]).
+//!
+//! Nothing here is on the message path: shards publish their figures into atomics on their own
+//! timer and hand hot-topic counts over a bounded channel that drops when the monitor is behind,
+//! so a stalled monitor costs the shards nothing.
+
+pub mod figures;
+pub mod history;
+pub mod hot;
+pub mod sys_tree;
+pub mod system;
+
+use std::net::{SocketAddr, TcpListener};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use bytes::Bytes;
+use shardmq_codec::{ByteStr, QoS};
+use shardmq_shard::session::Message;
+use shardmq_shard::BrokerHandle;
+use tracing::warn;
+
+use self::figures::{Figures, Load};
+use crate::admin;
+use crate::config::Settings;
+use self::history::{History, StatusRow};
+use self::hot::{HotTable, SharedTable, TopicSink};
+use self::sys_tree::{SysInput, SysTree};
+use self::system::{Reading, SystemRates};
+
+/// How often the monitor wakes.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Topics `$SYS/broker/topics/hot` ranks.
+const SYS_HOT_TOPICS: usize = 20;
+
+/// What the monitor is told to do.
+#[derive(Debug)]
+pub struct MonitorOptions {
+    /// Seconds between `$SYS` publications; 0 disables them.
+    pub sys_interval: u32,
+    /// The Postgres writer and the seconds between rows, when history is on.
+    pub history: Option<(History, u32)>,
+    /// Directory whose file system's free space is reported.
+    pub data_dir: PathBuf,
+    /// Bound of the in-memory hot-topic table.
+    pub hot_capacity: usize,
+    /// Hot-topic filters (empty: every topic).
+    pub hot_filters: Vec<String>,
+}
+
+/// The monitor's latest view, as the admin API serves it.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    /// Seconds since the monitor started (with the broker).
+    pub uptime: u64,
+    /// Shard and broker figures.
+    pub figures: Figures,
+    /// Most clients connected at once.
+    pub clients_maximum: u64,
+    /// Broker load averages.
+    pub load: Load,
+    /// Per-shard load averages.
+    pub shard_load: Vec<Load>,
+    /// Host figures over the last tick.
+    pub system: SystemRates,
+}
+
+/// State the monitor shares with the admin API.
+#[derive(Debug)]
+pub struct Shared {
+    status: Mutex<Status>,
+    /// Hot-topic totals.
+    pub hot: SharedTable,
+}
+
+impl Shared {
+    /// The latest status (at most one [`TICK`] old).
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The monitor and admin API as configured, checked and bound before the shards start, so a
+/// configuration error stops the broker before it listens.
+#[derive(Debug)]
+pub struct Plan {
+    options: MonitorOptions,
+    admin: Option<(TcpListener, Option<String>)>,
+}
+
+impl Plan {
+    /// Checks the monitoring settings and binds the admin listener.
+    ///
+    /// The admin listener on its default address is optional: if that port is taken (a second
+    /// broker on the host) the broker starts without it and says so. An address given in the
+    /// configuration must bind.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Plan> {
+        let history = match &settings.monitor.postgres_url {
+            Some(url) if !url.is_empty() => {
+                let interval = settings.monitor.interval.map_or(10, NonZeroU32::get);
+                Some((History::start(url)?, interval))
+            }
+            _ => None,
+        };
+        let token = settings.admin.token.clone().filter(|t| !t.is_empty());
+        let admin = match settings.admin.address()? {
+            None => None,
+            Some(address) => match admin::bind(address, token.as_deref()) {
+                Ok(listener) => Some((listener, token)),
+                Err(err) if settings.admin.listen.is_none() => {
+                    warn!(cause = %format!("{err:#}"), "admin API not started");
+                    None
+                }
+                Err(err) => return Err(err),
+            },
+        };
+        let options = MonitorOptions {
+            sys_interval: settings.sys_interval.unwrap_or(10),
+            history,
+            data_dir: settings
+                .monitor
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".")),
+            hot_capacity: settings.shard_config().hot_topics_max,
+            hot_filters: settings.hot_topics_filters()?,
+        };
+        Ok(Plan { options, admin })
+    }
+
+    /// Starts the monitor and the admin API on a running broker; returns the admin address.
+    pub fn start(self, handle: BrokerHandle) -> anyhow::Result<Option<SocketAddr>> {
+        let shared = start(handle.clone(), self.options)?;
+        let Some((listener, token)) = self.admin else {
+            return Ok(None);
+        };
+        let address = listener.local_addr()?;
+        admin::serve(listener, token, handle, shared).context("starting the admin thread")?;
+        Ok(Some(address))
+    }
+}
+
+/// Starts the monitor thread.
+pub fn start(handle: BrokerHandle, options: MonitorOptions) -> anyhow::Result<Arc<Shared>> {
+    let shared = Arc::new(Shared {
+        status: Mutex::new(Status::default()),
+        hot: SharedTable(Arc::new(Mutex::new(HotTable::new(
+            options.hot_capacity,
+            options.hot_filters.clone(),
+        )))),
+    });
+    let monitor = Monitor::new(handle, options, Arc::clone(&shared));
+    std::thread::Builder::new()
+        .name("monitor".into())
+        .spawn(move || monitor.run())
+        .context("starting the monitor thread")?;
+    Ok(shared)
+}
+
+/// A periodic consumer's memory of its last turn: when it ran, the figures and the host reading.
+struct Period {
+    every: Duration,
+    due: Instant,
+    at: Instant,
+    figures: Figures,
+    reading: Reading,
+}
+
+impl Period {
+    fn new(seconds: u32, now: Instant, reading: &Reading) -> Period {
+        let every = Duration::from_secs(seconds.into());
+        Period {
+            every,
+            due: now + every,
+            at: now,
+            figures: Figures::default(),
+            reading: reading.clone(),
+        }
+    }
+
+    /// If due, the seconds since the last turn, the figures and reading then, and starts a new
+    /// turn with `figures` and `reading`.
+    fn turn(
+        &mut self,
+        now: Instant,
+        figures: &Figures,
+        reading: &Reading,
+    ) -> Option<(f64, Figures, Reading)> {
+        if now < self.due {
+            return None;
+        }
+        self.due = (self.due + self.every).max(now);
+        let seconds = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        Some((
+            seconds,
+            std::mem::replace(&mut self.figures, figures.clone()),
+            std::mem::replace(&mut self.reading, reading.clone()),
+        ))
+    }
+}
+
+struct Monitor {
+    handle: BrokerHandle,
+    shared: Arc<Shared>,
+    sinks: Vec<Box<dyn TopicSink>>,
+    data_dir: PathBuf,
+    started: Instant,
+    status: Status,
+    /// `$SYS` messages handed to shard 0 so far (see `figures` for why they are counted).
+    broker_publications: u64,
+    sys: Option<(Period, SysTree)>,
+    history: Option<(Period, History)>,
+    sink_failing: bool,
+}
+
+impl Monitor {
+    fn new(handle: BrokerHandle, options: MonitorOptions, shared: Arc<Shared>) -> Monitor {
+        let now = Instant::now();
+        let reading = Reading::take(&options.data_dir);
+        let shards = handle.shards();
+        Monitor {
+            sinks: vec![Box::new(shared.hot.clone())],
+            shared,
+            handle,
+            data_dir: options.data_dir,
+            started: now,
+            status: Status {
+                shard_load: vec![Load::default(); shards],
+                ..Status::default()
+            },
+            broker_publications: 0,
+            sys: (options.sys_interval > 0).then(|| {
+                let mut period = Period::new(options.sys_interval, now, &reading);
+                // The first tree goes out on the first tick, not a whole interval later.
+                period.due = now;
+                (period, SysTree::default())
+            }),
+            history: options
+                .history
+                .map(|(history, seconds)| (Period::new(seconds.max(1), now, &reading), history)),
+            sink_failing: false,
+        }
+    }
+
+    fn run(mut self) {
+        let mut last_tick = Instant::now();
+        let mut reading = Reading::take(&self.data_dir);
+        let mut next = last_tick + TICK;
+        loop {
+            while let Ok(counts) = self.handle.topic_counts().recv_deadline(next) {
+                for sink in &mut self.sinks {
+                    sink.add(&counts);
+                }
+            }
+            self.flush_sinks();
+            let now = Instant::now();
+            next = (next + TICK).max(now);
+            let current = Reading::take(&self.data_dir);
+            self.tick(now, now.duration_since(last_tick).as_secs_f64(), &reading, &current);
+            last_tick = now;
+            reading = current;
+        }
+    }
+
+    fn flush_sinks(&mut self) {
+        let failed = self.sinks.iter_mut().find_map(|sink| sink.flush().err());
+        match failed {
+            Some(err) if !self.sink_failing => {
+                warn!(cause = %format!("{err:#}"), "hot-topic sink failing; counts lost until it recovers");
+                self.sink_failing = true;
+            }
+            Some(_) => {}
+            None => self.sink_failing = false,
+        }
+    }
+
+    fn tick(&mut self, now: Instant, seconds: f64, previous: &Reading, current: &Reading) {
+        let figures = Figures::new(
+            self.handle.shard_stats(),
+            self.broker_publications,
+            &self.status.figures,
+        );
+        let status = &mut self.status;
+        status.load.update(&status.figures.total, &figures.total, seconds);
+        for (shard, load) in status.shard_load.iter_mut().enumerate() {
+            let before = status.figures.shards.get(shard).copied().unwrap_or_default();
+            if let Some(after) = figures.shards.get(shard) {
+                load.update(&before, after, seconds);
+            }
+        }
+        status.clients_maximum = status.clients_maximum.max(figures.total.connections);
+        status.uptime = now.duration_since(self.started).as_secs();
+        status.system = SystemRates::between(previous, current);
+        status.figures = figures;
+        *self
+            .shared
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = self.status.clone();
+
+        if let Some((period, history)) = &mut self.history {
+            if let Some((seconds, before, reading)) = period.turn(now, &self.status.figures, current)
+            {
+                let system = SystemRates::between(&reading, current);
+                history.record(status_row(&before, &self.status.figures, seconds, &system));
+            }
+        }
+        let sys_due = self
+            .sys
+            .as_mut()
+            .and_then(|(period, _)| period.turn(now, &self.status.figures, current));
+        if let Some((_, _, reading)) = sys_due {
+            self.publish_sys(&SystemRates::between(&reading, current));
+        }
+    }
+
+    fn publish_sys(&mut self, system: &SystemRates) {
+        let Some((_, tree)) = &mut self.sys else {
+            return;
+        };
+        let hot = self.shared.hot.ranking(SYS_HOT_TOPICS);
+        let status = &self.status;
+        let topics = sys_tree::topics(&SysInput {
+            uptime: status.uptime,
+            figures: &status.figures,
+            clients_maximum: status.clients_maximum,
+            load: &status.load,
+            shard_load: &status.shard_load,
+            hot: &hot,
+            system,
+        });
+        for (topic, payload) in tree.changed(topics) {
+            let message = Message {
+                topic: ByteStr::from(topic.as_str()),
+                payload: Bytes::from(payload.clone()),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: Default::default(),
+            };
+            if !self.handle.publish(message) {
+                // Shard 0's command queue is full: the rest waits for the next interval.
+                break;
+            }
+            self.broker_publications += 1;
+            tree.mark_published(topic, payload);
+        }
+    }
+}
+
+/// The history row for the interval from `before` to `after`.
+fn status_row(before: &Figures, after: &Figures, seconds: f64, system: &SystemRates) -> StatusRow {
+    let per_second = |a: u64, b: u64| {
+        if seconds > 0.0 {
+            b.saturating_sub(a) as f64 / seconds
+        } else {
+            0.0
+        }
+    };
+    let (b, a) = (&before.total, &after.total);
+    let shards: Vec<serde_json::Value> = after
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(shard, figures)| {
+            let mut object = serde_json::Map::new();
+            object.insert("shard".into(), shard.into());
+            for (name, _, value, _) in figures.figures() {
+                object.insert(name.into(), value.into());
+            }
+            serde_json::Value::Object(object)
+        })
+        .collect();
+    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    StatusRow {
+        time: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        clients: signed(a.connections),
+        sessions_offline: signed(a.sessions_offline),
+        subscriptions: signed(a.subscriptions),
+        retained: signed(a.retained),
+        messages_in_per_second: per_second(b.messages_received, a.messages_received),
+        messages_out_per_second: per_second(b.messages_delivered, a.messages_delivered),
+        bytes_in_per_second: per_second(b.bytes_received, a.bytes_received),
+        bytes_out_per_second: per_second(b.bytes_sent, a.bytes_sent),
+        dropped: signed(Figures::dropped(a).saturating_sub(Figures::dropped(b))),
+        cpu_percent: system.cpu_percent,
+        memory_used: signed(system.memory.used),
+        memory_total: signed(system.memory.total),
+        disk_free: signed(system.disk.free),
+        network_in_per_second: system.network_received_per_second,
+        network_out_per_second: system.network_sent_per_second,
+        shards: serde_json::Value::Array(shards).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shardmq_shard::stats::Snapshot;
+
+    use super::*;
+
+    #[test]
+    fn status_row_rates_and_shards() {
+        let before = Figures::new(vec![Snapshot::default()], 0, &Figures::default());
+        let after = Figures::new(
+            vec![Snapshot {
+                connections: 3,
+                messages_received: 20,
+                dropped_slow: 4,
+                ..Snapshot::default()
+            }],
+            0,
+            &before,
+        );
+        let row = status_row(&before, &after, 2.0, &SystemRates::default());
+        assert_eq!(row.clients, 3);
+        assert_eq!(row.messages_in_per_second, 10.0);
+        assert_eq!(row.dropped, 4);
+        let shards: serde_json::Value = serde_json::from_str(&row.shards).unwrap();
+        assert_eq!(shards[0]["shard"], 0);
+        assert_eq!(shards[0]["messages_received"], 20);
+    }
+}
