@@ -37,9 +37,12 @@ pub struct Settings {
     /// Unacknowledged QoS 1/2 messages per client (default 32).
     #[arg(long)]
     pub max_inflight_messages: Option<NonZeroU16>,
-    /// Messages queued per client behind the inflight window or while offline (default 1000).
+    /// QoS 1/2 messages queued for an offline persistent session (default 1000).
     #[arg(long)]
     pub max_queued_messages: Option<NonZeroUsize>,
+    /// QoS 1/2 messages queued behind the inflight window of a connected client (default 100000).
+    #[arg(long)]
+    pub max_queued_messages_online: Option<NonZeroUsize>,
     /// Also queue QoS 0 messages for offline persistent sessions (default false).
     #[arg(long)]
     pub queue_qos0_messages: Option<bool>,
@@ -180,6 +183,7 @@ impl Settings {
             connect_timeout,
             max_inflight_messages,
             max_queued_messages,
+            max_queued_messages_online,
             queue_qos0_messages,
             max_outbox_bytes,
             mesh_capacity,
@@ -245,6 +249,9 @@ impl Settings {
                 max_queued: self
                     .max_queued_messages
                     .map_or(session_defaults.max_queued, NonZeroUsize::get),
+                max_queued_online: self
+                    .max_queued_messages_online
+                    .map_or(session_defaults.max_queued_online, NonZeroUsize::get),
                 queue_qos0_offline: self
                     .queue_qos0_messages
                     .unwrap_or(session_defaults.queue_qos0_offline),
@@ -379,7 +386,7 @@ mod tests {
 
     #[test]
     fn redis_table_and_flag() {
-        let settings = parse("[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n# the redis table, padded\n")
+        let settings = parse("[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n# the redis table, padded more\n")
             .unwrap();
         assert_eq!(settings.redis.url.as_deref(), Some("redis://127.0.0.1:6379/0"));
         let err = parse("\n[redis]\nurl = \"redis://x\"\nhost = \"x\"\n# unknown key in the redis table\n")

@@ -42,8 +42,12 @@ pub struct Message {
 pub struct SessionLimits {
     /// Maximum unacknowledged outgoing QoS 1/2 messages.
     pub inflight: u16,
-    /// Maximum messages queued behind the inflight window (and while offline).
+    /// Maximum messages queued for an offline persistent session.
     pub max_queued: usize,
+    /// Maximum QoS 1/2 messages queued behind the inflight window of a connected client. Much
+    /// larger than `max_queued`: a connected subscriber is working through its queue, and a
+    /// queued message costs a reference to the shared message, not a copy of its payload.
+    pub max_queued_online: usize,
     /// Whether QoS 0 messages are queued for an offline persistent session.
     pub queue_qos0_offline: bool,
     /// Bytes the outbox may hold before the client counts as a slow consumer.
@@ -55,6 +59,7 @@ impl Default for SessionLimits {
         Self {
             inflight: 32,
             max_queued: 1000,
+            max_queued_online: 100_000,
             queue_qos0_offline: false,
             max_outbox_bytes: 1024 * 1024,
         }
@@ -368,7 +373,8 @@ impl Session {
     }
 
     fn enqueue(&mut self, queued: Queued) {
-        if self.queued.len() >= self.limits.max_queued {
+        let bound = if self.connected { self.limits.max_queued_online } else { self.limits.max_queued };
+        if self.queued.len() >= bound {
             self.drops.queue_full += 1;
             return;
         }
@@ -796,20 +802,21 @@ mod tests {
         let limits = SessionLimits {
             inflight: 1,
             max_queued: 2,
+            max_queued_online: 3,
             ..SessionLimits::default()
         };
         let mut s = session(limits);
         let mut out = Outbox::default();
-        for _ in 0..5 {
-            s.handle_delivery(
-                &message("a", QoS::AtLeastOnce),
-                QoS::AtLeastOnce,
-                false,
-                &mut out,
-            );
+        let qos1 = message("a", QoS::AtLeastOnce);
+        for _ in 0..6 {
+            s.handle_delivery(&qos1, QoS::AtLeastOnce, false, &mut out);
         }
-        assert_eq!((s.inflight_len(), s.queued_len()), (1, 2));
+        assert_eq!((s.inflight_len(), s.queued_len()), (1, 3), "online bound");
         assert_eq!(s.take_drops().queue_full, 2);
+        s.handle_disconnected();
+        s.handle_delivery(&qos1, QoS::AtLeastOnce, false, &mut out);
+        assert_eq!(s.queued_len(), 3, "offline bound (2) already exceeded: dropped");
+        assert_eq!(s.take_drops().queue_full, 1);
     }
 
     #[test]
