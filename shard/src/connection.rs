@@ -8,6 +8,7 @@
 //! the bytes of an incomplete packet are kept per connection; an empty read buffer is released.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -141,102 +142,29 @@ impl Drop for ConnectionSlot {
 }
 
 /// Serves one accepted TCP connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
+pub fn serve(shard: Rc<Shard>, stream: TcpStream, slot: ConnectionSlot) -> impl Future<Output = ()> {
     let fd = stream.as_raw_fd();
     let peer = stream.peer_addr().ok();
     // Timeouts are set explicitly below; failure to set one only affects idle detection.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(shard.config().connect_timeout));
-    let stream = Rc::new(RefCell::new(stream));
+    // Moved behind an `Rc` before the task's future is built, so the future holds a pointer
+    // rather than the socket itself.
+    drive(shard, Rc::new(RefCell::new(stream)), fd, peer, slot)
+}
+
+/// The connection task. Its own state is only what lives as long as the connection; the
+/// CONNECT handshake and the teardown run in boxed futures that exist only while they run, so
+/// the task of an idle connection stays small.
+async fn drive(shard: Rc<Shard>, stream: Rc<RefCell<TcpStream>>, fd: i32, peer: Option<SocketAddr>, _slot: ConnectionSlot) {
     let mut reader = Reader {
         stream: Rc::clone(&stream),
         buf: BytesMut::new(),
         decoder: Decoder::new(shard.config().max_packet_size),
     };
-
-    let connect = match reader.next_packet(&shard).await {
-        Ok(Packet::Connect(connect)) => connect,
-        Ok(_) => {
-            // The first packet must be CONNECT [MQTT-3.1.0-1].
-            Stats::add(&shard.stats.protocol_errors, 1);
-            return;
-        }
-        Err(ReadError::Decode(err)) => {
-            Stats::add(&shard.stats.protocol_errors, 1);
-            Box::pin(refuse_bad_connect(&stream, fd, &err)).await;
-            return;
-        }
-        Err(ReadError::TimedOut) => {
-            Stats::add(&shard.stats.connect_timeouts, 1);
-            return;
-        }
-        Err(_) => return,
-    };
-    let protocol = connect.protocol;
-    reader.decoder.set_protocol(protocol);
-
-    // Everything the connection needs from CONNECT is taken out here, so the packet (and its
-    // properties) is not held for the life of the connection.
-    let Some(accepted) = accept_connect(&shard, *connect) else {
-        let connack = ConnAck {
-            session_present: false,
-            code: ReasonCode::ClientIdentifierNotValid,
-            properties: Properties::default(),
-        };
-        Box::pin(write_packet(
-            &stream,
-            fd,
-            &Packet::ConnAck(connack),
-            protocol,
-        ))
-        .await;
+    let Some((client, accepted)) = Box::pin(handshake(&shard, &stream, fd, peer, &mut reader)).await else {
         return;
     };
-
-    let mut accepted = accepted;
-    let decision = match Box::pin(authorize(&shard, &mut accepted, peer)).await {
-        Ok(decision) => decision,
-        Err(code) => {
-            let connack = ConnAck {
-                session_present: false,
-                code,
-                properties: Properties::default(),
-            };
-            Box::pin(write_packet(
-                &stream,
-                fd,
-                &Packet::ConnAck(connack),
-                protocol,
-            ))
-            .await;
-            return;
-        }
-    };
-    accepted.auto_subscribe = decision.auto_subscribe;
-
-    let conn = shard.next_conn_id();
-    let session = Session::new(accepted.client_id.clone(), protocol, shard.config().session);
-    let will = accepted.will.clone();
-    let identity = Identity {
-        username: accepted.username.clone(),
-        peer,
-        connected_since: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    };
-    let client = Rc::new(Client::new(
-        conn,
-        session,
-        !accepted.persistent,
-        will,
-        identity,
-        fd,
-    ));
-    *client.acl.borrow_mut() = decision.acl;
-    shard.add_client(Rc::clone(&client));
-    Stats::add(&shard.stats.connections, 1);
-    Stats::add(&shard.stats.connections_total, 1);
-
     let end = run_connected(&shard, &client, &stream, fd, &mut reader, accepted).await;
 
     debug!(client_id = %client.client_id, shard = shard.id().0, ?end, "client disconnected");
@@ -245,6 +173,73 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _slot: ConnectionSlot) {
     }
     Box::pin(shard.disconnected(&client)).await;
     Stats::sub(&shard.stats.connections, 1);
+}
+
+/// Reads CONNECT, checks it, asks the control core, and registers the client. `None` when the
+/// connection is refused (and answered) or lost.
+async fn handshake(
+    shard: &Rc<Shard>,
+    stream: &Rc<RefCell<TcpStream>>,
+    fd: i32,
+    peer: Option<SocketAddr>,
+    reader: &mut Reader,
+) -> Option<(Rc<Client>, Box<Accepted>)> {
+    let connect = match reader.next_packet(shard).await {
+        Ok(Packet::Connect(connect)) => connect,
+        Ok(_) => {
+            // The first packet must be CONNECT [MQTT-3.1.0-1].
+            Stats::add(&shard.stats.protocol_errors, 1);
+            return None;
+        }
+        Err(ReadError::Decode(err)) => {
+            Stats::add(&shard.stats.protocol_errors, 1);
+            refuse_bad_connect(stream, fd, &err).await;
+            return None;
+        }
+        Err(ReadError::TimedOut) => {
+            Stats::add(&shard.stats.connect_timeouts, 1);
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let protocol = connect.protocol;
+    reader.decoder.set_protocol(protocol);
+
+    // Everything the connection needs from CONNECT is taken out here, so the packet (and its
+    // properties) is not held for the life of the connection.
+    let Some(mut accepted) = accept_connect(shard, *connect) else {
+        refuse(stream, fd, ReasonCode::ClientIdentifierNotValid, protocol).await;
+        return None;
+    };
+    let decision = match authorize(shard, &mut accepted, peer).await {
+        Ok(decision) => decision,
+        Err(code) => {
+            refuse(stream, fd, code, protocol).await;
+            return None;
+        }
+    };
+    accepted.auto_subscribe = decision.auto_subscribe;
+
+    let conn = shard.next_conn_id();
+    let session = Session::new(accepted.client_id.clone(), protocol, shard.config().session);
+    let identity = Identity {
+        username: accepted.username.clone(),
+        peer,
+        connected_since: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    };
+    let will = accepted.will.take();
+    let client = Rc::new(Client::new(conn, session, !accepted.persistent, will, identity, fd));
+    *client.acl.borrow_mut() = decision.acl;
+    shard.add_client(Rc::clone(&client));
+    Stats::add(&shard.stats.connections, 1);
+    Stats::add(&shard.stats.connections_total, 1);
+    Some((client, Box::new(accepted)))
+}
+
+/// Answers CONNECT with a refusing CONNACK.
+async fn refuse(stream: &Rc<RefCell<TcpStream>>, fd: i32, code: ReasonCode, protocol: Protocol) {
+    let connack = ConnAck { session_present: false, code, properties: Properties::default() };
+    write_packet(stream, fd, &Packet::ConnAck(connack), protocol).await;
 }
 
 /// What a connection keeps of its CONNECT.
@@ -370,9 +365,10 @@ async fn run_connected(
     stream: &Rc<RefCell<TcpStream>>,
     fd: i32,
     reader: &mut Reader,
-    accepted: Accepted,
+    accepted: Box<Accepted>,
 ) -> End {
     let protocol = accepted.protocol;
+    let keep_alive = accepted.keep_alive;
     let writer = glommio::spawn_local(write_loop(
         Rc::clone(shard),
         Rc::clone(client),
@@ -380,10 +376,10 @@ async fn run_connected(
         fd,
     ));
 
-    let end = match Box::pin(connect_session(shard, client, &accepted)).await {
+    let end = match Box::pin(connect_session(shard, client, accepted)).await {
         true => {
-            let keep_alive = (accepted.keep_alive > 0)
-                .then(|| Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
+            let keep_alive =
+                (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
             let _ = stream.borrow().set_read_timeout(keep_alive);
             debug!(client_id = %client.client_id, shard = shard.id().0, ?protocol, "client connected");
             read_loop(shard, client, reader, protocol).await
@@ -435,7 +431,7 @@ enum ReadEnd {
 
 /// Claims the id, resumes or starts the session and sends CONNACK. False when the connection
 /// was superseded meanwhile and must close.
-async fn connect_session(shard: &Rc<Shard>, client: &Rc<Client>, accepted: &Accepted) -> bool {
+async fn connect_session(shard: &Rc<Shard>, client: &Rc<Client>, accepted: Box<Accepted>) -> bool {
     let protocol = accepted.protocol;
     let Some(previous) = shard.claim(client, accepted.clean_start).await else {
         return false;
