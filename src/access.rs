@@ -5,22 +5,26 @@
 //!   loopback; a non-loopback listener refuses to start unless `allow_anonymous = true`.
 //! - A password file (or ACL, relations, auto-subscribe file) configured: anonymous clients are
 //!   refused unless `allow_anonymous = true`.
+//! - `[redis] url` set: Redis holds users and rules instead of the files (the two do not mix:
+//!   `shardmq import` loads the files into Redis); anonymous clients as with a password file.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use shardmq_shard::control::Authenticator;
 
 use crate::config::Settings;
 use crate::control_core::files::{FileBackend, FilePaths};
 use crate::control_core::guard::{GuardLimits, LoginGuard};
-use crate::control_core::ControlCore;
+use crate::control_core::redis::RedisBackend;
+use crate::control_core::{Backend, ControlCore};
 
 /// The resolved access settings.
 #[derive(Debug)]
 pub struct AccessPlan {
     paths: FilePaths,
+    redis_url: Option<String>,
     allow_anonymous: bool,
     guard: GuardLimits,
     control_core_cpu: Option<usize>,
@@ -35,7 +39,22 @@ impl AccessPlan {
             relations_file: settings.relations_file.clone(),
             auto_subscribe_file: settings.auto_subscribe_file.clone(),
         };
-        let authenticated = paths.password_file.is_some();
+        let redis_url = settings.redis.url.clone();
+        if redis_url.is_some() {
+            let files = [
+                ("password_file", paths.password_file.is_some()),
+                ("acl_file", paths.acl_file.is_some()),
+                ("relations_file", paths.relations_file.is_some()),
+                ("auto_subscribe_file", paths.auto_subscribe_file.is_some()),
+            ];
+            if let Some((name, _)) = files.iter().find(|(_, set)| *set) {
+                bail!(
+                    "`{name}` and `[redis] url` are both set: with Redis, users and rules live in \
+                     Redis (load the files with `shardmq import`)"
+                );
+            }
+        }
+        let authenticated = paths.password_file.is_some() || redis_url.is_some();
         let loopback_only = listen.iter().all(|addr| addr.ip().is_loopback());
         let allow_anonymous = match settings.allow_anonymous {
             Some(allow) => allow,
@@ -43,7 +62,8 @@ impl AccessPlan {
             None if loopback_only => true,
             None => bail!(
                 "listening beyond loopback ({}) with no authentication configured: set \
-                 `password_file`, or `allow_anonymous = true` to accept anonymous clients",
+                 `password_file` or `[redis] url`, or `allow_anonymous = true` to accept \
+                 anonymous clients",
                 listen
                     .iter()
                     .map(ToString::to_string)
@@ -61,6 +81,7 @@ impl AccessPlan {
         };
         Ok(AccessPlan {
             paths,
+            redis_url,
             allow_anonymous,
             guard,
             control_core_cpu: settings.control_core,
@@ -72,23 +93,27 @@ impl AccessPlan {
     fn needs_control_core(&self) -> bool {
         let p = &self.paths;
         !self.allow_anonymous
+            || self.redis_url.is_some()
             || p.password_file.is_some()
             || p.acl_file.is_some()
             || p.relations_file.is_some()
             || p.auto_subscribe_file.is_some()
     }
 
-    /// Loads the files and starts the control core, when needed.
+    /// Loads the files (or connects to Redis) and starts the control core, when needed.
     pub fn start_control_core(&self) -> anyhow::Result<Option<(ControlCore, Authenticator)>> {
         if !self.needs_control_core() {
             return Ok(None);
         }
-        let backend = FileBackend::load(self.paths.clone(), self.allow_anonymous)?;
-        let started = ControlCore::start(
-            Box::new(backend),
-            LoginGuard::new(self.guard),
-            self.control_core_cpu,
-        )?;
+        let backend: Box<dyn Backend> = match &self.redis_url {
+            Some(url) => Box::new(
+                RedisBackend::connect(url, self.allow_anonymous)
+                    .context("starting the Redis backend")?,
+            ),
+            None => Box::new(FileBackend::load(self.paths.clone(), self.allow_anonymous)?),
+        };
+        let started =
+            ControlCore::start(backend, LoginGuard::new(self.guard), self.control_core_cpu)?;
         Ok(Some(started))
     }
 }

@@ -107,7 +107,7 @@ pub struct Settings {
 pub struct RedisSettings {
     /// Redis holding users, ACL rules, relations and auto-subscribe tables, e.g.
     /// `redis://127.0.0.1:6379/0` (default: none, the embedded files are used).
-    #[arg(long = "redis-url", value_name = "URL")]
+    #[arg(id = "redis_url", long = "redis-url", value_name = "URL")]
     pub url: Option<String>,
 }
 
@@ -116,10 +116,10 @@ pub struct RedisSettings {
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
     /// Address of the HTTP admin API (default 127.0.0.1:18083; an empty string disables it).
-    #[arg(long = "admin-listen", value_name = "ADDR")]
+    #[arg(id = "admin_listen", long = "admin-listen", value_name = "ADDR")]
     pub listen: Option<String>,
     /// Bearer token the admin API requires; needed to listen on a non-loopback address.
-    #[arg(long = "admin-token", value_name = "TOKEN")]
+    #[arg(id = "admin_token", long = "admin-token", value_name = "TOKEN")]
     pub token: Option<String>,
 }
 
@@ -129,13 +129,13 @@ pub struct AdminSettings {
 pub struct MonitorSettings {
     /// Postgres URL for the status history, e.g. `postgresql://user@127.0.0.1/db` (default:
     /// none, no history).
-    #[arg(long = "monitor-postgres-url", value_name = "URL")]
+    #[arg(id = "monitor_postgres_url", long = "monitor-postgres-url", value_name = "URL")]
     pub postgres_url: Option<String>,
     /// Seconds between status history rows (default 10).
-    #[arg(long = "monitor-interval", value_name = "SECONDS")]
+    #[arg(id = "monitor_interval", long = "monitor-interval", value_name = "SECONDS")]
     pub interval: Option<NonZeroU32>,
     /// Directory whose file system's free space is reported (default: the current directory).
-    #[arg(long = "monitor-data-dir", value_name = "DIR")]
+    #[arg(id = "monitor_data_dir", long = "monitor-data-dir", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
 
@@ -143,7 +143,7 @@ impl AdminSettings {
     /// The address to listen on, `None` when disabled (`listen = ""`).
     pub fn address(&self) -> anyhow::Result<Option<SocketAddr>> {
         match self.listen.as_deref().map(str::trim) {
-            None => Ok(Some(SocketAddr::from(([127, 0, 0, 1], 18083)))),
+            None => Ok(Some(crate::admin::DEFAULT_LISTEN)),
             Some("") => Ok(None),
             Some(text) => text
                 .parse()
@@ -386,16 +386,23 @@ mod tests {
 
     #[test]
     fn redis_table_and_flag() {
-        let settings = parse("[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n# the redis table, padded more\n")
-            .unwrap();
-        assert_eq!(settings.redis.url.as_deref(), Some("redis://127.0.0.1:6379/0"));
-        let err = parse("\n[redis]\nurl = \"redis://x\"\nhost = \"x\"\n# unknown key in the redis table\n")
-            .unwrap_err()
-            .to_string();
+        let settings =
+            parse("[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n# the redis table, padded more\n")
+                .unwrap();
+        assert_eq!(
+            settings.redis.url.as_deref(),
+            Some("redis://127.0.0.1:6379/0")
+        );
+        let err = parse(
+            "\n[redis]\nurl = \"redis://x\"\nhost = \"x\"\n# unknown key in the redis table\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("line 4") && err.contains("host"), "{err}");
-        let err = parse("redis_url = \"redis://x\"\n# the flag name is no top-level key; padding\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            parse("redis_url = \"redis://x\"\n# the flag name is no top-level key; padding\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("redis_url"), "{err}");
 
         #[derive(clap::Parser)]

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod control_core;
 mod monitor;
+mod users_cli;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -46,6 +47,10 @@ enum Command {
     HotTopics(cli::HotTopicsArgs),
     /// Prints the status history the monitor wrote to Postgres.
     Status(cli::StatusArgs),
+    /// Manages the users kept in Redis (add, passwd, delete, list).
+    Users(users_cli::UsersArgs),
+    /// Loads password, ACL, relations and auto-subscribe files into Redis.
+    Import(users_cli::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,18 +84,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = settings.shard_config();
     match &command {
         Some(Command::HotTopics(args)) => {
-            let admin = settings.admin.address()?.unwrap_or_else(|| {
-                std::net::SocketAddr::from(([127, 0, 0, 1], 18083))
-            });
+            let admin = settings.admin.address()?.unwrap_or(admin::DEFAULT_LISTEN);
             let url = format!("http://{admin}");
             return cli::hot_topics::run(args, &url, settings.admin.token.as_deref());
         }
         Some(Command::Status(args)) => {
             return cli::status::run(args, settings.monitor.postgres_url.as_deref());
         }
+        Some(Command::Users(args)) => {
+            return users_cli::run_users(args, settings.redis.url.as_deref());
+        }
+        Some(Command::Import(args)) => {
+            return users_cli::run_import(args, settings.redis.url.as_deref());
+        }
         _ => {}
     }
-    let monitoring = monitor::Plan::from_settings(&settings)?;
+    let mut monitoring = monitor::Plan::from_settings(&settings)?;
     let access = access::AccessPlan::from_settings(&settings, &config.listen)?;
     if let Some(Command::CheckConfig) = command {
         println!(
@@ -100,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let signals = block_signals();
+    monitoring.bind()?;
     let control = access.start_control_core()?;
     let authenticator = control
         .as_ref()

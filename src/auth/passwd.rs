@@ -306,7 +306,7 @@ fn hash_plaintext(
 }
 
 /// A username `mosquitto_passwd` would accept: non-empty, no `:`, no control characters.
-fn validate_username(user: &str) -> anyhow::Result<()> {
+pub(crate) fn validate_username(user: &str) -> anyhow::Result<()> {
     if user.is_empty() {
         bail!("the username must not be empty");
     }
@@ -335,7 +335,7 @@ fn read_existing(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Asks for the new password twice: hidden on a terminal, two lines otherwise.
-fn read_new_password() -> anyhow::Result<String> {
+pub(crate) fn read_new_password() -> anyhow::Result<String> {
     let stdin = io::stdin();
     if stdin.is_terminal() {
         let first = prompt_hidden("Password: ")?;

@@ -1,5 +1,6 @@
-//! `shardmq hot-topics`: prints the hot-topic ranking that a running broker's admin API serves
-//! (`GET /api/v1/topics/hot`), over a minimal HTTP/1.1 client on std::net.
+//! `shardmq hot-topics`: prints the hot-topic ranking, from Redis (`--redis`: the ranking every
+//! broker sharing that Redis adds to) or else from a running broker's admin API
+//! (`GET /api/v1/topics/hot`, over a minimal HTTP/1.1 client on std::net).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -9,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::monitor::hot::Ranking;
+use crate::monitor::hot_redis;
 
 /// Arguments of `shardmq hot-topics`.
 #[derive(Args, Debug)]
@@ -23,14 +25,26 @@ pub struct HotTopicsArgs {
     /// Bearer token for the admin API (default: the configured admin.token).
     #[arg(long)]
     pub token: Option<String>,
+    /// Read the ranking from this Redis (`shardmq:hot:*` keys) instead of the admin API.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["admin", "token"])]
+    pub redis: Option<String>,
 }
 
 /// Fetches and prints the ranking; `admin` and `token` are the defaults from the configuration.
 pub fn run(args: &HotTopicsArgs, admin: &str, token: Option<&str>) -> anyhow::Result<()> {
+    if let Some(url) = &args.redis {
+        print!("{}", format(&hot_redis::ranking(url, args.top)?));
+        return Ok(());
+    }
     let admin = args.admin.as_deref().unwrap_or(admin);
     let token = args.token.as_deref().or(token);
-    let body = get(admin, &format!("/api/v1/topics/hot?top={}", args.top), token)?;
-    let answer: Ranking = serde_json::from_str(&body).context("the admin API sent unexpected JSON")?;
+    let body = get(
+        admin,
+        &format!("/api/v1/topics/hot?top={}", args.top),
+        token,
+    )?;
+    let answer: Ranking =
+        serde_json::from_str(&body).context("the admin API sent unexpected JSON")?;
     print!("{}", format(&answer));
     Ok(())
 }
@@ -38,14 +52,27 @@ pub fn run(args: &HotTopicsArgs, admin: &str, token: Option<&str>) -> anyhow::Re
 fn format(answer: &Ranking) -> String {
     let mut out = format!("{:>4}  {:>12}  topic\n", "rank", "publishes");
     for (rank, topic) in answer.topics.iter().enumerate() {
-        out.push_str(&format!("{:>4}  {:>12}  {}\n", rank + 1, topic.publishes, topic.topic));
+        out.push_str(&format!(
+            "{:>4}  {:>12}  {}\n",
+            rank + 1,
+            topic.publishes,
+            topic.topic
+        ));
     }
     if answer.untracked > 0 {
-        out.push_str(&format!("      {:>12}  (untracked: over the tracking bounds)\n", answer.untracked));
+        out.push_str(&format!(
+            "      {:>12}  (untracked: over the tracking bounds)\n",
+            answer.untracked
+        ));
     }
     out.push_str(&format!("\n{:>4}  {:>12}  filter\n", "rank", "subscribers"));
     for (rank, filter) in answer.filters.iter().enumerate() {
-        out.push_str(&format!("{:>4}  {:>12}  {}\n", rank + 1, filter.subscribers, filter.filter));
+        out.push_str(&format!(
+            "{:>4}  {:>12}  {}\n",
+            rank + 1,
+            filter.subscribers,
+            filter.filter
+        ));
     }
     out
 }
@@ -68,7 +95,10 @@ fn get(base: &str, path: &str, token: Option<&str>) -> anyhow::Result<String> {
         .with_context(|| format!("connecting to the admin API at {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}Connection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream
         .read_to_string(&mut response)
@@ -78,7 +108,11 @@ fn get(base: &str, path: &str, token: Option<&str>) -> anyhow::Result<String> {
         .context("the admin API sent no HTTP response")?;
     let status = head.split(' ').nth(1).unwrap_or_default();
     if status != "200" {
-        bail!("the admin API answered {}: {}", head.lines().next().unwrap_or_default(), body.trim());
+        bail!(
+            "the admin API answered {}: {}",
+            head.lines().next().unwrap_or_default(),
+            body.trim()
+        );
     }
     Ok(body.to_owned())
 }
@@ -91,8 +125,14 @@ mod tests {
     #[test]
     fn reads_what_the_api_writes() {
         let ranking = Ranking {
-            topics: vec![TopicRank { topic: "a/b".into(), publishes: 7 }],
-            filters: vec![FilterRank { filter: "a/#".into(), subscribers: 2 }],
+            topics: vec![TopicRank {
+                topic: "a/b".into(),
+                publishes: 7,
+            }],
+            filters: vec![FilterRank {
+                filter: "a/#".into(),
+                subscribers: 2,
+            }],
             untracked: 3,
         };
         let answer: Ranking = serde_json::from_value(serde_json::json!(ranking)).unwrap();

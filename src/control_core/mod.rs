@@ -4,7 +4,9 @@
 //!
 //! Shards send [`ConnectRequest`]s on a bounded crossbeam channel and await the reply without
 //! blocking (the oneshot completed here wakes the shard's task). If the queue is full or the
-//! thread is gone, the shard refuses with "server unavailable" rather than wait.
+//! thread is gone, the shard refuses with "server unavailable" rather than wait. Requests that
+//! queue up together are decided as one batch, after one [`Backend::prefetch`] call that lets a
+//! remote backend read all their users in one round trip.
 //!
 //! The rules come from a [`Backend`]: the embedded files by default ([`files::FileBackend`]).
 //! A reload (SIGHUP) re-reads the backend and pushes recompiled ACLs to the connected sessions
@@ -35,6 +37,9 @@ const QUEUE: usize = 4096;
 
 /// How long a reload waits for the shards' client lists.
 const LIST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most CONNECTs decided together (see [`Backend::prefetch`]).
+const BATCH: usize = 64;
 
 /// Longest wait between two [`Backend::poll`] calls.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -72,6 +77,9 @@ pub trait Backend: Send {
     fn auto_subscribe(&mut self, username: Option<&str>, client_id: &str) -> Vec<(String, QoS)>;
     /// Re-reads the backend's data; on error the current data stays in force.
     fn reload(&mut self) -> anyhow::Result<()>;
+    /// Called before each batch of CONNECTs is decided (one by one, right after), with the
+    /// batch's user names, so that a backend can read them all at once.
+    fn prefetch(&mut self, _usernames: &[&str]) {}
     /// A change the backend learnt of by itself since the last call. Called between requests,
     /// at least every [`POLL`]; also the place for housekeeping such as reconnecting.
     fn poll(&mut self) -> Option<Refresh> {
@@ -183,7 +191,7 @@ impl Worker {
         loop {
             channel::select! {
                 recv(connects) -> request => match request {
-                    Ok(request) => self.handle_connect(request),
+                    Ok(request) => self.handle_connects(request, connects),
                     Err(_) => return,
                 },
                 recv(jobs) -> job => match job {
@@ -196,6 +204,21 @@ impl Worker {
             if let Some(refresh) = self.backend.poll() {
                 self.handle_refresh(&refresh);
             }
+        }
+    }
+
+    /// Decides `first` and the requests queued behind it (up to [`BATCH`]) as one batch.
+    fn handle_connects(&mut self, first: ConnectRequest, queue: &Receiver<ConnectRequest>) {
+        let mut batch = Vec::with_capacity(1 + queue.len().min(BATCH - 1));
+        batch.push(first);
+        batch.extend(queue.try_iter().take(BATCH - 1));
+        let usernames: Vec<&str> = batch
+            .iter()
+            .filter_map(|request| request.username.as_deref())
+            .collect();
+        self.backend.prefetch(&usernames);
+        for request in batch {
+            self.handle_connect(request);
         }
     }
 

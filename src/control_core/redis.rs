@@ -29,7 +29,10 @@
 //! published while it was not subscribed are lost. Per-user data is not cached, so it never goes
 //! stale: a CONNECT reads it in one pipelined round trip (hash, own rules, follow set, own
 //! auto-subscriptions) and, when the password is right and the user follows anyone, a second
-//! one asking each followee whether it follows back (`SISMEMBER`, for `%F`).
+//! one asking each followee whether it follows back (`SISMEMBER`, for `%F`). CONNECTs that queue
+//! up on the control core are decided as a batch ([`Backend::prefetch`]): the users of the whole
+//! batch are read in those same two round trips, which is what keeps Redis-backed logins close
+//! to the embedded files' rate (`benches/RESULTS.md`, "Access control").
 //!
 //! An invalidation for user `U` recompiles the rules of `U`'s sessions and of the connected
 //! users who follow `U` (their `%F` depends on whether `U` follows them back): one pipelined
@@ -223,7 +226,7 @@ impl Link {
                 self.lose(&err);
                 Err(FetchError::Unavailable)
             }
-            Err(err) if err.retry_method() == RetryMethod::WaitAndRetry => {
+            Err(err) if matches!(err.retry_method(), RetryMethod::WaitAndRetry) => {
                 debug!(error = %err, "Redis asks to retry later");
                 Err(FetchError::Unavailable)
             }
@@ -265,7 +268,12 @@ enum Event {
 
 /// Runs on its own thread: keeps a subscription to [`keys::INVALIDATE`] and forwards what
 /// arrives. Never touches the control core's state.
-fn run_subscriber(client: Client, events: Sender<Event>, overflow: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+fn run_subscriber(
+    client: Client,
+    events: Sender<Event>,
+    overflow: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
     let send = |event: Event| match events.try_send(event) {
         Ok(()) => true,
         Err(TrySendError::Full(_)) => {
@@ -276,44 +284,60 @@ fn run_subscriber(client: Client, events: Sender<Event>, overflow: Arc<AtomicBoo
     };
     let mut backoff = BACKOFF_FIRST;
     while !stop.load(Ordering::Acquire) {
-        match subscribe(&client) {
-            Ok(mut connection) => {
-                backoff = BACKOFF_FIRST;
-                let mut pubsub = connection.as_pubsub();
-                if pubsub.subscribe(keys::INVALIDATE).is_err() || !send(Event::Subscribed) {
-                    continue;
+        match listen(&client, &send, &stop) {
+            Ok(Ended::Stopped) => return,
+            // It was subscribed: try again soon.
+            Ok(Ended::Lost) => backoff = BACKOFF_FIRST,
+            Err(err) => debug!(error = %err, "cannot subscribe to invalidations yet"),
+        }
+        let until = Instant::now() + backoff;
+        while Instant::now() < until && !stop.load(Ordering::Acquire) {
+            std::thread::sleep(BACKOFF_FIRST);
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// How a subscription ended.
+enum Ended {
+    /// The backend is gone or asked to stop.
+    Stopped,
+    /// The connection failed after subscribing.
+    Lost,
+}
+
+/// Connects, subscribes and forwards messages until the connection fails or `stop` is set.
+fn listen(
+    client: &Client,
+    send: &dyn Fn(Event) -> bool,
+    stop: &AtomicBool,
+) -> redis::RedisResult<Ended> {
+    let mut connection = subscribe(client)?;
+    let mut pubsub = connection.as_pubsub();
+    pubsub.subscribe(keys::INVALIDATE)?;
+    if !send(Event::Subscribed) {
+        return Ok(Ended::Stopped);
+    }
+    loop {
+        match pubsub.get_message() {
+            Ok(message) => {
+                let event = match message.get_payload::<String>() {
+                    Ok(text) if text == keys::EVERYTHING => Event::Everything,
+                    Ok(text) if !text.is_empty() => Event::User(text),
+                    _ => continue,
+                };
+                if !send(event) {
+                    return Ok(Ended::Stopped);
                 }
-                loop {
-                    match pubsub.get_message() {
-                        Ok(message) => {
-                            let event = match message.get_payload::<String>() {
-                                Ok(text) if text == keys::EVERYTHING => Event::Everything,
-                                Ok(text) if !text.is_empty() => Event::User(text),
-                                _ => continue,
-                            };
-                            if !send(event) {
-                                return;
-                            }
-                        }
-                        Err(err) if err.is_timeout() => {
-                            if stop.load(Ordering::Acquire) {
-                                return;
-                            }
-                        }
-                        Err(err) => {
-                            debug!(error = %err, "invalidation subscription lost");
-                            break;
-                        }
-                    }
+            }
+            Err(err) if err.is_timeout() => {
+                if stop.load(Ordering::Acquire) {
+                    return Ok(Ended::Stopped);
                 }
             }
             Err(err) => {
-                debug!(error = %err, "cannot subscribe to invalidations yet");
-                let until = Instant::now() + backoff;
-                while Instant::now() < until && !stop.load(Ordering::Acquire) {
-                    std::thread::sleep(BACKOFF_FIRST);
-                }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                debug!(error = %err, "invalidation subscription lost");
+                return Ok(Ended::Lost);
             }
         }
     }
@@ -338,6 +362,8 @@ struct Shared {
 #[derive(Debug)]
 struct UserData {
     name: String,
+    /// The stored hash, as text (checked at login only).
+    password: Option<String>,
     acl: AclRules,
     auto_subscribe: AutoSubscribe,
     follows: Vec<String>,
@@ -408,7 +434,12 @@ impl Stored {
     }
 
     /// The user's rules and auto-subscriptions, shared and own together.
-    fn into_user_data(self, name: &str, shared: &Shared, friends: Vec<String>) -> Result<UserData, String> {
+    fn into_user_data(
+        self,
+        name: &str,
+        shared: &Shared,
+        friends: Vec<String>,
+    ) -> Result<UserData, String> {
         let own_acl = parse_user_list(&keys::user_acl(name), &self.acl, |text, path| {
             parse_acl(text, path).map(|rules| {
                 rules
@@ -440,6 +471,7 @@ impl Stored {
         }
         Ok(UserData {
             name: name.to_owned(),
+            password: self.password,
             acl,
             auto_subscribe,
             follows: self.follows,
@@ -452,7 +484,10 @@ impl Stored {
 /// their line numbers are element numbers.
 fn list_text(key: &str, lines: &[String]) -> Result<String, String> {
     if let Some(at) = lines.iter().position(|line| line.contains(['\n', '\r'])) {
-        return Err(format!("Redis key {key}:{}: an element holds a line break", at + 1));
+        return Err(format!(
+            "Redis key {key}:{}: an element holds a line break",
+            at + 1
+        ));
     }
     Ok(lines.join("\n"))
 }
@@ -476,6 +511,22 @@ fn parse_user_list<T, E: std::fmt::Display>(
     parse(&text, Path::new(key)).map_err(|err| format!("Redis key {err}"))
 }
 
+/// Checks `password` against the stored hash of user `name` (`None`: no such user).
+fn verify(name: &str, stored: Option<&str>, password: &[u8]) -> Result<bool, FetchError> {
+    let Some(encoded) = stored else {
+        let _ = dummy_hash().verify(password);
+        return Ok(false);
+    };
+    let hash = PasswordHash::parse(encoded).map_err(|err| {
+        FetchError::Data(format!(
+            "Redis key {} field `{}`: {err}",
+            keys::user(name),
+            keys::PASSWORD
+        ))
+    })?;
+    Ok(hash.verify(password))
+}
+
 /// The hash an unknown user's password is checked against, so that answering takes as long as
 /// for a known user with a wrong password.
 fn dummy_hash() -> &'static PasswordHash {
@@ -497,6 +548,8 @@ pub struct RedisBackend {
     /// The user authenticated by the CONNECT being decided, for the calls that follow
     /// [`Backend::authenticate`] (so one CONNECT reads Redis once).
     current: Option<UserData>,
+    /// Users of the batch of CONNECTs being decided, read together by [`Backend::prefetch`].
+    prefetched: HashMap<String, UserData>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -517,7 +570,8 @@ impl RedisBackend {
         let overflow = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let subscriber = {
-            let (client, overflow, stop) = (client.clone(), Arc::clone(&overflow), Arc::clone(&stop));
+            let (client, overflow, stop) =
+                (client.clone(), Arc::clone(&overflow), Arc::clone(&stop));
             move || run_subscriber(client, events_tx, overflow, stop)
         };
         let mut backend = RedisBackend {
@@ -529,6 +583,7 @@ impl RedisBackend {
             overflow,
             stop,
             current: None,
+            prefetched: HashMap::new(),
         };
         match backend.read_shared() {
             Ok(shared) => backend.shared = Some(shared),
@@ -547,7 +602,15 @@ impl RedisBackend {
         let mut pipe = redis::pipe();
         pipe.cmd("LRANGE").arg(keys::ACL).arg(0).arg(-1);
         pipe.cmd("LRANGE").arg(keys::AUTO_SUBSCRIBE).arg(0).arg(-1);
-        let (acl, auto_subscribe): (Vec<String>, Vec<String>) = self.link.query(&pipe)?;
+        let (acl, auto_subscribe): (Vec<String>, Vec<String>) =
+            self.link.query(&pipe).map_err(|err| match err {
+                FetchError::Data(message) => FetchError::Data(format!(
+                    "Redis keys {} and {}: {message}",
+                    keys::ACL,
+                    keys::AUTO_SUBSCRIBE
+                )),
+                unavailable => unavailable,
+            })?;
         let data = |message: String| FetchError::Data(message);
         let acl_text = list_text(keys::ACL, &acl).map_err(data)?;
         let auto_text = list_text(keys::AUTO_SUBSCRIBE, &auto_subscribe).map_err(data)?;
@@ -582,25 +645,19 @@ impl RedisBackend {
         }
     }
 
-    /// Reads a user for a CONNECT: `Ok(None)` for an unknown user or a wrong password.
+    /// Reads a user for a CONNECT (or takes it from the prefetched batch): `Ok(None)` for an
+    /// unknown user or a wrong password.
     fn login(&mut self, name: &str, password: &[u8]) -> Result<Option<UserData>, FetchError> {
+        if let Some(user) = self.prefetched.remove(name) {
+            let verified = verify(name, user.password.as_deref(), password)?;
+            return Ok(verified.then_some(user));
+        }
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         push_round_one(&mut pipe, name);
         let values: Vec<Value> = self.link.query(&pipe)?;
         let stored = Stored::decode(name, &mut values.into_iter()).map_err(FetchError::Data)?;
-        let Some(encoded) = &stored.password else {
-            let _ = dummy_hash().verify(password);
-            return Ok(None);
-        };
-        let hash = PasswordHash::parse(encoded).map_err(|err| {
-            FetchError::Data(format!(
-                "Redis key {} field `{}`: {err}",
-                keys::user(name),
-                keys::PASSWORD
-            ))
-        })?;
-        if !hash.verify(password) {
+        if !verify(name, stored.password.as_deref(), password)? {
             return Ok(None);
         }
         let mut friends = self.friends(&[(name, &stored.follows)])?;
@@ -619,7 +676,9 @@ impl RedisBackend {
         let mut asked = 0;
         for (name, follows) in users {
             for followee in follows.iter() {
-                pipe.cmd("SISMEMBER").arg(keys::follows(followee)).arg(*name);
+                pipe.cmd("SISMEMBER")
+                    .arg(keys::follows(followee))
+                    .arg(*name);
                 asked += 1;
             }
         }
@@ -641,9 +700,12 @@ impl RedisBackend {
             .collect())
     }
 
-    /// Reads many users for a refresh (no password check), in batches of [`BATCH_USERS`]. A
-    /// user whose data is bad is left out (and logged).
-    fn read_users(&mut self, names: &[&str]) -> Result<HashMap<String, UserData>, FetchError> {
+    /// Reads many users (no password check), in batches of [`BATCH_USERS`]; each is its data
+    /// or what is wrong with it.
+    fn read_users(
+        &mut self,
+        names: &[&str],
+    ) -> Result<HashMap<String, Result<UserData, String>>, FetchError> {
         let mut users = HashMap::with_capacity(names.len());
         for batch in names.chunks(BATCH_USERS) {
             let mut pipe = redis::pipe();
@@ -655,30 +717,32 @@ impl RedisBackend {
             let mut values = values.into_iter();
             let mut stored = Vec::with_capacity(batch.len());
             for name in batch {
-                let decoded = Stored::decode(name, &mut values.by_ref().take(ROUND_ONE));
-                match decoded {
+                match Stored::decode(name, &mut values.by_ref().take(ROUND_ONE)) {
                     Ok(data) => stored.push((*name, data)),
-                    Err(message) => warn!(user = %name, error = %message, "bad user data in Redis; its sessions keep their rules"),
+                    Err(message) => {
+                        users.insert((*name).to_owned(), Err(message));
+                    }
                 }
             }
-            let relations: Vec<(&str, &Vec<String>)> =
-                stored.iter().map(|(name, data)| (*name, &data.follows)).collect();
+            let relations: Vec<(&str, &Vec<String>)> = stored
+                .iter()
+                .map(|(name, data)| (*name, &data.follows))
+                .collect();
             let friends = self.friends(&relations)?;
             let shared = self.shared.as_ref().ok_or(FetchError::Unavailable)?;
             for ((name, data), friends) in stored.into_iter().zip(friends) {
-                match data.into_user_data(name, shared, friends) {
-                    Ok(user) => {
-                        users.insert(name.to_owned(), user);
-                    }
-                    Err(message) => warn!(user = %name, error = %message, "bad user data in Redis; its sessions keep their rules"),
-                }
+                users.insert(name.to_owned(), data.into_user_data(name, shared, friends));
             }
         }
         Ok(users)
     }
 
     /// The connected users (among `connected`) who follow one of `changed`.
-    fn followers_among(&mut self, changed: &BTreeSet<String>, connected: &[&str]) -> Result<Vec<String>, FetchError> {
+    fn followers_among(
+        &mut self,
+        changed: &BTreeSet<String>,
+        connected: &[&str],
+    ) -> Result<Vec<String>, FetchError> {
         let candidates: Vec<&str> = connected
             .iter()
             .copied()
@@ -691,7 +755,9 @@ impl RedisBackend {
         for name in &candidates {
             // SMISMEMBER would need Redis 6.2; one SISMEMBER per changed user works everywhere.
             for changed_user in changed {
-                pipe.cmd("SISMEMBER").arg(keys::follows(name)).arg(changed_user);
+                pipe.cmd("SISMEMBER")
+                    .arg(keys::follows(name))
+                    .arg(changed_user);
             }
         }
         let answers: Vec<bool> = self.link.query(&pipe)?;
@@ -703,8 +769,15 @@ impl RedisBackend {
             .collect())
     }
 
-    fn try_refresh(&mut self, refresh: &Refresh, clients: &[ClientInfo]) -> Result<Vec<(String, SessionAcl)>, FetchError> {
-        let connected: BTreeSet<&str> = clients.iter().filter_map(|c| c.username.as_deref()).collect();
+    fn try_refresh(
+        &mut self,
+        refresh: &Refresh,
+        clients: &[ClientInfo],
+    ) -> Result<Vec<(String, SessionAcl)>, FetchError> {
+        let connected: BTreeSet<&str> = clients
+            .iter()
+            .filter_map(|c| c.username.as_deref())
+            .collect();
         let connected: Vec<&str> = connected.into_iter().collect();
         let affected: BTreeSet<String> = match refresh {
             Refresh::All => connected.iter().map(|name| (*name).to_owned()).collect(),
@@ -719,14 +792,27 @@ impl RedisBackend {
             }
         };
         let names: Vec<&str> = affected.iter().map(String::as_str).collect();
-        let users = self.read_users(&names)?;
+        let mut users = self.read_users(&names)?;
+        users.retain(|name, user| match user {
+            Ok(_) => true,
+            Err(message) => {
+                warn!(user = %name, error = %message, "bad user data in Redis; its sessions keep their rules");
+                false
+            }
+        });
         let shared = self.shared.as_ref().ok_or(FetchError::Unavailable)?;
         Ok(clients
             .iter()
             .filter_map(|client| match client.username.as_deref() {
                 Some(name) => users
                     .get(name)
-                    .map(|user| (client.client_id.clone(), user.session_acl(&client.client_id))),
+                    .and_then(|user| user.as_ref().ok())
+                    .map(|user| {
+                        (
+                            client.client_id.clone(),
+                            user.session_acl(&client.client_id),
+                        )
+                    }),
                 // Anonymous sessions depend on the shared rules only.
                 None if *refresh == Refresh::All => Some((
                     client.client_id.clone(),
@@ -760,6 +846,24 @@ impl Drop for RedisBackend {
 }
 
 impl Backend for RedisBackend {
+    fn prefetch(&mut self, usernames: &[&str]) {
+        self.prefetched.clear();
+        // One user is read by its login; the batch read pays off from two.
+        if usernames.len() < 2 || self.shared.is_none() || !self.link.is_up() {
+            return;
+        }
+        let mut names = usernames.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        // A user with bad data is left out and read (and reported) again by its own login.
+        if let Ok(users) = self.read_users(&names) {
+            self.prefetched = users
+                .into_iter()
+                .filter_map(|(name, user)| Some((name, user.ok()?)))
+                .collect();
+        }
+    }
+
     fn authenticate(&mut self, username: Option<&str>, password: Option<&[u8]>) -> Verdict {
         self.current = None;
         if self.shared.is_none() && self.refresh_shared().is_err() {
@@ -857,7 +961,11 @@ impl Backend for RedisBackend {
         Some(refresh)
     }
 
-    fn refreshed_acls(&mut self, refresh: &Refresh, clients: &[ClientInfo]) -> Vec<(String, SessionAcl)> {
+    fn refreshed_acls(
+        &mut self,
+        refresh: &Refresh,
+        clients: &[ClientInfo],
+    ) -> Vec<(String, SessionAcl)> {
         if self.shared.is_none() {
             self.defer(refresh.clone());
             return Vec::new();
@@ -939,16 +1047,26 @@ mod tests {
             follows: Vec::new(),
             auto_subscribe: Vec::new(),
         };
-        let err = bad_rule.into_user_data("u", &shared, Vec::new()).unwrap_err();
-        assert!(err.starts_with("Redis key shardmq:acl:user:u:2: unknown access"), "{err}");
+        let err = bad_rule
+            .into_user_data("u", &shared, Vec::new())
+            .unwrap_err();
+        assert!(
+            err.starts_with("Redis key shardmq:acl:user:u:2: unknown access"),
+            "{err}"
+        );
         let user_line = Stored {
             password: None,
             acl: Vec::new(),
             follows: Vec::new(),
             auto_subscribe: lines(&["a 0", "user other"]),
         };
-        let err = user_line.into_user_data("u", &shared, Vec::new()).unwrap_err();
-        assert!(err.contains("shardmq:autosub:user:u:2") && err.contains("`user`"), "{err}");
+        let err = user_line
+            .into_user_data("u", &shared, Vec::new())
+            .unwrap_err();
+        assert!(
+            err.contains("shardmq:autosub:user:u:2") && err.contains("`user`"),
+            "{err}"
+        );
         let newline = list_text(keys::ACL, &lines(&["pattern read a", "topic b\nuser x"]));
         assert!(newline.unwrap_err().contains("shardmq:acl:2"));
     }

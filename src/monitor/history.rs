@@ -54,7 +54,8 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS shardmq_status (
 );
 CREATE INDEX IF NOT EXISTS shardmq_status_time ON shardmq_status (time);";
 
-const INSERT: &str = "INSERT INTO shardmq_status VALUES (to_timestamp($1), $2, $3, $4, $5, $6, $7, \
+const INSERT: &str =
+    "INSERT INTO shardmq_status VALUES (to_timestamp($1), $2, $3, $4, $5, $6, $7, \
      $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::text::jsonb)";
 
 const SELECT: &str = "SELECT to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), \
@@ -103,6 +104,11 @@ pub struct StatusRow {
     pub shards: String,
 }
 
+/// Parses `monitor.postgres_url`.
+pub fn check_url(url: &str) -> anyhow::Result<postgres::Config> {
+    postgres::Config::from_str(url).context("monitor.postgres_url is not a valid Postgres URL")
+}
+
 /// The monitor's end of the writer thread.
 #[derive(Debug)]
 pub struct History {
@@ -113,8 +119,7 @@ impl History {
     /// Checks `url` and starts the writer thread. The first connection is made by the thread, so
     /// a broker starts even while Postgres is down.
     pub fn start(url: &str) -> anyhow::Result<History> {
-        let mut config = postgres::Config::from_str(url)
-            .context("monitor.postgres_url is not a valid Postgres URL")?;
+        let mut config = check_url(url)?;
         config.connect_timeout(CONNECT_TIMEOUT);
         let (rows, incoming) = mpsc::sync_channel(CHANNEL_ROWS);
         std::thread::Builder::new()

@@ -2,8 +2,9 @@
 //! totals (publications per topic, subscribers per filter) and ranks them.
 //!
 //! Every destination of the counts is a [`TopicSink`]: the in-memory [`HotTable`] behind the
-//! admin API and `$SYS/broker/topics/hot` is one; a Redis sink (pipelined INCRBY/ZINCRBY once a
-//! second) is another of the same shape. Sinks run on the monitor thread, never on a shard.
+//! admin API and `$SYS/broker/topics/hot` is one; with Redis configured,
+//! [`super::hot_redis::RedisTopics`] (pipelined INCRBY/ZINCRBY once a second) is another. Sinks
+//! run on the monitor thread, never on a shard.
 //!
 //! The table is bounded: past `capacity` entries it drops the lower-counted half, and the
 //! publications it drops are added to `untracked`, so a topic explosion costs bounded memory and
@@ -57,30 +58,48 @@ pub struct Ranking {
 }
 
 /// In-memory hot-topic totals; see the module doc.
+/// Which topics the hot-topic statistics count: those matching one of the configured filters, or
+/// every topic when none is configured.
+#[derive(Clone, Debug, Default)]
+pub struct TopicFilter(Vec<String>);
+
+impl TopicFilter {
+    /// Counts topics matching one of `filters` (every topic when empty).
+    pub fn new(filters: Vec<String>) -> TopicFilter {
+        TopicFilter(filters)
+    }
+
+    /// Whether publications to `name` are counted.
+    pub fn topic(&self, name: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|f| topic::matches(name, f))
+    }
+
+    /// Whether subscribers of `filter` are counted: it is one of the configured filters or
+    /// lies within one.
+    pub fn filter(&self, filter: &str) -> bool {
+        self.topic(filter) || self.0.iter().any(|f| f == filter)
+    }
+}
+
 #[derive(Debug)]
 pub struct HotTable {
     capacity: usize,
-    filters: Vec<String>,
+    filter: TopicFilter,
     publishes: hashbrown::HashMap<String, u64>,
     subscribers: hashbrown::HashMap<String, i64>,
     untracked: u64,
 }
 
 impl HotTable {
-    /// A table of at most `capacity` topics and as many filters, counting only topics matching
-    /// one of `filters` (every topic when empty).
-    pub fn new(capacity: usize, filters: Vec<String>) -> HotTable {
+    /// A table of at most `capacity` topics and as many filters, counting what `filter` allows.
+    pub fn new(capacity: usize, filter: TopicFilter) -> HotTable {
         HotTable {
             capacity: capacity.max(2),
-            filters,
+            filter,
             publishes: hashbrown::HashMap::new(),
             subscribers: hashbrown::HashMap::new(),
             untracked: 0,
         }
-    }
-
-    fn counted(&self, name: &str) -> bool {
-        self.filters.is_empty() || self.filters.iter().any(|f| topic::matches(name, f))
     }
 
     /// The `top` busiest topics and most subscribed filters.
@@ -141,7 +160,7 @@ impl TopicSink for HotTable {
     fn add(&mut self, counts: &TopicCounts) {
         self.untracked += counts.untracked;
         for (name, n) in &counts.publishes {
-            if !self.counted(name) {
+            if !self.filter.topic(name) {
                 continue;
             }
             if let Some(total) = self.publishes.get_mut(name.as_str()) {
@@ -155,7 +174,7 @@ impl TopicSink for HotTable {
             self.publishes.insert(name.clone(), *n);
         }
         for (filter, delta) in &counts.subscribers {
-            if !self.counted(filter) && !self.filters.iter().any(|f| f == filter) {
+            if !self.filter.filter(filter) {
                 continue;
             }
             let now = self.subscribers.get(filter.as_str()).copied().unwrap_or(0) + delta;
@@ -221,7 +240,7 @@ mod tests {
 
     #[test]
     fn sums_shards_and_ranks() {
-        let mut table = HotTable::new(100, Vec::new());
+        let mut table = HotTable::new(100, TopicFilter::default());
         table.add(&counts(&[("a", 3), ("b", 5)], &[("f/#", 2)]));
         table.add(&counts(&[("a", 4)], &[("f/#", 1), ("g", 1)]));
         table.add(&counts(&[], &[("g", -1)]));
@@ -251,7 +270,7 @@ mod tests {
 
     #[test]
     fn bounded_keeps_the_busiest() {
-        let mut table = HotTable::new(10, Vec::new());
+        let mut table = HotTable::new(10, TopicFilter::default());
         table.add(&counts(&[("hot", 1000)], &[]));
         for i in 0..1000 {
             table.add(&counts(&[(&format!("cold/{i}"), 1)], &[]));
@@ -265,7 +284,7 @@ mod tests {
 
     #[test]
     fn filters_choose_what_is_counted() {
-        let mut table = HotTable::new(10, vec!["chat/#".into()]);
+        let mut table = HotTable::new(10, TopicFilter::new(vec!["chat/#".into()]));
         table.add(&counts(
             &[("chat/room1", 2), ("device/1", 5)],
             &[("chat/#", 1), ("device/+", 1)],

@@ -13,6 +13,7 @@
 pub mod figures;
 pub mod history;
 pub mod hot;
+pub mod hot_redis;
 pub mod sys_tree;
 pub mod system;
 
@@ -27,15 +28,16 @@ use bytes::Bytes;
 use shardmq_codec::{ByteStr, QoS};
 use shardmq_shard::session::Message;
 use shardmq_shard::BrokerHandle;
-use tracing::warn;
+use tracing::{info, warn};
 
 use self::figures::{Figures, Load};
-use crate::admin;
-use crate::config::Settings;
 use self::history::{History, StatusRow};
-use self::hot::{HotTable, SharedTable, TopicSink};
+use self::hot::{HotTable, SharedTable, TopicFilter, TopicSink};
+use self::hot_redis::RedisTopics;
 use self::sys_tree::{SysInput, SysTree};
 use self::system::{Reading, SystemRates};
+use crate::admin;
+use crate::config::Settings;
 
 /// How often the monitor wakes.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -54,8 +56,10 @@ pub struct MonitorOptions {
     pub data_dir: PathBuf,
     /// Bound of the in-memory hot-topic table.
     pub hot_capacity: usize,
-    /// Hot-topic filters (empty: every topic).
-    pub hot_filters: Vec<String>,
+    /// Which topics the hot-topic statistics count.
+    pub hot_filter: TopicFilter,
+    /// Where hot-topic totals also go when `[redis] url` is set.
+    pub hot_redis: Option<RedisTopics>,
 }
 
 /// The monitor's latest view, as the admin API serves it.
@@ -93,58 +97,107 @@ impl Shared {
     }
 }
 
-/// The monitor and admin API as configured, checked and bound before the shards start, so a
-/// configuration error stops the broker before it listens.
+/// The monitor and admin API as configured. [`Plan::from_settings`] only checks the settings
+/// (so `check-config` checks them too); [`Plan::bind`] binds the admin listener before the shards
+/// start, so an address in use stops the broker before it listens; [`Plan::start`] starts the
+/// threads once the shards run. Both are called after the signal mask is set, so the threads
+/// inherit it.
 #[derive(Debug)]
 pub struct Plan {
     options: MonitorOptions,
-    admin: Option<(TcpListener, Option<String>)>,
+    history: Option<(String, u32)>,
+    admin: Option<AdminPlan>,
+}
+
+#[derive(Debug)]
+struct AdminPlan {
+    address: SocketAddr,
+    /// Whether the address was configured (else it is the default, whose port may be taken).
+    configured: bool,
+    token: Option<String>,
+    listener: Option<TcpListener>,
 }
 
 impl Plan {
-    /// Checks the monitoring settings and binds the admin listener.
-    ///
-    /// The admin listener on its default address is optional: if that port is taken (a second
-    /// broker on the host) the broker starts without it and says so. An address given in the
-    /// configuration must bind.
+    /// Checks the monitoring settings.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Plan> {
         let history = match &settings.monitor.postgres_url {
             Some(url) if !url.is_empty() => {
+                history::check_url(url)?;
                 let interval = settings.monitor.interval.map_or(10, NonZeroU32::get);
-                Some((History::start(url)?, interval))
+                Some((url.clone(), interval))
             }
             _ => None,
         };
         let token = settings.admin.token.clone().filter(|t| !t.is_empty());
         let admin = match settings.admin.address()? {
             None => None,
-            Some(address) => match admin::bind(address, token.as_deref()) {
-                Ok(listener) => Some((listener, token)),
-                Err(err) if settings.admin.listen.is_none() => {
-                    warn!(cause = %format!("{err:#}"), "admin API not started");
-                    None
-                }
-                Err(err) => return Err(err),
-            },
+            Some(address) => {
+                admin::check(address, token.as_deref())?;
+                Some(AdminPlan {
+                    address,
+                    configured: settings.admin.listen.is_some(),
+                    token,
+                    listener: None,
+                })
+            }
         };
+        let hot_capacity = settings.shard_config().hot_topics_max;
+        let hot_filter = TopicFilter::new(settings.hot_topics_filters()?);
         let options = MonitorOptions {
             sys_interval: settings.sys_interval.unwrap_or(10),
-            history,
+            history: None,
             data_dir: settings
                 .monitor
                 .data_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(".")),
-            hot_capacity: settings.shard_config().hot_topics_max,
-            hot_filters: settings.hot_topics_filters()?,
+            hot_capacity,
+            hot_filter: hot_filter.clone(),
+            hot_redis: match &settings.redis.url {
+                Some(url) if hot_capacity > 0 => {
+                    Some(RedisTopics::new(url, hot_capacity, hot_filter)?)
+                }
+                _ => None,
+            },
         };
-        Ok(Plan { options, admin })
+        Ok(Plan {
+            options,
+            history,
+            admin,
+        })
     }
 
-    /// Starts the monitor and the admin API on a running broker; returns the admin address.
-    pub fn start(self, handle: BrokerHandle) -> anyhow::Result<Option<SocketAddr>> {
+    /// Binds the admin listener. On its default address it is optional: if that port is taken
+    /// (a second broker on the host) the broker starts without the API and says so. A
+    /// configured address must bind.
+    pub fn bind(&mut self) -> anyhow::Result<()> {
+        let Some(plan) = &mut self.admin else {
+            return Ok(());
+        };
+        match admin::bind(plan.address, plan.token.as_deref()) {
+            Ok(listener) => plan.listener = Some(listener),
+            Err(err) if !plan.configured => {
+                warn!(cause = %format!("{err:#}"), "admin API not started");
+            }
+            Err(err) => return Err(err),
+        }
+        Ok(())
+    }
+
+    /// Starts the monitor, the Postgres writer and the admin API on a running broker; returns
+    /// the admin address if it listens.
+    pub fn start(mut self, handle: BrokerHandle) -> anyhow::Result<Option<SocketAddr>> {
+        if let Some((url, interval)) = &self.history {
+            self.options.history = Some((History::start(url)?, *interval));
+        }
         let shared = start(handle.clone(), self.options)?;
-        let Some((listener, token)) = self.admin else {
+        let Some(AdminPlan {
+            listener: Some(listener),
+            token,
+            ..
+        }) = self.admin
+        else {
             return Ok(None);
         };
         let address = listener.local_addr()?;
@@ -159,7 +212,7 @@ pub fn start(handle: BrokerHandle, options: MonitorOptions) -> anyhow::Result<Ar
         status: Mutex::new(Status::default()),
         hot: SharedTable(Arc::new(Mutex::new(HotTable::new(
             options.hot_capacity,
-            options.hot_filters.clone(),
+            options.hot_filter.clone(),
         )))),
     });
     let monitor = Monitor::new(handle, options, Arc::clone(&shared));
@@ -232,8 +285,12 @@ impl Monitor {
         let now = Instant::now();
         let reading = Reading::take(&options.data_dir);
         let shards = handle.shards();
+        let mut sinks: Vec<Box<dyn TopicSink>> = vec![Box::new(shared.hot.clone())];
+        if let Some(redis) = options.hot_redis {
+            sinks.push(Box::new(redis));
+        }
         Monitor {
-            sinks: vec![Box::new(shared.hot.clone())],
+            sinks,
             shared,
             handle,
             data_dir: options.data_dir,
@@ -270,21 +327,36 @@ impl Monitor {
             let now = Instant::now();
             next = (next + TICK).max(now);
             let current = Reading::take(&self.data_dir);
-            self.tick(now, now.duration_since(last_tick).as_secs_f64(), &reading, &current);
+            self.tick(
+                now,
+                now.duration_since(last_tick).as_secs_f64(),
+                &reading,
+                &current,
+            );
             last_tick = now;
             reading = current;
         }
     }
 
+    /// Flushes every sink; a failure is logged when it starts and when it ends.
     fn flush_sinks(&mut self) {
-        let failed = self.sinks.iter_mut().find_map(|sink| sink.flush().err());
-        match failed {
+        let mut failure = None;
+        for sink in &mut self.sinks {
+            if let Err(err) = sink.flush() {
+                failure.get_or_insert(err);
+            }
+        }
+        match failure {
             Some(err) if !self.sink_failing => {
-                warn!(cause = %format!("{err:#}"), "hot-topic sink failing; counts lost until it recovers");
+                warn!(cause = %format!("{err:#}"), "hot-topic sink failing; counts kept (bounded) and retried");
                 self.sink_failing = true;
             }
             Some(_) => {}
-            None => self.sink_failing = false,
+            None if self.sink_failing => {
+                info!("hot-topic sink recovered");
+                self.sink_failing = false;
+            }
+            None => {}
         }
     }
 
@@ -295,9 +367,16 @@ impl Monitor {
             &self.status.figures,
         );
         let status = &mut self.status;
-        status.load.update(&status.figures.total, &figures.total, seconds);
+        status
+            .load
+            .update(&status.figures.total, &figures.total, seconds);
         for (shard, load) in status.shard_load.iter_mut().enumerate() {
-            let before = status.figures.shards.get(shard).copied().unwrap_or_default();
+            let before = status
+                .figures
+                .shards
+                .get(shard)
+                .copied()
+                .unwrap_or_default();
             if let Some(after) = figures.shards.get(shard) {
                 load.update(&before, after, seconds);
             }
@@ -313,7 +392,8 @@ impl Monitor {
             .unwrap_or_else(PoisonError::into_inner) = self.status.clone();
 
         if let Some((period, history)) = &mut self.history {
-            if let Some((seconds, before, reading)) = period.turn(now, &self.status.figures, current)
+            if let Some((seconds, before, reading)) =
+                period.turn(now, &self.status.figures, current)
             {
                 let system = SystemRates::between(&reading, current);
                 history.record(status_row(&before, &self.status.figures, seconds, &system));

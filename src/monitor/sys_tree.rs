@@ -58,12 +58,21 @@ pub fn topics(input: &SysInput<'_>) -> Vec<(String, String)> {
         (total.connections + total.sessions_offline).to_string(),
     );
     put(broker("clients/maximum"), input.clients_maximum.to_string());
-    put(broker("messages/received"), total.messages_received.to_string());
-    put(broker("messages/sent"), total.messages_delivered.to_string());
+    put(
+        broker("messages/received"),
+        total.messages_received.to_string(),
+    );
+    put(
+        broker("messages/sent"),
+        total.messages_delivered.to_string(),
+    );
     put(broker("messages/stored"), total.retained.to_string());
     put(broker("bytes/received"), total.bytes_received.to_string());
     put(broker("bytes/sent"), total.bytes_sent.to_string());
-    put(broker("subscriptions/count"), total.subscriptions.to_string());
+    put(
+        broker("subscriptions/count"),
+        total.subscriptions.to_string(),
+    );
     put(
         broker("retained messages/count"),
         total.retained.to_string(),

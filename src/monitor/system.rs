@@ -260,7 +260,8 @@ mod tests {
                 total: 1000
             }
         );
-        let memory = parse_meminfo("MemTotal:       2048 kB\nMemFree:  100 kB\nMemAvailable:   1024 kB\n");
+        let memory =
+            parse_meminfo("MemTotal:       2048 kB\nMemFree:  100 kB\nMemAvailable:   1024 kB\n");
         assert_eq!(
             memory,
             Memory {
