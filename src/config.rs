@@ -129,10 +129,18 @@ pub struct AdminSettings {
 pub struct MonitorSettings {
     /// Postgres URL for the status history, e.g. `postgresql://user@127.0.0.1/db` (default:
     /// none, no history).
-    #[arg(id = "monitor_postgres_url", long = "monitor-postgres-url", value_name = "URL")]
+    #[arg(
+        id = "monitor_postgres_url",
+        long = "monitor-postgres-url",
+        value_name = "URL"
+    )]
     pub postgres_url: Option<String>,
     /// Seconds between status history rows (default 10).
-    #[arg(id = "monitor_interval", long = "monitor-interval", value_name = "SECONDS")]
+    #[arg(
+        id = "monitor_interval",
+        long = "monitor-interval",
+        value_name = "SECONDS"
+    )]
     pub interval: Option<NonZeroU32>,
     /// Directory whose file system's free space is reported (default: the current directory).
     #[arg(id = "monitor_data_dir", long = "monitor-data-dir", value_name = "DIR")]
@@ -145,10 +153,9 @@ impl AdminSettings {
         match self.listen.as_deref().map(str::trim) {
             None => Ok(Some(crate::admin::DEFAULT_LISTEN)),
             Some("") => Ok(None),
-            Some(text) => text
-                .parse()
-                .map(Some)
-                .with_context(|| format!("admin.listen {text:?} is not an address like 127.0.0.1:18083")),
+            Some(text) => text.parse().map(Some).with_context(|| {
+                format!("admin.listen {text:?} is not an address like 127.0.0.1:18083")
+            }),
         }
     }
 }
@@ -332,7 +339,14 @@ mod tests {
         assert_eq!(settings.admin.address().unwrap(), None);
         assert_eq!(settings.admin.token.as_deref(), Some("t"));
         assert_eq!(settings.monitor.interval, NonZeroU32::new(5));
-        assert_eq!(Settings::default().admin.address().unwrap().map(|a| a.port()), Some(18083));
+        assert_eq!(
+            Settings::default()
+                .admin
+                .address()
+                .unwrap()
+                .map(|a| a.port()),
+            Some(18083)
+        );
         assert_eq!(Settings::default().shard_config().hot_topics_max, 10_000);
 
         #[derive(clap::Parser)]
@@ -368,9 +382,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 4") && err.contains("listen"), "{err}");
-        let err = parse("[monitor]\npostgres = \"x\"\n# the key is postgres_url, not postgres; padding\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            "[monitor]\npostgres = \"x\"\n# the key is postgres_url, not postgres; padding\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("line 2") && err.contains("postgres"), "{err}");
         let settings = Settings {
             hot_topics_filters: vec!["a/#/b".into()],

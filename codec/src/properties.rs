@@ -315,7 +315,9 @@ static NO_PROPERTIES: PropertyValues = PropertyValues::EMPTY;
 impl Properties {
     /// True when no property is set.
     pub fn is_empty(&self) -> bool {
-        self.0.as_deref().is_none_or(|values| *values == PropertyValues::EMPTY)
+        self.0
+            .as_deref()
+            .is_none_or(|values| *values == PropertyValues::EMPTY)
     }
 }
 

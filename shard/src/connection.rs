@@ -142,7 +142,11 @@ impl Drop for ConnectionSlot {
 }
 
 /// Serves one accepted TCP connection until it closes.
-pub fn serve(shard: Rc<Shard>, stream: TcpStream, slot: ConnectionSlot) -> impl Future<Output = ()> {
+pub fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    slot: ConnectionSlot,
+) -> impl Future<Output = ()> {
     let fd = stream.as_raw_fd();
     let peer = stream.peer_addr().ok();
     // Timeouts are set explicitly below; failure to set one only affects idle detection.
@@ -156,13 +160,21 @@ pub fn serve(shard: Rc<Shard>, stream: TcpStream, slot: ConnectionSlot) -> impl 
 /// The connection task. Its own state is only what lives as long as the connection; the
 /// CONNECT handshake and the teardown run in boxed futures that exist only while they run, so
 /// the task of an idle connection stays small.
-async fn drive(shard: Rc<Shard>, stream: Rc<RefCell<TcpStream>>, fd: i32, peer: Option<SocketAddr>, _slot: ConnectionSlot) {
+async fn drive(
+    shard: Rc<Shard>,
+    stream: Rc<RefCell<TcpStream>>,
+    fd: i32,
+    peer: Option<SocketAddr>,
+    _slot: ConnectionSlot,
+) {
     let mut reader = Reader {
         stream: Rc::clone(&stream),
         buf: BytesMut::new(),
         decoder: Decoder::new(shard.config().max_packet_size),
     };
-    let Some((client, accepted)) = Box::pin(handshake(&shard, &stream, fd, peer, &mut reader)).await else {
+    let Some((client, accepted)) =
+        Box::pin(handshake(&shard, &stream, fd, peer, &mut reader)).await
+    else {
         return;
     };
     let end = run_connected(&shard, &client, &stream, fd, &mut reader, accepted).await;
@@ -225,10 +237,19 @@ async fn handshake(
     let identity = Identity {
         username: accepted.username.clone(),
         peer,
-        connected_since: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        connected_since: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
     };
     let will = accepted.will.take();
-    let client = Rc::new(Client::new(conn, session, !accepted.persistent, will, identity, fd));
+    let client = Rc::new(Client::new(
+        conn,
+        session,
+        !accepted.persistent,
+        will,
+        identity,
+        fd,
+    ));
     *client.acl.borrow_mut() = decision.acl;
     shard.add_client(Rc::clone(&client));
     Stats::add(&shard.stats.connections, 1);
@@ -238,7 +259,11 @@ async fn handshake(
 
 /// Answers CONNECT with a refusing CONNACK.
 async fn refuse(stream: &Rc<RefCell<TcpStream>>, fd: i32, code: ReasonCode, protocol: Protocol) {
-    let connack = ConnAck { session_present: false, code, properties: Properties::default() };
+    let connack = ConnAck {
+        session_present: false,
+        code,
+        properties: Properties::default(),
+    };
     write_packet(stream, fd, &Packet::ConnAck(connack), protocol).await;
 }
 

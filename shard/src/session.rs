@@ -373,7 +373,11 @@ impl Session {
     }
 
     fn enqueue(&mut self, queued: Queued) {
-        let bound = if self.connected { self.limits.max_queued_online } else { self.limits.max_queued };
+        let bound = if self.connected {
+            self.limits.max_queued_online
+        } else {
+            self.limits.max_queued
+        };
         if self.queued.len() >= bound {
             self.drops.queue_full += 1;
             return;
@@ -815,7 +819,11 @@ mod tests {
         assert_eq!(s.take_drops().queue_full, 2);
         s.handle_disconnected();
         s.handle_delivery(&qos1, QoS::AtLeastOnce, false, &mut out);
-        assert_eq!(s.queued_len(), 3, "offline bound (2) already exceeded: dropped");
+        assert_eq!(
+            s.queued_len(),
+            3,
+            "offline bound (2) already exceeded: dropped"
+        );
         assert_eq!(s.take_drops().queue_full, 1);
     }
 
