@@ -307,8 +307,12 @@ impl Shard {
     /// wills): updates the retained index everywhere if RETAIN is set, then sends it once to every
     /// shard with matching subscribers.
     pub async fn publish(self: &Rc<Self>, message: Arc<Message>, origin: Owner) {
-        self.stats.publish_received();
-        self.hot_topics.borrow_mut().record_publish(&message.topic);
+        // The broker's own publications ($SYS, through `ShardCommand::Publish` as connection 0)
+        // are not client traffic; Mosquitto leaves them out of messages/received too.
+        if origin.conn != ConnId(0) {
+            self.stats.publish_received();
+            self.hot_topics.borrow_mut().record_publish(&message.topic);
+        }
         if message.retain {
             let retained = (!message.payload.is_empty()).then(|| Arc::clone(&message));
             self.apply_retain(&message.topic, retained.clone());

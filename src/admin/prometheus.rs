@@ -130,7 +130,7 @@ mod tests {
             ..Snapshot::default()
         };
         let status = Status {
-            figures: Figures::new(vec![shard, shard], 0, &Figures::default()),
+            figures: Figures::new(vec![shard, shard]),
             ..Status::default()
         };
         let text = render(&status, 0);

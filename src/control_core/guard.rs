@@ -67,6 +67,15 @@ impl LoginGuard {
             || banned(username.and_then(|u| self.usernames.get(u)))
     }
 
+    /// How long to hold back the refusal of a login that just failed: nothing for a first
+    /// failure, then 200 ms per earlier failure of the address or name, at most 2 s.
+    pub fn penalty(&self, address: Option<IpAddr>, username: Option<&str>) -> Duration {
+        let failures = |record: Option<&Record>| record.map_or(0, |r| r.failures);
+        let worst = failures(address.and_then(|a| self.addresses.get(&a)))
+            .max(failures(username.and_then(|u| self.usernames.get(u))));
+        (Duration::from_millis(200) * worst.saturating_sub(1)).min(Duration::from_secs(2))
+    }
+
     /// A failed login.
     pub fn record_failure(
         &mut self,
@@ -160,6 +169,12 @@ mod tests {
         );
         assert!(!guard.is_banned(Some("127.0.0.8".parse().unwrap()), Some("bob"), t0));
         assert!(!guard.is_banned(Some(ip), Some("eve"), t0 + Duration::from_secs(31)));
+        assert_eq!(
+            guard.penalty(Some(ip), None),
+            Duration::from_millis(400),
+            "slowed before banned"
+        );
+        assert_eq!(guard.penalty(None, Some("nobody")), Duration::ZERO);
         assert_eq!(guard.bans, 2);
     }
 

@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, Sender};
+use futures_channel::oneshot;
 use shardmq_codec::{QoS, ReasonCode};
 use shardmq_shard::acl::SessionAcl;
 use shardmq_shard::control::{Authenticator, ClientInfo, ConnectDecision, ConnectRequest};
@@ -138,6 +139,7 @@ impl ControlCore {
                     pin_to_cpu(cpu);
                 }
                 Worker {
+                    delayed: Vec::new(),
                     backend,
                     guard,
                     broker: None,
@@ -184,11 +186,14 @@ struct Worker {
     backend: Box<dyn Backend>,
     guard: LoginGuard,
     broker: Option<BrokerHandle>,
+    /// Refusals held back by the brute-force penalty: when, to whom, what.
+    delayed: Vec<(Instant, oneshot::Sender<ConnectDecision>, ConnectDecision)>,
 }
 
 impl Worker {
     fn run(&mut self, jobs: &Receiver<Job>, connects: &Receiver<ConnectRequest>) {
         loop {
+            let wait = self.send_due().map_or(POLL, |next| next.min(POLL));
             channel::select! {
                 recv(connects) -> request => match request {
                     Ok(request) => self.handle_connects(request, connects),
@@ -199,7 +204,7 @@ impl Worker {
                     Ok(Job::Reload) => self.handle_reload(),
                     Err(_) => return,
                 },
-                default(POLL) => {}
+                default(wait) => {}
             }
             if let Some(refresh) = self.backend.poll() {
                 self.handle_refresh(&refresh);
@@ -224,8 +229,43 @@ impl Worker {
 
     fn handle_connect(&mut self, request: ConnectRequest) {
         let decision = self.decide(&request);
-        // The shard may have given up waiting; nothing to do then.
-        let _ = request.reply.send(decision);
+        let refused = matches!(
+            decision.code,
+            ReasonCode::BadUserNameOrPassword | ReasonCode::NotAuthorized
+        );
+        let delay = if refused {
+            let address = request.peer.map(|peer| peer.ip());
+            self.guard.penalty(address, request.username.as_deref())
+        } else {
+            Duration::ZERO
+        };
+        if delay.is_zero() {
+            // The shard may have given up waiting; nothing to do then.
+            let _ = request.reply.send(decision);
+        } else {
+            // Repeated failures are answered late (without blocking this thread) before they
+            // are banned outright.
+            self.delayed
+                .push((Instant::now() + delay, request.reply, decision));
+        }
+    }
+
+    /// Sends the delayed refusals that are due; returns how long until the next one.
+    fn send_due(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut index = 0;
+        while index < self.delayed.len() {
+            if self.delayed[index].0 <= now {
+                let (_, reply, decision) = self.delayed.swap_remove(index);
+                let _ = reply.send(decision);
+            } else {
+                index += 1;
+            }
+        }
+        self.delayed
+            .iter()
+            .map(|(due, _, _)| due.saturating_duration_since(now))
+            .min()
     }
 
     fn decide(&mut self, request: &ConnectRequest) -> ConnectDecision {

@@ -22,16 +22,9 @@ pub struct Figures {
 }
 
 impl Figures {
-    /// Figures from the shards' snapshots, less `broker_publications` `$SYS` messages published
-    /// through shard 0, never below the counters of `previous`.
-    pub fn new(mut shards: Vec<Snapshot>, broker_publications: u64, previous: &Figures) -> Figures {
-        if let Some(first) = shards.first_mut() {
-            let before = previous.shards.first().map_or(0, |s| s.messages_received);
-            first.messages_received = first
-                .messages_received
-                .saturating_sub(broker_publications)
-                .max(before);
-        }
+    /// Figures from the shards' snapshots. The retained index is replicated on every shard, so
+    /// its count is taken once, not summed.
+    pub fn new(shards: Vec<Snapshot>) -> Figures {
         let mut total = shards
             .iter()
             .fold(Snapshot::default(), |total, shard| total.sum(shard));
@@ -125,21 +118,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn totals_count_retained_once_and_leave_out_broker_publications() {
+    fn totals_count_retained_once() {
         let shard = Snapshot {
             retained: 5,
             messages_received: 10,
             connections: 2,
             ..Snapshot::default()
         };
-        let figures = Figures::new(vec![shard, shard], 4, &Figures::default());
+        let figures = Figures::new(vec![shard, shard]);
         assert_eq!(figures.total.retained, 5);
         assert_eq!(figures.total.connections, 4);
-        assert_eq!(figures.shards[0].messages_received, 6);
-        assert_eq!(figures.total.messages_received, 16);
-        // A shard that has not yet counted broker publications never makes the counter drop.
-        let later = Figures::new(vec![shard, shard], 8, &figures);
-        assert_eq!(later.shards[0].messages_received, 6);
+        assert_eq!(figures.total.messages_received, 20);
     }
 
     #[test]

@@ -273,8 +273,6 @@ struct Monitor {
     data_dir: PathBuf,
     started: Instant,
     status: Status,
-    /// `$SYS` messages handed to shard 0 so far (see `figures` for why they are counted).
-    broker_publications: u64,
     sys: Option<(Period, SysTree)>,
     history: Option<(Period, History)>,
     sink_failing: bool,
@@ -299,7 +297,6 @@ impl Monitor {
                 shard_load: vec![Load::default(); shards],
                 ..Status::default()
             },
-            broker_publications: 0,
             sys: (options.sys_interval > 0).then(|| {
                 let mut period = Period::new(options.sys_interval, now, &reading);
                 // The first tree goes out on the first tick, not a whole interval later.
@@ -361,11 +358,7 @@ impl Monitor {
     }
 
     fn tick(&mut self, now: Instant, seconds: f64, previous: &Reading, current: &Reading) {
-        let figures = Figures::new(
-            self.handle.shard_stats(),
-            self.broker_publications,
-            &self.status.figures,
-        );
+        let figures = Figures::new(self.handle.shard_stats());
         let status = &mut self.status;
         status
             .load
@@ -435,7 +428,6 @@ impl Monitor {
                 // Shard 0's command queue is full: the rest waits for the next interval.
                 break;
             }
-            self.broker_publications += 1;
             tree.mark_published(topic, payload);
         }
     }
@@ -496,17 +488,13 @@ mod tests {
 
     #[test]
     fn status_row_rates_and_shards() {
-        let before = Figures::new(vec![Snapshot::default()], 0, &Figures::default());
-        let after = Figures::new(
-            vec![Snapshot {
-                connections: 3,
-                messages_received: 20,
-                dropped_slow: 4,
-                ..Snapshot::default()
-            }],
-            0,
-            &before,
-        );
+        let before = Figures::new(vec![Snapshot::default()]);
+        let after = Figures::new(vec![Snapshot {
+            connections: 3,
+            messages_received: 20,
+            dropped_slow: 4,
+            ..Snapshot::default()
+        }]);
         let row = status_row(&before, &after, 2.0, &SystemRates::default());
         assert_eq!(row.clients, 3);
         assert_eq!(row.messages_in_per_second, 10.0);

@@ -200,7 +200,7 @@ mod tests {
             messages_received: 5,
             ..Snapshot::default()
         };
-        let figures = Figures::new(vec![shard, shard], 0, &Figures::default());
+        let figures = Figures::new(vec![shard, shard]);
         let topics: HashMap<String, String> = input_topics(&figures).into_iter().collect();
         assert_eq!(topics["$SYS/broker/uptime"], "7 seconds");
         assert_eq!(topics["$SYS/broker/clients/connected"], "4");
