@@ -9,101 +9,48 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{RawClient, WAIT};
+use common::{Broker, RawClient, WAIT};
 use serde_json::Value;
 use shardmq_codec::QoS;
 
-/// The broker binary with its MQTT and admin addresses, killed by PID when dropped.
+/// The broker with its admin API, from the shared harness.
 struct Monitored {
-    child: Child,
+    broker: Broker,
     addr: SocketAddr,
-    admin: Option<SocketAddr>,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Monitored {
-    /// Two shards on 127.0.0.1:0, the admin API on 127.0.0.1:0, plus `args`.
+    /// Two shards on 127.0.0.1:0, the admin API on 127.0.0.1:0, cores not pinned, plus `args`.
     fn start(args: &[&str]) -> Monitored {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
-            .args([
+        let broker = Broker::start_with(
+            &[
                 "--listen",
                 "127.0.0.1:0",
                 "--shards",
                 "2",
                 "--pin-cores",
                 "false",
-            ])
-            .args(["--admin-listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start shardmq");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut ready = String::new();
-        stdout.read_line(&mut ready).expect("readiness line");
-        let addr = ready
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no readiness line: {ready:?}; log: {:?}",
-                    log.lock().unwrap()
-                )
-            })
-            .parse()
-            .expect("address");
-        let admin_disabled = args.windows(2).any(|w| w == ["--admin-listen", ""]);
-        let admin = (!admin_disabled).then(|| {
-            let mut line = String::new();
-            stdout.read_line(&mut line).expect("admin line");
-            line.strip_prefix("shardmq admin: listening on ")
-                .unwrap_or_else(|| panic!("no admin line: {line:?}"))
-                .trim()
-                .parse()
-                .expect("admin address")
-        });
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = stdout.read_to_string(&mut sink);
-        });
-        Monitored {
-            child,
-            addr,
-            admin,
-            log,
-        }
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            args,
+        );
+        let addr = broker.addr;
+        Monitored { broker, addr }
     }
 
     fn admin(&self) -> SocketAddr {
-        self.admin.expect("admin API on")
+        self.broker.admin()
     }
 
     fn log_lines(&self, needle: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+        self.broker.log_lines(needle)
     }
 
     /// `GET path` on the admin API, as JSON.
@@ -127,13 +74,6 @@ impl Monitored {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-impl Drop for Monitored {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -735,7 +675,7 @@ fn postgres_history_survives_an_outage() {
         broker.log_lines("postgres unavailable"),
         1,
         "{:?}",
-        broker.log.lock().unwrap()
+        broker.broker.log()
     );
 
     let resumed_at = unix_now();

@@ -20,12 +20,24 @@ pub struct Broker {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Broker {
-    /// Starts the broker with two shards on 127.0.0.1:0 plus `args`.
+    /// Starts the broker with two shards on 127.0.0.1:0, the admin API on 127.0.0.1:0, plus
+    /// `args` (which may override any of these).
     pub fn start(args: &[&str]) -> Broker {
-        Broker::start_with(&["--listen", "127.0.0.1:0", "--shards", "2"], args)
+        Broker::start_with(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--shards",
+                "2",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            args,
+        )
     }
 
     /// Starts the broker with exactly `base` + `args`.
@@ -62,11 +74,45 @@ impl Broker {
             })
             .parse()
             .expect("address");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
         std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = stdout.read_to_string(&mut sink);
+            for line in stdout.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
         });
-        Broker { child, addr, log }
+        Broker {
+            child,
+            addr,
+            log,
+            stdout: lines,
+        }
+    }
+
+    /// The admin API's address, from its readiness line (`shardmq admin: listening on ADDR`).
+    pub fn admin(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = self.stdout.lock().unwrap().iter().find_map(|line| {
+                line.strip_prefix("shardmq admin: listening on ")
+                    .map(|addr| addr.trim().parse().expect("admin address"))
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(Instant::now() < deadline, "no admin readiness line");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Number of log lines containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
     }
 
     /// The broker's stderr so far.
