@@ -390,3 +390,70 @@ fn rumqttc_interoperates() {
     let _ = pump.join();
     let _ = ReasonCode::Success;
 }
+
+/// `GET path` on the admin API; the body.
+fn admin_get(broker: &Broker, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(broker.admin()).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn running_out_of_descriptors_backs_off_and_recovers() {
+    // A limit far below the load: accepting fails with EMFILE until connections go away.
+    let broker = Broker::start_with_fd_limit(96, &[]);
+    let (mut sub, mut publisher) = bystander(&broker);
+    let flood: Vec<std::net::TcpStream> = (0..150)
+        .filter_map(|_| std::net::TcpStream::connect(broker.addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    still_healthy(&mut sub, &mut publisher);
+    drop(flood);
+    // The broker resumes accepting: a new client completes CONNECT.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut late = loop {
+        let mut client = RawClient::open(broker.addr);
+        client.send(&Packet::Connect(Box::new(connect_packet("late", true))));
+        if let Some(Packet::ConnAck(ack)) = client.recv(Duration::from_secs(1)) {
+            assert_eq!(ack.code, ReasonCode::Success);
+            break client;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker never accepted again"
+        );
+    };
+    late.subscribe(&[("health", QoS::AtMostOnce)]);
+    still_healthy(&mut sub, &mut publisher);
+    // Counted, and visible (the monitor refreshes its figures once a second).
+    let figure = |metrics: &str, name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let metrics = admin_get(&broker, "/metrics");
+        if figure(&metrics, "shardmq_connections_total") >= 3 {
+            assert!(figure(&metrics, "shardmq_fd_exhausted") > 0, "{metrics}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "figures never published: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

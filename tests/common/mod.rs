@@ -42,7 +42,42 @@ impl Broker {
 
     /// Starts the broker with exactly `base` + `args`.
     pub fn start_with(base: &[&str], args: &[&str]) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        Broker::spawn(Command::new(env!("CARGO_BIN_EXE_shardmq")), base, args)
+    }
+
+    /// Starts the broker (default flags plus `args`) with its open-file limit set to `limit`.
+    pub fn start_with_fd_limit(limit: u64, args: &[&str]) -> Broker {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shardmq"));
+        // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Broker::spawn(
+            command,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--shards",
+                "2",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            args,
+        )
+    }
+
+    fn spawn(mut command: Command, base: &[&str], args: &[&str]) -> Broker {
+        let mut child = command
             .args(base)
             .args(args)
             .env("RUST_LOG", "info,shardmq_shard::connection=debug")
