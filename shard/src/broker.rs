@@ -75,8 +75,27 @@ pub struct Client {
     phase: Cell<Phase>,
     superseded_by: Cell<Option<Owner>>,
     close_requested: Cell<bool>,
-    writer: RefCell<Option<Waker>>,
+    /// Starts a writer task; set by the connection while it has a socket.
+    spawn_writer: RefCell<Option<WriterSpawner>>,
+    writer_running: Cell<bool>,
+    /// The running writer's waker while it waits for bytes.
+    writer_parked: RefCell<Option<Waker>>,
+    /// Asks a parked writer to end (the connection has been idle; see `Shard::retire_writers`).
+    writer_retire: Cell<bool>,
+    /// The shard's idle-sweep tick at the writer's last send.
+    writer_active_tick: Cell<u32>,
+    /// Waits for the writer to finish (the connection closing).
+    writer_done: RefCell<Option<Waker>>,
     fd: Cell<Option<i32>>,
+}
+
+/// Starts a writer task for one client's socket.
+struct WriterSpawner(Box<dyn Fn()>);
+
+impl std::fmt::Debug for WriterSpawner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriterSpawner")
+    }
 }
 
 /// Who a client is, for listings and access control.
@@ -112,7 +131,12 @@ impl Client {
             phase: Cell::new(Phase::Connecting),
             superseded_by: Cell::new(None),
             close_requested: Cell::new(false),
-            writer: RefCell::new(None),
+            spawn_writer: RefCell::new(None),
+            writer_running: Cell::new(false),
+            writer_parked: RefCell::new(None),
+            writer_retire: Cell::new(false),
+            writer_active_tick: Cell::new(0),
+            writer_done: RefCell::new(None),
             fd: Cell::new(Some(fd)),
         }
     }
@@ -143,18 +167,86 @@ impl Client {
     /// The connection task has closed its socket.
     pub fn detach_socket(&self) {
         self.fd.set(None);
+        self.spawn_writer.borrow_mut().take();
     }
 
-    /// Registers the writer's waker.
-    pub fn set_writer(&self, waker: &Waker) {
-        *self.writer.borrow_mut() = Some(waker.clone());
+    /// Installs how to start a writer task for this client's socket.
+    ///
+    /// A writer runs while the connection is busy and parks between sends; once the connection
+    /// has been idle for a while the shard retires it ([`Shard::retire_writers`]), so an idle
+    /// connection holds no writer task, which is much of what a million idle connections would
+    /// otherwise cost. The next byte to send starts a new one.
+    pub fn set_writer_spawner(&self, spawn: Box<dyn Fn()>) {
+        *self.spawn_writer.borrow_mut() = Some(WriterSpawner(spawn));
     }
 
-    /// Wakes the writer if bytes are waiting.
+    /// Makes sure a writer runs if bytes are waiting (or the connection closes).
     pub fn wake_writer(&self) {
-        if let Some(waker) = self.writer.borrow_mut().take() {
+        if self.writer_running.get() {
+            if let Some(waker) = self.writer_parked.borrow_mut().take() {
+                waker.wake();
+            }
+            return;
+        }
+        if self.outbox.borrow().is_empty() {
+            return;
+        }
+        if let Some(spawn) = self.spawn_writer.borrow().as_ref() {
+            self.writer_running.set(true);
+            self.writer_retire.set(false);
+            (spawn.0)();
+        }
+    }
+
+    /// The writer's wait for work: ready when bytes are queued, the connection closes, or the
+    /// writer is retired (then `false`: end the task).
+    pub fn writer_wait(&self) -> impl std::future::Future<Output = bool> + '_ {
+        std::future::poll_fn(move |cx| {
+            if !self.outbox.borrow().is_empty() {
+                std::task::Poll::Ready(true)
+            } else if self.close_requested.get() || self.writer_retire.get() {
+                std::task::Poll::Ready(false)
+            } else {
+                *self.writer_parked.borrow_mut() = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+    }
+
+    /// Whether a writer task is running for this client.
+    pub fn writer_running(&self) -> bool {
+        self.writer_running.get()
+    }
+
+    /// The client's socket, while it has one.
+    pub fn fd(&self) -> Option<i32> {
+        self.fd.get()
+    }
+
+    /// The writer sent something at sweep tick `tick`.
+    pub fn writer_sent(&self, tick: u32) {
+        self.writer_active_tick.set(tick);
+    }
+
+    /// Called by the writer task as it ends.
+    pub fn writer_finished(&self) {
+        self.writer_running.set(false);
+        self.writer_parked.borrow_mut().take();
+        if let Some(waker) = self.writer_done.borrow_mut().take() {
             waker.wake();
         }
+    }
+
+    /// Waits until no writer runs (everything queued was written, or the socket failed).
+    pub fn writer_idle(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.writer_running.get() {
+                *self.writer_done.borrow_mut() = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
     }
 
     /// Whether the ACL lets this client publish to `topic`.
@@ -228,6 +320,7 @@ pub struct Shard {
     pub hot_topics: RefCell<HotTopics>,
     /// Where CONNECTs go for a decision; `None` accepts every client with no ACL.
     pub authenticator: Option<Authenticator>,
+    sweep_tick: Cell<u32>,
 }
 
 impl Shard {
@@ -249,6 +342,7 @@ impl Shard {
             read_scratch: RefCell::new(vec![0; scratch].into_boxed_slice()),
             hot_topics: RefCell::new(HotTopics::new(config.hot_topics_max)),
             authenticator,
+            sweep_tick: Cell::new(0),
             config,
         })
     }
@@ -814,6 +908,26 @@ impl Shard {
                 let _ = reply.try_send(self.client_infos());
             }
             ShardCommand::UpdateAcl { client_id, acl } => self.update_acl(&client_id, acl).await,
+        }
+    }
+
+    /// The current idle-sweep tick.
+    pub fn sweep_tick(&self) -> u32 {
+        self.sweep_tick.get()
+    }
+
+    /// Advances the idle sweep: writers parked since the previous sweep or earlier end.
+    pub fn retire_writers(&self) {
+        let tick = self.sweep_tick.get().wrapping_add(1);
+        self.sweep_tick.set(tick);
+        for client in self.state.borrow().clients.values() {
+            let parked = client.writer_parked.borrow().is_some();
+            if parked && tick.wrapping_sub(client.writer_active_tick.get()) >= 2 {
+                client.writer_retire.set(true);
+                if let Some(waker) = client.writer_parked.borrow_mut().take() {
+                    waker.wake();
+                }
+            }
         }
     }
 

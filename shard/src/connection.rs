@@ -394,12 +394,23 @@ async fn run_connected(
 ) -> End {
     let protocol = accepted.protocol;
     let keep_alive = accepted.keep_alive;
-    let writer = glommio::spawn_local(write_loop(
-        Rc::clone(shard),
-        Rc::clone(client),
-        Rc::clone(stream),
-        fd,
-    ));
+    let spawner = {
+        let shard = Rc::clone(shard);
+        let client = Rc::downgrade(client);
+        let stream = Rc::clone(stream);
+        move || {
+            if let Some(client) = client.upgrade() {
+                glommio::spawn_local(write_loop(
+                    Rc::clone(&shard),
+                    client,
+                    Rc::clone(&stream),
+                    fd,
+                ))
+                .detach();
+            }
+        }
+    };
+    client.set_writer_spawner(Box::new(spawner));
 
     let end = match Box::pin(connect_session(shard, client, accepted)).await {
         true => {
@@ -424,7 +435,7 @@ async fn run_connected(
         }
     }
     client.request_close();
-    writer.await;
+    client.writer_idle().await;
     end_of(end)
 }
 
@@ -509,7 +520,7 @@ async fn connect_session(shard: &Rc<Shard>, client: &Rc<Client>, accepted: Box<A
     }
     drop(session);
     drop(outbox);
-    client.wake_writer();
+    flush_now(shard, client);
     true
 }
 
@@ -605,7 +616,10 @@ async fn read_loop(
             Stats::add(&shard.stats.protocol_errors, 1);
             return ReadEnd::Violation(code);
         }
-        if !client.outbox.borrow().is_empty() {
+        if reader.buf.is_empty() {
+            // Every packet read so far is handled: send the replies now, as one write.
+            flush_now(shard, client);
+        } else if !client.outbox.borrow().is_empty() {
             client.wake_writer();
         }
     }
@@ -644,7 +658,6 @@ async fn handle_publish(
             ReasonCode::NotAuthorized,
             &mut client.outbox.borrow_mut(),
         );
-        client.wake_writer();
         return Ok(());
     }
     let verdict = {
@@ -655,9 +668,6 @@ async fn handle_publish(
             .handle_publish(&publish, &mut outbox);
         verdict.map_err(|violation| violation.0)?
     };
-    if !client.outbox.borrow().is_empty() {
-        client.wake_writer();
-    }
     if verdict == PublishVerdict::Duplicate {
         return Ok(());
     }
@@ -737,7 +747,6 @@ async fn handle_subscribe(
     for (filter, qos) in retained {
         shard.send_retained(client, &filter, qos);
     }
-    client.wake_writer();
 }
 
 async fn handle_unsubscribe(
@@ -767,7 +776,6 @@ async fn handle_unsubscribe(
         .outbox
         .borrow_mut()
         .push_packet(&Packet::UnsubAck(unsuback), protocol);
-    client.wake_writer();
 }
 
 async fn publish_will(shard: &Rc<Shard>, client: &Rc<Client>) {
@@ -801,36 +809,35 @@ async fn publish_will(shard: &Rc<Shard>, client: &Rc<Client>) {
         .await;
 }
 
-/// Drains the client's outbox into the socket until the connection closes.
+/// Drains the client's outbox into the socket, waiting for more between sends, until the
+/// connection closes or the shard retires the writer of an idle connection
+/// ([`Client::wake_writer`] starts a new one when there is more to write).
 async fn write_loop(shard: Rc<Shard>, client: Rc<Client>, stream: Rc<RefCell<TcpStream>>, fd: i32) {
     let mut chunks: Vec<Bytes> = Vec::new();
     loop {
-        poll_fn(|cx| {
-            if !client.outbox.borrow().is_empty() || client.close_requested() {
-                Poll::Ready(())
-            } else {
-                client.set_writer(cx.waker());
-                Poll::Pending
-            }
-        })
-        .await;
         client.outbox.borrow_mut().take(&mut chunks);
         if chunks.is_empty() {
-            break; // close requested and everything flushed
+            if client.writer_wait().await {
+                continue;
+            }
+            break;
         }
         match write_all(&stream, fd, &chunks).await {
             Ok(written) => Stats::add(&shard.stats.bytes_sent, written as u64),
             Err(_) => {
+                client.outbox.borrow_mut().clear();
+                client.writer_finished();
                 client.request_close();
-                break;
+                return;
             }
         }
+        client.writer_sent(shard.sweep_tick());
         chunks.clear();
         // Acknowledgements may have opened the inflight window while this send was under way.
         let mut outbox = client.outbox.borrow_mut();
         client.session.borrow_mut().release_queued(&mut outbox);
     }
-    client.outbox.borrow_mut().clear();
+    client.writer_finished();
 }
 
 /// Writes every chunk, as few system calls as the socket allows: a non-blocking `sendmsg` with
@@ -896,6 +903,37 @@ fn send_vectored(fd: i32, chunks: &[Bytes], offset: usize) -> io::Result<usize> 
         return Err(io::Error::last_os_error());
     }
     Ok(sent as usize)
+}
+
+/// Sends the client's outbox at once, without a writer task, when no writer runs and the socket
+/// takes it all; whatever it does not take is left to a writer. Used for the replies of the
+/// handshake and of requests (CONNACK, SUBACK, UNSUBACK, PINGRESP), so a connection that only
+/// connects, subscribes and pings never needs a writer task.
+fn flush_now(shard: &Shard, client: &Client) {
+    let Some(fd) = client.fd().filter(|_| !client.writer_running()) else {
+        client.wake_writer();
+        return;
+    };
+    let mut chunks = Vec::new();
+    client.outbox.borrow_mut().take(&mut chunks);
+    if chunks.is_empty() {
+        return;
+    }
+    let mut sent = send_vectored(fd, &chunks, 0).unwrap_or(0);
+    Stats::add(&shard.stats.bytes_sent, sent as u64);
+    let mut rest = Vec::new();
+    for chunk in chunks {
+        if sent >= chunk.len() {
+            sent -= chunk.len();
+        } else {
+            rest.push(chunk.slice(sent..));
+            sent = 0;
+        }
+    }
+    if !rest.is_empty() {
+        client.outbox.borrow_mut().restore_front(rest);
+        client.wake_writer();
+    }
 }
 
 /// Writes one packet directly (used before a client exists, e.g. a refusing CONNACK).

@@ -30,6 +30,10 @@ use crate::stats::Stats;
 /// Listen backlog requested for every listener; the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: i32 = 65_535;
 
+/// How often a shard retires the writers of connections idle since the previous sweep: a
+/// connection's writer ends after one to two of these without a send.
+const WRITER_IDLE_SWEEP: Duration = Duration::from_secs(5);
+
 /// How often a shard looks at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 
@@ -278,6 +282,14 @@ fn spawn_control_tasks(shard: &Rc<Shard>, control: ShardControl) {
                 // Nobody consuming (or far behind): this interval's counts are dropped.
                 let _ = topic_counts.try_send(counts);
             }
+        }
+    })
+    .detach();
+    let sweeper = Rc::clone(shard);
+    glommio::spawn_local(async move {
+        loop {
+            Timer::new(WRITER_IDLE_SWEEP).await;
+            sweeper.retire_writers();
         }
     })
     .detach();

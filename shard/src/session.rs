@@ -146,6 +146,14 @@ impl Outbox {
         }
     }
 
+    /// Puts back, in front of anything queued, chunks a write could not send.
+    pub fn restore_front(&mut self, chunks: Vec<Bytes>) {
+        for chunk in chunks.into_iter().rev() {
+            self.len += chunk.len();
+            self.chunks.push_front(chunk);
+        }
+    }
+
     /// Drops everything queued (the connection is gone).
     pub fn clear(&mut self) {
         self.chunks.clear();
