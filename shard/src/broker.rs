@@ -84,13 +84,24 @@ pub struct Client {
     writer_retire: Cell<bool>,
     /// The shard's idle-sweep tick at the writer's last send.
     writer_active_tick: Cell<u32>,
+    /// Queued for the shard's flusher.
+    flush_scheduled: Cell<bool>,
     /// Waits for the writer to finish (the connection closing).
     writer_done: RefCell<Option<Waker>>,
     fd: Cell<Option<i32>>,
 }
 
-/// Starts a writer task for one client's socket.
-struct WriterSpawner(Box<dyn Fn()>);
+/// What the connection is asked to do for its writing.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum WriterAction {
+    /// Queue the client for the shard's flusher, which sends its outbox without a task of its own.
+    Schedule,
+    /// Start a writer task (the socket did not take everything at once).
+    Spawn,
+}
+
+/// Schedules flushes and starts writer tasks for one client's socket.
+struct WriterSpawner(Box<dyn Fn(WriterAction)>);
 
 impl std::fmt::Debug for WriterSpawner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,6 +147,7 @@ impl Client {
             writer_parked: RefCell::new(None),
             writer_retire: Cell::new(false),
             writer_active_tick: Cell::new(0),
+            flush_scheduled: Cell::new(false),
             writer_done: RefCell::new(None),
             fd: Cell::new(Some(fd)),
         }
@@ -176,11 +188,13 @@ impl Client {
     /// has been idle for a while the shard retires it ([`Shard::retire_writers`]), so an idle
     /// connection holds no writer task, which is much of what a million idle connections would
     /// otherwise cost. The next byte to send starts a new one.
-    pub fn set_writer_spawner(&self, spawn: Box<dyn Fn()>) {
+    pub fn set_writer_spawner(&self, spawn: Box<dyn Fn(WriterAction)>) {
         *self.spawn_writer.borrow_mut() = Some(WriterSpawner(spawn));
     }
 
-    /// Makes sure a writer runs if bytes are waiting (or the connection closes).
+    /// Makes sure queued bytes get sent: a running writer is woken; otherwise the client is
+    /// queued (once) for the shard's flusher, which sends right after the current burst of work,
+    /// so everything queued meanwhile leaves in one write.
     pub fn wake_writer(&self) {
         if self.writer_running.get() {
             if let Some(waker) = self.writer_parked.borrow_mut().take() {
@@ -188,13 +202,29 @@ impl Client {
             }
             return;
         }
-        if self.outbox.borrow().is_empty() {
+        if self.outbox.borrow().is_empty() || self.flush_scheduled.get() {
+            return;
+        }
+        if let Some(spawn) = self.spawn_writer.borrow().as_ref() {
+            self.flush_scheduled.set(true);
+            (spawn.0)(WriterAction::Schedule);
+        }
+    }
+
+    /// The flusher is handling this client now.
+    pub fn take_flush_scheduled(&self) -> bool {
+        self.flush_scheduled.replace(false)
+    }
+
+    /// Starts a writer task for what the socket did not take at once.
+    pub fn start_writer(&self) {
+        if self.writer_running.get() {
             return;
         }
         if let Some(spawn) = self.spawn_writer.borrow().as_ref() {
             self.writer_running.set(true);
             self.writer_retire.set(false);
-            (spawn.0)();
+            (spawn.0)(WriterAction::Spawn);
         }
     }
 
@@ -321,6 +351,8 @@ pub struct Shard {
     /// Where CONNECTs go for a decision; `None` accepts every client with no ACL.
     pub authenticator: Option<Authenticator>,
     sweep_tick: Cell<u32>,
+    flush_queue: RefCell<Vec<std::rc::Weak<Client>>>,
+    flusher: RefCell<Option<Waker>>,
 }
 
 impl Shard {
@@ -343,6 +375,8 @@ impl Shard {
             hot_topics: RefCell::new(HotTopics::new(config.hot_topics_max)),
             authenticator,
             sweep_tick: Cell::new(0),
+            flush_queue: RefCell::new(Vec::new()),
+            flusher: RefCell::new(None),
             config,
         })
     }
@@ -909,6 +943,31 @@ impl Shard {
             }
             ShardCommand::UpdateAcl { client_id, acl } => self.update_acl(&client_id, acl).await,
         }
+    }
+
+    /// Queues a client for the flusher task.
+    pub fn schedule_flush(&self, client: std::rc::Weak<Client>) {
+        self.flush_queue.borrow_mut().push(client);
+        if let Some(waker) = self.flusher.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// The flusher's wait: the clients queued since it last ran.
+    pub fn flush_batch<'a>(
+        &'a self,
+        into: &'a mut Vec<std::rc::Weak<Client>>,
+    ) -> impl std::future::Future<Output = ()> + 'a {
+        std::future::poll_fn(move |cx| {
+            let mut queue = self.flush_queue.borrow_mut();
+            if queue.is_empty() {
+                *self.flusher.borrow_mut() = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            } else {
+                std::mem::swap(&mut *queue, into);
+                std::task::Poll::Ready(())
+            }
+        })
     }
 
     /// The current idle-sweep tick.

@@ -34,7 +34,7 @@ use shardmq_codec::{
 };
 use tracing::{debug, trace};
 
-use crate::broker::{Client, Identity, Shard};
+use crate::broker::{Client, Identity, Shard, WriterAction};
 use crate::control::{ConnectDecision, ConnectRequest};
 use crate::mesh::Owner;
 use crate::session::{Message, PublishVerdict, Session};
@@ -398,15 +398,18 @@ async fn run_connected(
         let shard = Rc::clone(shard);
         let client = Rc::downgrade(client);
         let stream = Rc::clone(stream);
-        move || {
-            if let Some(client) = client.upgrade() {
-                glommio::spawn_local(write_loop(
-                    Rc::clone(&shard),
-                    client,
-                    Rc::clone(&stream),
-                    fd,
-                ))
-                .detach();
+        move |action| match action {
+            WriterAction::Schedule => shard.schedule_flush(client.clone()),
+            WriterAction::Spawn => {
+                if let Some(client) = client.upgrade() {
+                    glommio::spawn_local(write_loop(
+                        Rc::clone(&shard),
+                        client,
+                        Rc::clone(&stream),
+                        fd,
+                    ))
+                    .detach();
+                }
             }
         }
     };
@@ -435,6 +438,9 @@ async fn run_connected(
         }
     }
     client.request_close();
+    // Whatever is still queued (a final DISCONNECT, acknowledgements) goes out before the socket
+    // closes: sent now, or by a writer that this waits for.
+    flush_now(shard, client);
     client.writer_idle().await;
     end_of(end)
 }
@@ -932,7 +938,28 @@ fn flush_now(shard: &Shard, client: &Client) {
     }
     if !rest.is_empty() {
         client.outbox.borrow_mut().restore_front(rest);
-        client.wake_writer();
+        client.start_writer();
+    }
+}
+
+/// The shard's flusher: sends the outboxes of clients that have something to send and no writer
+/// task, each in one write, right after the burst of work that filled them. Only a socket that
+/// does not take everything at once gets a writer task of its own.
+pub async fn flusher(shard: Rc<Shard>) {
+    let mut batch = Vec::new();
+    loop {
+        shard.flush_batch(&mut batch).await;
+        for (index, client) in batch.drain(..).enumerate() {
+            let Some(client) = client.upgrade() else {
+                continue;
+            };
+            if client.take_flush_scheduled() {
+                flush_now(&shard, &client);
+            }
+            if index % 512 == 511 {
+                glommio::yield_if_needed().await;
+            }
+        }
     }
 }
 

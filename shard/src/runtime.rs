@@ -285,6 +285,7 @@ fn spawn_control_tasks(shard: &Rc<Shard>, control: ShardControl) {
         }
     })
     .detach();
+    glommio::spawn_local(connection::flusher(Rc::clone(shard))).detach();
     let sweeper = Rc::clone(shard);
     glommio::spawn_local(async move {
         loop {
