@@ -31,7 +31,7 @@ use crate::hot_topics::HotTopics;
 use crate::mesh::{ConnId, Owner, Routed, ShardId, ShardMsg, ShardSet};
 use crate::registry::{home_shard, Registry};
 use crate::retained::RetainedIndex;
-use crate::session::{Message, Outbox, Session};
+use crate::session::{Drops, Message, Outbox, Session};
 use crate::stats::Stats;
 use crate::sync::{Countdown, Slot};
 use crate::trie::Trie;
@@ -302,15 +302,19 @@ impl Client {
             .is_none_or(|acl| acl.can_receive(topic))
     }
 
-    fn deliver(&self, message: &Arc<Message>, granted: QoS, retain: bool) {
+    /// Queues a delivery; returns what the session dropped doing so.
+    fn deliver(&self, message: &Arc<Message>, granted: QoS, retain: bool) -> Drops {
         let mut outbox = self.outbox.borrow_mut();
-        self.session
-            .borrow_mut()
-            .handle_delivery(message, granted, retain, &mut outbox);
+        let drops = {
+            let mut session = self.session.borrow_mut();
+            session.handle_delivery(message, granted, retain, &mut outbox);
+            session.take_drops()
+        };
         if !outbox.is_empty() {
             drop(outbox);
             self.wake_writer();
         }
+        drops
     }
 }
 
@@ -424,11 +428,6 @@ impl Shard {
         glommio::spawn_local(async move { shard.send(to, msg).await }).detach();
     }
 
-    /// Number of clients (connected or offline) on this shard.
-    pub fn clients(&self) -> usize {
-        self.state.borrow().clients.len()
-    }
-
     // ----- publishing ----------------------------------------------------------------------
 
     /// Routes a message published by `origin` (a client on this shard, or the broker itself for
@@ -524,22 +523,20 @@ impl Shard {
                 });
             }
         }
+        let mut drops = Drops::default();
         for (index, (client, qos, retain)) in targets.iter().enumerate() {
-            client.deliver(message, *qos, *retain);
-            self.collect_drops(client);
+            drops.add(client.deliver(message, *qos, *retain));
             if index % FANOUT_BATCH == FANOUT_BATCH - 1 {
                 glommio::yield_if_needed().await;
             }
         }
+        self.count_drops(drops);
         self.stats.add_delivered(targets.len() as u64);
     }
 
-    fn collect_drops(&self, client: &Client) {
-        let drops = client.session.borrow_mut().take_drops();
-        if drops.slow_qos0 + drops.queue_full > 0 {
-            Stats::add(&self.stats.dropped_slow, drops.slow_qos0);
-            Stats::add(&self.stats.dropped_queue_full, drops.queue_full);
-        }
+    fn count_drops(&self, drops: Drops) {
+        Stats::add(&self.stats.dropped_slow, drops.slow_qos0);
+        Stats::add(&self.stats.dropped_queue_full, drops.queue_full);
     }
 
     // ----- subscriptions -------------------------------------------------------------------
@@ -659,14 +656,11 @@ impl Shard {
             .for_each_matching(filter, |_, message| {
                 matches.push(Arc::clone(message));
             });
+        let mut drops = Drops::default();
         for message in matches {
-            client.deliver(&message, granted, true);
+            drops.add(client.deliver(&message, granted, true));
         }
-    }
-
-    /// Number of retained messages in this shard's index.
-    pub fn retained_len(&self) -> usize {
-        self.state.borrow().retained.len()
+        self.count_drops(drops);
     }
 
     // ----- client ids, sessions, takeover --------------------------------------------------
@@ -1074,7 +1068,6 @@ impl Shard {
             ShardMsg::Release { client_id, owner } => {
                 self.state.borrow_mut().registry.release(&client_id, owner);
             }
-            ShardMsg::Shutdown => self.close_all(),
         }
     }
 }

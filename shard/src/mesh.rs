@@ -157,8 +157,6 @@ pub enum ShardMsg {
         /// The owner that ended.
         owner: Owner,
     },
-    /// The broker is shutting down.
-    Shutdown,
 }
 
 #[cfg(test)]

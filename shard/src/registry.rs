@@ -45,16 +45,13 @@ impl Registry {
     }
 
     /// The current owner of `client_id`.
+    #[cfg(test)]
     pub fn owner(&self, client_id: &str) -> Option<Owner> {
         self.owners.get(client_id).copied()
     }
 
-    /// Number of client ids registered here.
-    pub fn len(&self) -> usize {
-        self.owners.len()
-    }
-
     /// True when no id is registered here.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.owners.is_empty()
     }

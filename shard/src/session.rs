@@ -210,6 +210,14 @@ pub struct Drops {
     pub queue_full: u64,
 }
 
+impl Drops {
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, other: Drops) {
+        self.slow_qos0 += other.slow_qos0;
+        self.queue_full += other.queue_full;
+    }
+}
+
 /// One client id's MQTT state. See the module doc.
 #[derive(Debug)]
 pub struct Session {
@@ -248,16 +256,6 @@ impl Session {
     /// The client id.
     pub fn client_id(&self) -> &ByteStr {
         &self.client_id
-    }
-
-    /// The protocol level of the current (or last) connection.
-    pub fn protocol(&self) -> Protocol {
-        self.protocol
-    }
-
-    /// Whether a connection is attached.
-    pub fn is_connected(&self) -> bool {
-        self.connected
     }
 
     /// The subscriptions, filter → options.
