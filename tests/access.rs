@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{connect_packet, Broker, RawClient, QUIET, WAIT};
-use shardmq_codec::{ByteStr, Packet, QoS, ReasonCode};
+use common::{check_push_server_chat, login, Broker, QUIET, T1, WAIT, X, YXQ};
+use shardmq_codec::{QoS, ReasonCode};
 
 struct Files {
     dir: PathBuf,
@@ -53,23 +53,6 @@ impl Drop for Files {
     }
 }
 
-fn login(
-    broker: &Broker,
-    client_id: &str,
-    user: Option<&str>,
-    password: Option<&str>,
-) -> (RawClient, ReasonCode) {
-    let mut connect = connect_packet(client_id, true);
-    connect.username = user.map(ByteStr::from);
-    connect.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
-    let (client, ack) = RawClient::connect_with(broker.addr, connect);
-    (client, ack.code)
-}
-
-const T1: &str = "t1.qq.com";
-const YXQ: &str = "yxq_anis.163.com";
-const X: &str = "x.sina.com";
-
 /// The original system's functional test: mutual followers chat through auto-subscribed
 /// topics; a one-way follower may not write to the other's chat.
 #[test]
@@ -89,47 +72,7 @@ fn friends_receive_chat_without_subscribing_and_strangers_are_refused() {
         "--auto-subscribe-file",
         &auto,
     ]);
-
-    let (mut yxq, code) = login(&broker, "yxq-phone", Some(YXQ), Some("pw2"));
-    assert_eq!(code, ReasonCode::Success);
-    let (mut t1, _) = login(&broker, "t1-phone", Some(T1), Some("pw1"));
-    let (mut stranger, _) = login(&broker, "x-phone", Some(X), Some("pw3"));
-
-    t1.publish_with_id(
-        &format!("/{YXQ}/chat"),
-        b"hello friend",
-        QoS::AtLeastOnce,
-        false,
-        1,
-    );
-    assert!(matches!(t1.recv(WAIT), Some(Packet::PubAck(_))));
-    let got = yxq
-        .next_publish(WAIT)
-        .expect("auto-subscribed chat delivers");
-    assert_eq!(
-        (got.payload.clone(), got.qos),
-        (Bytes::from("hello friend"), QoS::AtLeastOnce)
-    );
-    yxq.send(&Packet::PubAck(shardmq_codec::PubAck::new(
-        got.packet_id.unwrap(),
-    )));
-
-    // x follows yxq but is not followed back: %F does not include it. The QoS 1 publish is
-    // acknowledged (3.1.1 has no refusal) and dropped.
-    stranger.publish_with_id(&format!("/{YXQ}/chat"), b"spam", QoS::AtLeastOnce, false, 1);
-    assert!(matches!(stranger.recv(WAIT), Some(Packet::PubAck(_))));
-    assert!(
-        yxq.next_publish(QUIET).is_none(),
-        "a non-friend's message is not delivered"
-    );
-
-    // Nobody may read another user's chat.
-    let ack = stranger.subscribe(&[(&format!("/{YXQ}/chat"), QoS::AtLeastOnce)]);
-    assert_eq!(
-        ack.codes,
-        vec![ReasonCode::UnspecifiedError],
-        "0x80 for a refused filter"
-    );
+    check_push_server_chat(&broker);
 }
 
 #[test]

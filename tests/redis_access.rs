@@ -14,12 +14,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{connect_packet, Broker, RawClient, QUIET, WAIT};
-use shardmq_codec::{ByteStr, Packet, PubAck, QoS, ReasonCode};
-
-const T1: &str = "t1.qq.com";
-const YXQ: &str = "yxq_anis.163.com";
-const X: &str = "x.sina.com";
+use common::{
+    check_push_server_chat, connect_packet, login, Broker, RawClient, QUIET, T1, WAIT, X, YXQ,
+};
+use shardmq_codec::{ByteStr, QoS, ReasonCode};
 
 /// A `redis-server` child on a free loopback port, in its own directory, killed by PID on drop.
 struct RedisServer {
@@ -171,19 +169,6 @@ fn import(redis: &RedisServer, files: &[(&str, &str)]) -> String {
     assert_ok(&shardmq(&args))
 }
 
-fn login(
-    broker: &Broker,
-    client_id: &str,
-    user: Option<&str>,
-    password: Option<&str>,
-) -> (RawClient, ReasonCode) {
-    let mut connect = connect_packet(client_id, true);
-    connect.username = user.map(ByteStr::from);
-    connect.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
-    let (client, ack) = RawClient::connect_with(broker.addr, connect);
-    (client, ack.code)
-}
-
 /// The push-server data: t1 and yxq follow each other, x follows yxq only.
 fn push_server_data(redis: &RedisServer) {
     for (user, password) in [(T1, "pw1"), (YXQ, "pw2"), (X, "pw3")] {
@@ -213,40 +198,7 @@ fn friends_receive_chat_without_subscribing_and_strangers_are_refused() {
     };
     push_server_data(&redis);
     let broker = redis.broker(&[]);
-
-    let (mut yxq, code) = login(&broker, "yxq-phone", Some(YXQ), Some("pw2"));
-    assert_eq!(code, ReasonCode::Success);
-    let (mut t1, code) = login(&broker, "t1-phone", Some(T1), Some("pw1"));
-    assert_eq!(code, ReasonCode::Success);
-    let (mut stranger, code) = login(&broker, "x-phone", Some(X), Some("pw3"));
-    assert_eq!(code, ReasonCode::Success);
-
-    t1.publish_with_id(
-        &format!("/{YXQ}/chat"),
-        b"hello friend",
-        QoS::AtLeastOnce,
-        false,
-        1,
-    );
-    assert!(matches!(t1.recv(WAIT), Some(Packet::PubAck(_))));
-    let got = yxq
-        .next_publish(WAIT)
-        .expect("auto-subscribed chat delivers");
-    assert_eq!(
-        (got.payload.clone(), got.qos),
-        (Bytes::from("hello friend"), QoS::AtLeastOnce)
-    );
-    yxq.send(&Packet::PubAck(PubAck::new(got.packet_id.unwrap())));
-
-    // x follows yxq but is not followed back: not a friend, so its publish is dropped.
-    stranger.publish_with_id(&format!("/{YXQ}/chat"), b"spam", QoS::AtLeastOnce, false, 1);
-    assert!(matches!(stranger.recv(WAIT), Some(Packet::PubAck(_))));
-    assert!(
-        yxq.next_publish(QUIET).is_none(),
-        "a non-friend's message is not delivered"
-    );
-    let ack = stranger.subscribe(&[(&format!("/{YXQ}/chat"), QoS::AtLeastOnce)]);
-    assert_eq!(ack.codes, vec![ReasonCode::UnspecifiedError]);
+    check_push_server_chat(&broker);
 }
 
 #[test]

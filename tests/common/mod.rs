@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use shardmq_codec::{
     encode, ByteStr, ConnAck, Connect, Decoder, LastWill, Packet, PacketId, Protocol, Publish, QoS,
-    SubAck, Subscribe, SubscribeFilter, SubscriptionOptions,
+    ReasonCode, SubAck, Subscribe, SubscribeFilter, SubscriptionOptions,
 };
 
 /// A running broker process.
@@ -416,3 +416,74 @@ impl RawClient {
 pub const QUIET: Duration = Duration::from_millis(300);
 /// Timeout for something that must arrive.
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Connects with a clean session and these credentials; the client and the CONNACK code.
+pub fn login(
+    broker: &Broker,
+    client_id: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> (RawClient, ReasonCode) {
+    let mut connect = connect_packet(client_id, true);
+    connect.username = user.map(ByteStr::from);
+    connect.password = password.map(|p| bytes::Bytes::copy_from_slice(p.as_bytes()));
+    let (client, ack) = RawClient::connect_with(broker.addr, connect);
+    (client, ack.code)
+}
+
+/// The users of the original push-server scenario: `T1` and `YXQ` follow each other, `X`
+/// follows `YXQ` only. Passwords are `pw1`, `pw2`, `pw3`.
+pub const T1: &str = "t1.qq.com";
+/// See [`T1`].
+pub const YXQ: &str = "yxq_anis.163.com";
+/// See [`T1`].
+pub const X: &str = "x.sina.com";
+
+/// The original system's functional test, against a broker whose backend (files or Redis) holds
+/// the push-server data (auto-subscribe `/%u/chat 1`, `pattern read /%u/chat`,
+/// `pattern write /%F/chat`): friends receive each other's chat without subscribing; a one-way
+/// follower may neither write to nor read another's chat.
+pub fn check_push_server_chat(broker: &Broker) {
+    let (mut yxq, code) = login(broker, "yxq-phone", Some(YXQ), Some("pw2"));
+    assert_eq!(code, ReasonCode::Success);
+    let (mut t1, code) = login(broker, "t1-phone", Some(T1), Some("pw1"));
+    assert_eq!(code, ReasonCode::Success);
+    let (mut stranger, code) = login(broker, "x-phone", Some(X), Some("pw3"));
+    assert_eq!(code, ReasonCode::Success);
+
+    t1.publish_with_id(
+        &format!("/{YXQ}/chat"),
+        b"hello friend",
+        QoS::AtLeastOnce,
+        false,
+        1,
+    );
+    assert!(matches!(t1.recv(WAIT), Some(Packet::PubAck(_))));
+    let got = yxq
+        .next_publish(WAIT)
+        .expect("auto-subscribed chat delivers");
+    assert_eq!(
+        (got.payload.clone(), got.qos),
+        (bytes::Bytes::from("hello friend"), QoS::AtLeastOnce)
+    );
+    yxq.send(&Packet::PubAck(shardmq_codec::PubAck::new(
+        got.packet_id.unwrap(),
+    )));
+
+    // x follows yxq but is not followed back: %F does not include it. The QoS 1 publish is
+    // acknowledged (3.1.1 has no refusal) and dropped.
+    stranger.publish_with_id(&format!("/{YXQ}/chat"), b"spam", QoS::AtLeastOnce, false, 1);
+    assert!(matches!(stranger.recv(WAIT), Some(Packet::PubAck(_))));
+    assert!(
+        yxq.next_publish(QUIET).is_none(),
+        "a non-friend's message is not delivered"
+    );
+
+    // Nobody may read another user's chat.
+    let ack = stranger.subscribe(&[(&format!("/{YXQ}/chat"), QoS::AtLeastOnce)]);
+    assert_eq!(
+        ack.codes,
+        vec![ReasonCode::UnspecifiedError],
+        "0x80 for a refused filter"
+    );
+}
