@@ -49,8 +49,8 @@ pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
     Auth, ConnAck, Connect, Disconnect, LastWill, Packet, PacketId, PacketType, Protocol, PubAck,
-    PubComp, PubRec, PubRel, Publish, QoS, RetainHandling, SubAck, Subscribe, SubscribeFilter,
-    SubscriptionOptions, UnsubAck, Unsubscribe,
+    PubComp, PubRec, PubRel, Publish, PublishHeader, QoS, RetainHandling, SubAck, Subscribe,
+    SubscribeFilter, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 pub use properties::{Properties, PropertyId, PropertyPlace, PropertyValues};
 pub use reason::ReasonCode;

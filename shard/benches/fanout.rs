@@ -1,60 +1,117 @@
-//! Fan-out through one shard without sockets: trie match, then one session delivery (PUBLISH
-//! header encoded, payload shared) per subscriber, then the writer's take of each outbox.
-//! Throughput is in deliveries.
+//! Fan-out through one shard's real [`Router`] without sockets: the publish is matched against
+//! the trie, one session delivery (PUBLISH header encoded, payload shared) is queued per
+//! subscriber, then each outbox is taken as the writer takes it. Throughput is in deliveries.
 
 use std::hint::black_box;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hashbrown::HashMap;
-use shardmq_codec::{ByteStr, Properties, Protocol, QoS, SubscriptionOptions};
-use shardmq_shard::mesh::ConnId;
-use shardmq_shard::session::{Message, Outbox, Session, SessionLimits};
-use shardmq_shard::trie::Trie;
+use shardmq_codec::{
+    ByteStr, Packet, PacketId, Properties, Protocol, QoS, Subscribe, SubscribeFilter,
+    SubscriptionOptions,
+};
+use shardmq_shard::mesh::{ConnId, Owner, ShardId};
+use shardmq_shard::router::{Identity, NewClient, Output, Router};
+use shardmq_shard::session::Message;
+use shardmq_shard::stats::Stats;
+use shardmq_shard::ShardConfig;
 
-struct Subscriber {
-    session: Session,
-    outbox: Outbox,
+/// The publisher's connection; subscribers are 1..=n.
+const PUBLISHER: ConnId = ConnId(1_000_000);
+
+fn connect(router: &mut Router, conn: ConnId) {
+    router.connect(
+        conn,
+        NewClient {
+            client_id: ByteStr::from(format!("c{}", conn.0)),
+            protocol: Protocol::V311,
+            clean_start: true,
+            persistent: false,
+            assigned: false,
+            receive_maximum: u16::MAX,
+            will: None,
+            identity: Identity::default(),
+            acl: None,
+            auto_subscribe: Vec::new(),
+        },
+    );
 }
 
-fn setup(
-    subscribers: usize,
-    qos: QoS,
-) -> (Trie<HashMap<ConnId, SubscriptionOptions>>, Vec<Subscriber>) {
-    let mut trie = Trie::new();
-    let mut clients = Vec::with_capacity(subscribers);
-    for n in 0..subscribers {
-        let mut session = Session::new(
-            ByteStr::from(format!("c{n}")),
-            Protocol::V311,
-            SessionLimits::default(),
-        );
-        let options = SubscriptionOptions {
-            qos,
-            ..SubscriptionOptions::default()
+fn setup(subscribers: usize, qos: QoS) -> Router {
+    let mut router = Router::new(
+        ShardId(0),
+        Arc::new(ShardConfig::default()),
+        Rc::new(Stats::default()),
+    );
+    connect(&mut router, PUBLISHER);
+    for n in 1..=subscribers as u64 {
+        connect(&mut router, ConnId(n));
+        let subscribe = Subscribe {
+            packet_id: PacketId::new(1).expect("non-zero"),
+            filters: vec![SubscribeFilter {
+                filter: ByteStr::from("fan/out"),
+                options: SubscriptionOptions {
+                    qos,
+                    ..SubscriptionOptions::default()
+                },
+            }],
+            properties: Properties::default(),
         };
-        session.add_subscription(ByteStr::from("fan/out"), options);
-        trie.get_or_insert_with("fan/out", HashMap::new)
-            .insert(ConnId(n as u64), options);
-        clients.push(Subscriber {
-            session,
-            outbox: Outbox::default(),
-        });
+        router
+            .handle_packet(ConnId(n), Packet::Subscribe(subscribe))
+            .expect("valid SUBSCRIBE");
     }
     // Unrelated filters, so the match walks a realistic trie.
-    for n in 0..10_000 {
-        trie.get_or_insert_with(&format!("device/{n}/telemetry"), HashMap::new);
+    for n in 0..10_000u64 {
+        let conn = ConnId(2_000_000 + n);
+        connect(&mut router, conn);
+        let subscribe = Subscribe {
+            packet_id: PacketId::new(1).expect("non-zero"),
+            filters: vec![SubscribeFilter {
+                filter: ByteStr::from(format!("device/{n}/telemetry")),
+                options: SubscriptionOptions::default(),
+            }],
+            properties: Properties::default(),
+        };
+        router
+            .handle_packet(conn, Packet::Subscribe(subscribe))
+            .expect("valid SUBSCRIBE");
     }
-    (trie, clients)
+    drain(&mut router, subscribers, &mut Vec::new(), &mut Vec::new());
+    router
+}
+
+/// Takes every outbox as the writer does; the subscribers acknowledge, keeping the window open.
+fn drain(
+    router: &mut Router,
+    subscribers: usize,
+    outputs: &mut Vec<Output>,
+    chunks: &mut Vec<Bytes>,
+) {
+    router.drain_outputs(outputs);
+    outputs.clear();
+    for n in 1..=subscribers as u64 {
+        let session = router.session_mut(ConnId(n)).expect("connected");
+        session.poll_transmit(chunks);
+        chunks.clear();
+        while let Some(id) = session.oldest_inflight() {
+            session.handle_puback(id);
+        }
+    }
 }
 
 fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout");
+    let origin = Owner {
+        shard: ShardId(0),
+        conn: PUBLISHER,
+    };
     for &subscribers in &[1_000usize, 10_000] {
         for (qos, label) in [(QoS::AtMostOnce, "qos0"), (QoS::AtLeastOnce, "qos1")] {
             for payload_len in [64usize, 1024] {
-                let (trie, mut clients) = setup(subscribers, qos);
+                let mut router = setup(subscribers, qos);
                 let message = Arc::new(Message {
                     topic: ByteStr::from("fan/out"),
                     payload: Bytes::from(vec![0u8; payload_len]),
@@ -62,30 +119,18 @@ fn fanout(c: &mut Criterion) {
                     retain: false,
                     properties: Properties::default(),
                 });
+                let mut outputs = Vec::new();
                 let mut chunks = Vec::new();
                 group.throughput(Throughput::Elements(subscribers as u64));
                 let id = BenchmarkId::new(format!("{label}/{payload_len}B"), subscribers);
                 group.bench_with_input(id, &subscribers, |b, _| {
                     b.iter(|| {
-                        trie.for_each_match(black_box("fan/out"), |subs| {
-                            for (conn, options) in subs {
-                                let client = &mut clients[conn.0 as usize];
-                                client.session.handle_delivery(
-                                    &message,
-                                    options.qos,
-                                    false,
-                                    &mut client.outbox,
-                                );
-                            }
-                        });
-                        for client in clients.iter_mut() {
-                            client.outbox.take(&mut chunks);
-                            chunks.clear();
-                            // The subscriber acknowledges, keeping the window open.
-                            while let Some(id) = client.session.oldest_inflight() {
-                                client.session.handle_puback(id, &mut client.outbox);
-                            }
-                        }
+                        let fanout = router
+                            .publish(Arc::clone(black_box(&message)), origin)
+                            .expect("local subscribers");
+                        assert_eq!(fanout.len(), subscribers);
+                        router.deliver(&fanout, 0..fanout.len());
+                        drain(&mut router, subscribers, &mut outputs, &mut chunks);
                     })
                 });
             }

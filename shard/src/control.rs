@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, Sender};
 use crossbeam::utils::CachePadded;
 use futures_channel::oneshot;
-use shardmq_codec::{QoS, ReasonCode};
+use shardmq_codec::{ByteStr, QoS, ReasonCode};
 
 use crate::acl::SessionAcl;
 use crate::hot_topics::TopicCounts;
@@ -65,13 +65,14 @@ pub enum ShardCommand {
         /// Where the answer goes.
         reply: Sender<Vec<ClientInfo>>,
     },
-    /// Replace the access rules of a connected client (rules or relations changed); its
-    /// subscriptions the new rules no longer allow are removed.
-    UpdateAcl {
-        /// Client id.
-        client_id: String,
-        /// The new rules.
-        acl: Box<SessionAcl>,
+    /// Replace the access rules of the sessions named (rules or relations changed); their
+    /// subscriptions the new rules no longer allow are removed. Replies how many sessions this
+    /// shard updated.
+    UpdateAcls {
+        /// Client id → its new rules.
+        updates: Vec<(ByteStr, Box<SessionAcl>)>,
+        /// Where the count goes.
+        reply: Sender<usize>,
     },
 }
 
@@ -173,15 +174,32 @@ impl BrokerHandle {
         (0..asked).any(|_| answers.recv_timeout(timeout).unwrap_or(false))
     }
 
-    /// Replaces the access rules of a client wherever it is connected.
-    pub fn update_acl(&self, client_id: &str, acl: &SessionAcl) {
+    /// Replaces the access rules of these clients wherever they are (one batched command per
+    /// shard) and waits for every shard to confirm. Returns how many sessions were updated, or
+    /// `None` if a shard could not be asked or did not answer within `timeout`.
+    pub fn update_acls(
+        &self,
+        updates: &[(String, SessionAcl)],
+        timeout: Duration,
+    ) -> Option<usize> {
+        let (reply, answers) = channel::bounded(self.commands.len());
         for tx in &self.commands {
-            let command = ShardCommand::UpdateAcl {
-                client_id: client_id.to_owned(),
-                acl: Box::new(acl.clone()),
+            let updates = updates
+                .iter()
+                .map(|(client_id, acl)| (ByteStr::from(client_id.as_str()), Box::new(acl.clone())))
+                .collect();
+            let command = ShardCommand::UpdateAcls {
+                updates,
+                reply: reply.clone(),
             };
-            let _ = tx.try_send(command);
+            tx.send_timeout(command, timeout).ok()?;
         }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut total = 0;
+        for _ in 0..self.commands.len() {
+            total += answers.recv_deadline(deadline).ok()?;
+        }
+        Some(total)
     }
 
     /// Every client on every shard, sorted by client id.

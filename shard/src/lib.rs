@@ -1,10 +1,15 @@
 //! `shardmq-shard`: one core's engine.
 //!
-//! The pure parts know nothing of sockets or clocks: the subscription [`trie`], the [`retained`]
-//! index, the per-client [`session`] state machine, the per-session [`acl`] matcher, the client-id
-//! [`registry`] and the [`mesh`] messages. Three modules touch glommio: [`broker`] (one shard's
-//! state and the inter-shard protocols), [`connection`] (the socket driver) and [`runtime`]
-//! (start-up, listeners, shutdown).
+//! Pure parts, which know nothing of sockets, tasks or clocks (inputs are method calls, outputs
+//! are returned or drained): the [`router`] (one shard's clients, subscriptions, routes and
+//! retained messages, and the inter-shard protocols), the client-id [`takeover`] state machine,
+//! the per-client [`session`] state machine, the subscription [`trie`], the [`retained`] index,
+//! the per-session [`acl`] matcher, the connection [`deadline`]s and the [`mesh`] messages.
+//!
+//! Driver parts, which carry the pure parts' decisions out on glommio: [`shard`] (one shard's
+//! executor side: router, rings, sockets), [`connection`] (the task reading one socket),
+//! [`writer`] (everything that writes to sockets) and [`broker`] (start-up of every shard,
+//! listeners, shutdown). [`control`] is the shards' interface to other threads.
 #![warn(missing_docs)]
 
 pub mod acl;
@@ -12,17 +17,19 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod deadline;
 pub mod hot_topics;
 pub mod mesh;
-pub mod registry;
 pub mod retained;
-pub mod runtime;
+pub mod router;
 pub mod session;
+pub mod shard;
 pub mod stats;
-pub mod sync;
+pub mod takeover;
 pub mod trie;
+pub mod writer;
 
+pub use broker::Broker;
 pub use config::ShardConfig;
 pub use control::BrokerHandle;
-pub use runtime::Broker;
 pub use session::SessionLimits;

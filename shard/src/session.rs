@@ -3,8 +3,8 @@
 //! A [`Session`] owns everything MQTT says a server keeps for one client id: its subscriptions,
 //! the outgoing QoS 1/2 flows (packet ids, the inflight window, the queue behind it), and the
 //! incoming QoS 2 packet ids awaiting PUBREL. It never touches a socket and never reads a clock:
-//! the driver feeds it packets and deliveries, and it appends encoded bytes to an [`Outbox`] that
-//! the connection's writer drains. This makes every QoS flow testable in memory and lets a
+//! the driver feeds it packets and deliveries, and it appends encoded bytes to its own [`Outbox`],
+//! which the connection's writer drains ([`Session::poll_transmit`]); one input is one borrow. This makes every QoS flow testable in memory and lets a
 //! persistent session outlive its connection and move between shards as plain data
 //! ([`Session`] is `Send`).
 //!
@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use hashbrown::{HashMap, HashSet};
 use shardmq_codec::{
     encode, ByteStr, Packet, PacketId, Properties, Protocol, PubAck, PubComp, PubRec, PubRel,
-    Publish, QoS, ReasonCode, SubscriptionOptions,
+    Publish, PublishHeader, QoS, ReasonCode, SubscriptionOptions,
 };
 
 /// A message as routed between shards and queued for subscribers: immutable and shared, so one
@@ -104,19 +104,24 @@ impl Outbox {
     }
 
     /// Appends a PUBLISH: its header is encoded here, its payload is shared unless small.
-    pub fn push_publish(&mut self, publish: &Publish, protocol: Protocol) {
+    pub fn push_publish(
+        &mut self,
+        header: &PublishHeader<'_>,
+        payload: &Bytes,
+        protocol: Protocol,
+    ) {
         let before = self.scratch.len();
-        if publish.encode_header(protocol, &mut self.scratch).is_err() {
+        if header.encode(protocol, &mut self.scratch).is_err() {
             self.scratch.truncate(before);
             return;
         }
-        self.len += self.scratch.len() - before + publish.payload.len();
-        if publish.payload.len() <= INLINE_PAYLOAD {
-            self.scratch.extend_from_slice(&publish.payload);
+        self.len += self.scratch.len() - before + payload.len();
+        if payload.len() <= INLINE_PAYLOAD {
+            self.scratch.extend_from_slice(payload);
             self.seal_if_large();
         } else {
             self.seal();
-            self.chunks.push_back(publish.payload.clone());
+            self.chunks.push_back(payload.clone());
         }
     }
 
@@ -233,6 +238,7 @@ pub struct Session {
     incoming_qos2: HashSet<PacketId>,
     connected: bool,
     drops: Drops,
+    outbox: Outbox,
 }
 
 impl Session {
@@ -250,7 +256,33 @@ impl Session {
             incoming_qos2: HashSet::new(),
             connected: true,
             drops: Drops::default(),
+            outbox: Outbox::default(),
         }
+    }
+
+    /// The protocol level of the current (or last) connection.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Queues a packet the driver built (CONNACK, SUBACK, PINGRESP, DISCONNECT...).
+    pub fn send(&mut self, packet: &Packet) {
+        self.outbox.push_packet(packet, self.protocol);
+    }
+
+    /// Bytes waiting for the writer.
+    pub fn pending_bytes(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Takes everything waiting for the writer, in wire order, for one vectored write.
+    pub fn poll_transmit(&mut self, into: &mut Vec<Bytes>) {
+        self.outbox.take(into);
+    }
+
+    /// Puts back, in front, what a write could not send.
+    pub fn restore_transmit(&mut self, chunks: Vec<Bytes>) {
+        self.outbox.restore_front(chunks);
     }
 
     /// The client id.
@@ -293,36 +325,38 @@ impl Session {
         self.subscriptions.remove(filter).is_some()
     }
 
-    /// The connection closed. A persistent session keeps its state for the next connection.
+    /// The connection closed: what it had not sent is gone with it. A persistent session keeps
+    /// its state for the next connection.
     pub fn handle_disconnected(&mut self) {
         self.connected = false;
+        self.outbox.clear();
     }
 
     /// A new connection resumed this persistent session: adopt its protocol and window, resend
     /// every unacknowledged PUBLISH with DUP and every pending PUBREL in their original order
     /// [MQTT-4.4.0-1], then release queued messages into the window.
-    pub fn handle_resumed(&mut self, protocol: Protocol, receive_maximum: u16, out: &mut Outbox) {
+    pub fn handle_resumed(&mut self, protocol: Protocol, receive_maximum: u16) {
         self.protocol = protocol;
         self.window = self.limits.inflight.min(receive_maximum).max(1);
         self.connected = true;
         for entry in &self.inflight {
             match entry.awaiting {
                 Awaiting::PubAck | Awaiting::PubRec => {
-                    let publish = to_publish(
-                        &entry.message,
-                        entry.qos,
-                        entry.retain,
-                        Some(entry.id),
-                        true,
-                    );
-                    out.push_publish(&publish, self.protocol);
+                    let header = header(&entry.message, entry.qos, entry.retain, Some(entry.id));
+                    let header = PublishHeader {
+                        dup: true,
+                        ..header
+                    };
+                    self.outbox
+                        .push_publish(&header, &entry.message.payload, self.protocol);
                 }
                 Awaiting::PubComp => {
-                    out.push_packet(&Packet::PubRel(PubRel::new(entry.id)), self.protocol);
+                    self.outbox
+                        .push_packet(&Packet::PubRel(PubRel::new(entry.id)), self.protocol);
                 }
             }
         }
-        self.release_queued(out);
+        self.release_queued();
     }
 
     /// Sets the inflight window from the client's MQTT 5 receive maximum.
@@ -333,13 +367,7 @@ impl Session {
     /// A message routed to this session through a subscription granted at `granted` QoS.
     /// `retain` is the RETAIN flag to deliver with (true for retained messages sent on
     /// subscribe, or as published with retain-as-published).
-    pub fn handle_delivery(
-        &mut self,
-        message: &Arc<Message>,
-        granted: QoS,
-        retain: bool,
-        out: &mut Outbox,
-    ) {
+    pub fn handle_delivery(&mut self, message: &Arc<Message>, granted: QoS, retain: bool) {
         let qos = message.qos.min(granted);
         if !self.connected {
             if qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
@@ -353,18 +381,19 @@ impl Session {
             return;
         }
         if qos == QoS::AtMostOnce {
-            if out.len() >= self.limits.max_outbox_bytes {
+            if self.outbox.len() >= self.limits.max_outbox_bytes {
                 self.drops.slow_qos0 += 1;
                 return;
             }
-            out.push_publish(
-                &to_publish(message, qos, retain, None, false),
+            self.outbox.push_publish(
+                &header(message, qos, retain, None),
+                &message.payload,
                 self.protocol,
             );
             return;
         }
-        if self.queued.is_empty() && self.window_open(out) {
-            self.send_new(Arc::clone(message), qos, retain, out);
+        if self.queued.is_empty() && self.window_open() {
+            self.send_new(Arc::clone(message), qos, retain);
         } else {
             self.enqueue(Queued {
                 message: Arc::clone(message),
@@ -374,8 +403,9 @@ impl Session {
         }
     }
 
-    fn window_open(&self, out: &Outbox) -> bool {
-        self.inflight.len() < usize::from(self.window) && out.len() < self.limits.max_outbox_bytes
+    fn window_open(&self) -> bool {
+        self.inflight.len() < usize::from(self.window)
+            && self.outbox.len() < self.limits.max_outbox_bytes
     }
 
     fn enqueue(&mut self, queued: Queued) {
@@ -391,10 +421,13 @@ impl Session {
         self.queued.push_back(queued);
     }
 
-    fn send_new(&mut self, message: Arc<Message>, qos: QoS, retain: bool, out: &mut Outbox) {
+    fn send_new(&mut self, message: Arc<Message>, qos: QoS, retain: bool) {
         let id = self.allocate_id();
-        let publish = to_publish(&message, qos, retain, Some(id), false);
-        out.push_publish(&publish, self.protocol);
+        self.outbox.push_publish(
+            &header(&message, qos, retain, Some(id)),
+            &message.payload,
+            self.protocol,
+        );
         let awaiting = if qos == QoS::AtLeastOnce {
             Awaiting::PubAck
         } else {
@@ -410,18 +443,19 @@ impl Session {
     }
 
     /// Moves queued messages into the window while it has room.
-    pub fn release_queued(&mut self, out: &mut Outbox) {
-        while self.connected && self.window_open(out) {
+    pub fn release_queued(&mut self) {
+        while self.connected && self.window_open() {
             let Some(next) = self.queued.pop_front() else {
                 break;
             };
             if next.qos == QoS::AtMostOnce {
-                out.push_publish(
-                    &to_publish(&next.message, next.qos, next.retain, None, false),
+                self.outbox.push_publish(
+                    &header(&next.message, next.qos, next.retain, None),
+                    &next.message.payload,
                     self.protocol,
                 );
             } else {
-                self.send_new(next.message, next.qos, next.retain, out);
+                self.send_new(next.message, next.qos, next.retain);
             }
         }
     }
@@ -446,15 +480,11 @@ impl Session {
 
     /// An incoming PUBLISH from the client. Writes the acknowledgement QoS requires and says
     /// whether to route it.
-    pub fn handle_publish(
-        &mut self,
-        publish: &Publish,
-        out: &mut Outbox,
-    ) -> Result<PublishVerdict, Violation> {
+    pub fn handle_publish(&mut self, publish: &Publish) -> Result<PublishVerdict, Violation> {
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => Ok(PublishVerdict::Route),
             (QoS::AtLeastOnce, Some(id)) => {
-                out.push_packet(&Packet::PubAck(PubAck::new(id)), self.protocol);
+                self.send(&Packet::PubAck(PubAck::new(id)));
                 Ok(PublishVerdict::Route)
             }
             (QoS::ExactlyOnce, Some(id)) => {
@@ -462,7 +492,7 @@ impl Session {
                 if first && self.incoming_qos2.len() > usize::from(u16::MAX) {
                     return Err(Violation(ReasonCode::ReceiveMaximumExceeded));
                 }
-                out.push_packet(&Packet::PubRec(PubRec::new(id)), self.protocol);
+                self.send(&Packet::PubRec(PubRec::new(id)));
                 Ok(if first {
                     PublishVerdict::Route
                 } else {
@@ -476,7 +506,7 @@ impl Session {
 
     /// Acknowledges a refused QoS 1/2 PUBLISH as if it were accepted (MQTT 3.1.1 has no way to
     /// say no, so the message is acknowledged and dropped) without routing it.
-    pub fn acknowledge_refused(&mut self, publish: &Publish, code: ReasonCode, out: &mut Outbox) {
+    pub fn acknowledge_refused(&mut self, publish: &Publish, code: ReasonCode) {
         let code = if self.protocol.is_v5() {
             code
         } else {
@@ -486,7 +516,7 @@ impl Session {
             (QoS::AtLeastOnce, Some(id)) => {
                 let mut ack = PubAck::new(id);
                 ack.code = code;
-                out.push_packet(&Packet::PubAck(ack), self.protocol);
+                self.send(&Packet::PubAck(ack));
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let mut rec = PubRec::new(id);
@@ -494,52 +524,52 @@ impl Session {
                 if !code.is_error() {
                     self.incoming_qos2.insert(id);
                 }
-                out.push_packet(&Packet::PubRec(rec), self.protocol);
+                self.send(&Packet::PubRec(rec));
             }
             _ => {}
         }
     }
 
     /// PUBREL from the client: the QoS 2 flow of an incoming message completes [MQTT-4.3.3-2].
-    pub fn handle_pubrel(&mut self, id: PacketId, out: &mut Outbox) {
+    pub fn handle_pubrel(&mut self, id: PacketId) {
         let mut comp = PubComp::new(id);
         if !self.incoming_qos2.remove(&id) && self.protocol.is_v5() {
             comp.code = ReasonCode::PacketIdentifierNotFound;
         }
-        out.push_packet(&Packet::PubComp(comp), self.protocol);
+        self.send(&Packet::PubComp(comp));
     }
 
     /// PUBACK from the client.
-    pub fn handle_puback(&mut self, id: PacketId, out: &mut Outbox) {
+    pub fn handle_puback(&mut self, id: PacketId) {
         if self.complete(id, Awaiting::PubAck) {
-            self.release_queued(out);
+            self.release_queued();
         }
     }
 
     /// PUBREC from the client: answer PUBREL and wait for PUBCOMP. A PUBREC carrying an error
     /// code (MQTT 5) ends the flow.
-    pub fn handle_pubrec(&mut self, rec: &PubRec, out: &mut Outbox) {
+    pub fn handle_pubrec(&mut self, rec: &PubRec) {
         let Some(entry) = self.inflight.iter_mut().find(|e| e.id == rec.packet_id) else {
             if self.protocol.is_v5() {
                 let mut rel = PubRel::new(rec.packet_id);
                 rel.code = ReasonCode::PacketIdentifierNotFound;
-                out.push_packet(&Packet::PubRel(rel), self.protocol);
+                self.send(&Packet::PubRel(rel));
             }
             return;
         };
         if rec.code.is_error() {
             self.complete(rec.packet_id, Awaiting::PubRec);
-            self.release_queued(out);
+            self.release_queued();
             return;
         }
         entry.awaiting = Awaiting::PubComp;
-        out.push_packet(&Packet::PubRel(PubRel::new(rec.packet_id)), self.protocol);
+        self.send(&Packet::PubRel(PubRel::new(rec.packet_id)));
     }
 
     /// PUBCOMP from the client.
-    pub fn handle_pubcomp(&mut self, id: PacketId, out: &mut Outbox) {
+    pub fn handle_pubcomp(&mut self, id: PacketId) {
         if self.complete(id, Awaiting::PubComp) {
-            self.release_queued(out);
+            self.release_queued();
         }
     }
 
@@ -571,22 +601,16 @@ impl Session {
     }
 }
 
-/// Builds the PUBLISH a subscriber receives.
-fn to_publish(
-    message: &Message,
-    qos: QoS,
-    retain: bool,
-    id: Option<PacketId>,
-    dup: bool,
-) -> Publish {
-    Publish {
-        dup,
+/// The header of the PUBLISH a subscriber receives, borrowed from the shared message.
+fn header(message: &Message, qos: QoS, retain: bool, id: Option<PacketId>) -> PublishHeader<'_> {
+    PublishHeader {
+        dup: false,
         qos,
         retain,
-        topic: message.topic.clone(),
+        topic: &message.topic,
         packet_id: id,
-        properties: message.properties.clone(),
-        payload: message.payload.clone(),
+        properties: &message.properties,
+        payload_len: message.payload.len(),
     }
 }
 
@@ -605,9 +629,9 @@ mod tests {
         })
     }
 
-    fn drain(out: &mut Outbox) -> Vec<Packet> {
+    fn drain(session: &mut Session) -> Vec<Packet> {
         let mut chunks = Vec::new();
-        out.take(&mut chunks);
+        session.poll_transmit(&mut chunks);
         let mut buf = BytesMut::new();
         for chunk in chunks {
             buf.extend_from_slice(&chunk);
@@ -632,14 +656,8 @@ mod tests {
     #[test]
     fn qos0_delivery_is_written_once() {
         let mut s = session(SessionLimits::default());
-        let mut out = Outbox::default();
-        s.handle_delivery(
-            &message("a", QoS::AtMostOnce),
-            QoS::ExactlyOnce,
-            false,
-            &mut out,
-        );
-        let packets = drain(&mut out);
+        s.handle_delivery(&message("a", QoS::AtMostOnce), QoS::ExactlyOnce, false);
+        let packets = drain(&mut s);
         assert_eq!(packets.len(), 1);
         let Packet::Publish(p) = &packets[0] else {
             panic!("{packets:?}")
@@ -654,14 +672,8 @@ mod tests {
     #[test]
     fn qos_is_downgraded_to_granted() {
         let mut s = session(SessionLimits::default());
-        let mut out = Outbox::default();
-        s.handle_delivery(
-            &message("a", QoS::ExactlyOnce),
-            QoS::AtLeastOnce,
-            false,
-            &mut out,
-        );
-        let packets = drain(&mut out);
+        s.handle_delivery(&message("a", QoS::ExactlyOnce), QoS::AtLeastOnce, false);
+        let packets = drain(&mut s);
         let Packet::Publish(p) = &packets[0] else {
             panic!()
         };
@@ -676,74 +688,52 @@ mod tests {
             ..SessionLimits::default()
         };
         let mut s = session(limits);
-        let mut out = Outbox::default();
         for _ in 0..5 {
-            s.handle_delivery(
-                &message("a", QoS::AtLeastOnce),
-                QoS::AtLeastOnce,
-                false,
-                &mut out,
-            );
+            s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false);
         }
-        assert_eq!(drain(&mut out).len(), 2);
+        assert_eq!(drain(&mut s).len(), 2);
         assert_eq!((s.inflight_len(), s.queued_len()), (2, 3));
-        s.handle_puback(id(1), &mut out);
-        let packets = drain(&mut out);
+        s.handle_puback(id(1));
+        let packets = drain(&mut s);
         assert_eq!(packets.len(), 1);
         let Packet::Publish(p) = &packets[0] else {
             panic!()
         };
         assert_eq!(p.packet_id, Some(id(3)));
         // An ack for an unknown id changes nothing.
-        s.handle_puback(id(9), &mut out);
-        assert!(drain(&mut out).is_empty());
+        s.handle_puback(id(9));
+        assert!(drain(&mut s).is_empty());
         assert_eq!((s.inflight_len(), s.queued_len()), (2, 2));
     }
 
     #[test]
     fn qos2_outgoing_flow() {
         let mut s = session(SessionLimits::default());
-        let mut out = Outbox::default();
-        s.handle_delivery(
-            &message("a", QoS::ExactlyOnce),
-            QoS::ExactlyOnce,
-            false,
-            &mut out,
-        );
-        drain(&mut out);
-        s.handle_pubrec(&PubRec::new(id(1)), &mut out);
-        assert_eq!(drain(&mut out), vec![Packet::PubRel(PubRel::new(id(1)))]);
+        s.handle_delivery(&message("a", QoS::ExactlyOnce), QoS::ExactlyOnce, false);
+        drain(&mut s);
+        s.handle_pubrec(&PubRec::new(id(1)));
+        assert_eq!(drain(&mut s), vec![Packet::PubRel(PubRel::new(id(1)))]);
         // PUBACK does not complete a QoS 2 flow.
-        s.handle_puback(id(1), &mut out);
+        s.handle_puback(id(1));
         assert_eq!(s.inflight_len(), 1);
-        s.handle_pubcomp(id(1), &mut out);
+        s.handle_pubcomp(id(1));
         assert_eq!(s.inflight_len(), 0);
     }
 
     #[test]
     fn incoming_qos2_is_routed_once() {
         let mut s = session(SessionLimits::default());
-        let mut out = Outbox::default();
         let publish = Publish {
             qos: QoS::ExactlyOnce,
             packet_id: Some(id(7)),
             topic: ByteStr::from("t"),
             ..Publish::default()
         };
-        assert_eq!(
-            s.handle_publish(&publish, &mut out),
-            Ok(PublishVerdict::Route)
-        );
-        assert_eq!(
-            s.handle_publish(&publish, &mut out),
-            Ok(PublishVerdict::Duplicate)
-        );
-        s.handle_pubrel(id(7), &mut out);
-        assert_eq!(
-            s.handle_publish(&publish, &mut out),
-            Ok(PublishVerdict::Route)
-        );
-        let packets = drain(&mut out);
+        assert_eq!(s.handle_publish(&publish), Ok(PublishVerdict::Route));
+        assert_eq!(s.handle_publish(&publish), Ok(PublishVerdict::Duplicate));
+        s.handle_pubrel(id(7));
+        assert_eq!(s.handle_publish(&publish), Ok(PublishVerdict::Route));
+        let packets = drain(&mut s);
         assert_eq!(
             packets,
             vec![
@@ -758,40 +748,18 @@ mod tests {
     #[test]
     fn offline_session_queues_and_resends_on_resume() {
         let mut s = session(SessionLimits::default());
-        let mut out = Outbox::default();
-        s.handle_delivery(
-            &message("a", QoS::AtLeastOnce),
-            QoS::AtLeastOnce,
-            false,
-            &mut out,
-        );
-        s.handle_delivery(
-            &message("b", QoS::ExactlyOnce),
-            QoS::ExactlyOnce,
-            false,
-            &mut out,
-        );
-        s.handle_pubrec(&PubRec::new(id(2)), &mut out);
-        drain(&mut out);
+        s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false);
+        s.handle_delivery(&message("b", QoS::ExactlyOnce), QoS::ExactlyOnce, false);
+        s.handle_pubrec(&PubRec::new(id(2)));
+        drain(&mut s);
         s.handle_disconnected();
-        out.clear();
-        s.handle_delivery(
-            &message("c", QoS::AtLeastOnce),
-            QoS::AtLeastOnce,
-            false,
-            &mut out,
-        );
-        s.handle_delivery(
-            &message("d", QoS::AtMostOnce),
-            QoS::AtLeastOnce,
-            false,
-            &mut out,
-        );
-        assert!(out.is_empty());
+        s.handle_delivery(&message("c", QoS::AtLeastOnce), QoS::AtLeastOnce, false);
+        s.handle_delivery(&message("d", QoS::AtMostOnce), QoS::AtLeastOnce, false);
+        assert_eq!(s.pending_bytes(), 0);
         assert_eq!(s.queued_len(), 1, "QoS 0 is not queued offline by default");
         let mut moved = s.take_state();
-        moved.handle_resumed(Protocol::V311, u16::MAX, &mut out);
-        let packets = drain(&mut out);
+        moved.handle_resumed(Protocol::V311, u16::MAX);
+        let packets = drain(&mut moved);
         assert_eq!(packets.len(), 3);
         let Packet::Publish(first) = &packets[0] else {
             panic!()
@@ -816,15 +784,14 @@ mod tests {
             ..SessionLimits::default()
         };
         let mut s = session(limits);
-        let mut out = Outbox::default();
         let qos1 = message("a", QoS::AtLeastOnce);
         for _ in 0..6 {
-            s.handle_delivery(&qos1, QoS::AtLeastOnce, false, &mut out);
+            s.handle_delivery(&qos1, QoS::AtLeastOnce, false);
         }
         assert_eq!((s.inflight_len(), s.queued_len()), (1, 3), "online bound");
         assert_eq!(s.take_drops().queue_full, 2);
         s.handle_disconnected();
-        s.handle_delivery(&qos1, QoS::AtLeastOnce, false, &mut out);
+        s.handle_delivery(&qos1, QoS::AtLeastOnce, false);
         assert_eq!(
             s.queued_len(),
             3,
@@ -840,32 +807,20 @@ mod tests {
             ..SessionLimits::default()
         };
         let mut s = session(limits);
-        let mut out = Outbox::default();
         for _ in 0..20 {
-            s.handle_delivery(
-                &message("a", QoS::AtMostOnce),
-                QoS::AtMostOnce,
-                false,
-                &mut out,
-            );
+            s.handle_delivery(&message("a", QoS::AtMostOnce), QoS::AtMostOnce, false);
         }
         assert!(s.take_drops().slow_qos0 > 0);
-        s.handle_delivery(
-            &message("a", QoS::AtLeastOnce),
-            QoS::AtLeastOnce,
-            false,
-            &mut out,
-        );
+        s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false);
         assert_eq!(s.queued_len(), 1);
-        drain(&mut out);
-        s.release_queued(&mut out);
+        drain(&mut s);
+        s.release_queued();
         assert_eq!(s.inflight_len(), 1);
     }
 
     #[test]
     fn large_payloads_keep_wire_order() {
         let mut s = session(SessionLimits::default());
-        let mut out = Outbox::default();
         for (n, len) in [10usize, 4096, 20, 600, 5].into_iter().enumerate() {
             let message = Arc::new(Message {
                 topic: ByteStr::from(format!("t{n}").as_str()),
@@ -874,10 +829,10 @@ mod tests {
                 retain: false,
                 properties: Properties::default(),
             });
-            s.handle_delivery(&message, QoS::AtMostOnce, false, &mut out);
-            out.push_packet(&Packet::PingResp, Protocol::V311);
+            s.handle_delivery(&message, QoS::AtMostOnce, false);
+            s.send(&Packet::PingResp);
         }
-        let packets = drain(&mut out);
+        let packets = drain(&mut s);
         assert_eq!(packets.len(), 10);
         for (n, pair) in packets.chunks(2).enumerate() {
             let Packet::Publish(p) = &pair[0] else {
@@ -896,14 +851,8 @@ mod tests {
             ..SessionLimits::default()
         });
         s.next_id = u16::MAX;
-        let mut out = Outbox::default();
         for _ in 0..3 {
-            s.handle_delivery(
-                &message("a", QoS::AtLeastOnce),
-                QoS::AtLeastOnce,
-                false,
-                &mut out,
-            );
+            s.handle_delivery(&message("a", QoS::AtLeastOnce), QoS::AtLeastOnce, false);
         }
         let ids: Vec<_> = s.inflight.iter().map(|e| e.id.get()).collect();
         assert_eq!(ids, vec![u16::MAX, 1, 2]);

@@ -307,24 +307,27 @@ impl Worker {
             warn!(error = %format!("{err:#}"), "reload failed; the previous rules stay in force");
             return;
         }
-        let sessions = self.refresh_sessions(&Refresh::All);
-        info!(sessions, "rules reloaded");
+        self.refresh_sessions(&Refresh::All);
     }
 
     fn handle_refresh(&mut self, refresh: &Refresh) {
-        let sessions = self.refresh_sessions(refresh);
-        info!(sessions, ?refresh, "rules refreshed");
+        self.refresh_sessions(refresh);
     }
 
-    /// Pushes recompiled rules to the sessions `refresh` concerns; returns how many.
-    fn refresh_sessions(&mut self, refresh: &Refresh) -> usize {
-        let Some(broker) = &self.broker else { return 0 };
+    /// Pushes recompiled rules to the sessions `refresh` concerns, in one batch per shard, and
+    /// logs "access rules reloaded" once every shard confirmed it applied them.
+    fn refresh_sessions(&mut self, refresh: &Refresh) {
+        let Some(broker) = &self.broker else { return };
         let clients = broker.clients(LIST_TIMEOUT);
         let updates = self.backend.refreshed_acls(refresh, &clients);
-        for (client_id, acl) in &updates {
-            broker.update_acl(client_id, acl);
+        match broker.update_acls(&updates, LIST_TIMEOUT) {
+            Some(sessions) => info!(sessions, ?refresh, "access rules reloaded"),
+            None => warn!(
+                sessions = updates.len(),
+                ?refresh,
+                "access rules sent, but not every shard confirmed applying them"
+            ),
         }
-        updates.len()
     }
 }
 

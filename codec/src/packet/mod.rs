@@ -35,7 +35,7 @@ pub use auth::Auth;
 pub use connack::ConnAck;
 pub use connect::{Connect, LastWill};
 pub use disconnect::Disconnect;
-pub use publish::Publish;
+pub use publish::{Publish, PublishHeader};
 pub use suback::SubAck;
 pub use subscribe::{RetainHandling, Subscribe, SubscribeFilter, SubscriptionOptions};
 pub use unsuback::UnsubAck;

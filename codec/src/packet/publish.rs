@@ -112,6 +112,77 @@ impl Publish {
         })))
     }
 
+    /// The header of this PUBLISH, borrowed.
+    #[inline]
+    pub fn header(&self) -> PublishHeader<'_> {
+        PublishHeader {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: &self.topic,
+            packet_id: self.packet_id,
+            properties: &self.properties,
+            payload_len: self.payload.len(),
+        }
+    }
+
+    pub(crate) fn encoded_len(&self, protocol: Protocol) -> Result<usize, EncodeError> {
+        let header = self.header();
+        packet_len(header.layout(protocol)?.0 + self.payload.len())
+    }
+
+    #[inline]
+    pub(crate) fn encode(&self, protocol: Protocol, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        let header = self.header();
+        let (len, properties) = header.layout(protocol)?;
+        put_fixed_header(dst, header.first_byte(), len + self.payload.len())?;
+        header.put_variable_header(protocol, properties, dst);
+        dst.put_slice(&self.payload);
+        Ok(())
+    }
+
+    /// Appends the fixed and variable header of this PUBLISH for `protocol` to `dst`, sized for
+    /// `self.payload`, without the payload itself: a writer sends the header and then the shared
+    /// payload `Bytes` in one vectored write.
+    pub fn encode_header(&self, protocol: Protocol, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.header().encode(protocol, dst)
+    }
+}
+
+/// Everything of a PUBLISH but its payload, borrowed: a broker encodes one per subscriber from
+/// the message it shares, without building (and cloning the properties of) a whole [`Publish`].
+#[derive(Clone, Copy, Debug)]
+pub struct PublishHeader<'a> {
+    /// DUP flag: a re-delivery.
+    pub dup: bool,
+    /// QoS.
+    pub qos: QoS,
+    /// RETAIN flag.
+    pub retain: bool,
+    /// Topic name.
+    pub topic: &'a ByteStr,
+    /// Packet id: `Some` exactly when `qos` is 1 or 2 [MQTT-2.3.1-5].
+    pub packet_id: Option<PacketId>,
+    /// MQTT 5 properties (ignored for 3.x).
+    pub properties: &'a Properties,
+    /// Length of the payload that follows the header on the wire.
+    pub payload_len: usize,
+}
+
+impl PublishHeader<'_> {
+    /// Appends the fixed and variable header to `dst`; the payload is the caller's to send.
+    #[inline]
+    pub fn encode(&self, protocol: Protocol, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        let (header, properties) = self.layout(protocol)?;
+        let remaining = header + self.payload_len;
+        let total = packet_len(remaining)?;
+        dst.reserve(total - self.payload_len);
+        dst.put_u8(self.first_byte());
+        crate::wire::put_varint(dst, remaining);
+        self.put_variable_header(protocol, properties, dst);
+        Ok(())
+    }
+
     fn first_byte(&self) -> u8 {
         (PacketType::Publish as u8) << 4
             | u8::from(self.dup) << 3
@@ -121,7 +192,7 @@ impl Publish {
 
     /// Length of the variable header and of the property block.
     #[inline]
-    fn header_layout(&self, protocol: Protocol) -> Result<(usize, usize), EncodeError> {
+    fn layout(&self, protocol: Protocol) -> Result<(usize, usize), EncodeError> {
         let mut len = string_len(self.topic.as_bytes())?;
         match (self.qos, self.packet_id) {
             (QoS::AtMostOnce, None) => {}
@@ -145,33 +216,6 @@ impl Publish {
         if protocol.is_v5() {
             self.properties.encode(properties, dst);
         }
-    }
-
-    pub(crate) fn encoded_len(&self, protocol: Protocol) -> Result<usize, EncodeError> {
-        packet_len(self.header_layout(protocol)?.0 + self.payload.len())
-    }
-
-    #[inline]
-    pub(crate) fn encode(&self, protocol: Protocol, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        let (header, properties) = self.header_layout(protocol)?;
-        put_fixed_header(dst, self.first_byte(), header + self.payload.len())?;
-        self.put_variable_header(protocol, properties, dst);
-        dst.put_slice(&self.payload);
-        Ok(())
-    }
-
-    /// Appends the fixed and variable header of this PUBLISH for `protocol` to `dst`, sized for
-    /// `self.payload`, without the payload itself: a writer sends the header and then the shared
-    /// payload `Bytes` in one vectored write.
-    pub fn encode_header(&self, protocol: Protocol, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        let (header, properties) = self.header_layout(protocol)?;
-        let remaining = header + self.payload.len();
-        let total = packet_len(remaining)?;
-        dst.reserve(total - self.payload.len());
-        dst.put_u8(self.first_byte());
-        crate::wire::put_varint(dst, remaining);
-        self.put_variable_header(protocol, properties, dst);
-        Ok(())
     }
 }
 

@@ -1,0 +1,1170 @@
+//! One shard's routing core, sans I/O: clients and their sessions, the local subscription trie,
+//! the replicated route table, the retained index, and the inter-shard protocols (route add/ack,
+//! client-id claim/takeover/handover/release).
+//!
+//! A [`Router`] never touches a socket, a ring, a task or a clock, like [`Session`] and like
+//! quinn-proto's `Endpoint`. Inputs are method calls: a new client ([`Router::connect`]), a packet
+//! from a connected client ([`Router::handle_packet`]), a message from a peer shard
+//! ([`Router::handle_mesh`]), a command from outside ([`Router::kick`],
+//! [`Router::update_acls`]...). Outputs are [`Output`]s the driver drains after each input
+//! ([`Router::drain_outputs`]): messages for peer shards, clients whose session has bytes to
+//! send, connections to close, and clients whose pending CONNECT or SUBSCRIBE completed. A publish
+//! returns its local deliveries as a [`FanOut`], which the driver applies in slices
+//! ([`Router::deliver`]) so a fan-out to 100k subscribers yields to the executor between slices.
+//!
+//! Routing (ARCHITECTURE.md, "One PUBLISH"): the local trie maps filters to this shard's
+//! subscribers; the route table, replicated on every shard, maps filters to the shards that have
+//! subscribers. A publish goes at most once to each interested shard, the message shared by
+//! `Arc`. The first local subscriber to a filter sends `RouteAdd` to every peer, and the SUBACK
+//! (or CONNACK, for restored and automatic subscriptions) waits for every peer's `RouteAck`, so a
+//! message published anywhere after it is delivered. The client-id protocol is in [`takeover`].
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use shardmq_codec::{
+    topic, ByteStr, ConnAck, LastWill, Packet, Properties, Protocol, Publish, QoS, ReasonCode,
+    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+};
+
+use crate::acl::SessionAcl;
+use crate::config::ShardConfig;
+use crate::control::ClientInfo;
+use crate::hot_topics::HotTopics;
+use crate::mesh::{ConnId, Owner, Routed, ShardId, ShardMsg, ShardSet};
+use crate::retained::RetainedIndex;
+use crate::session::{Drops, Message, PublishVerdict, Session};
+use crate::stats::Stats;
+use crate::takeover::{home_shard, Registry, Step, TakeoverOutcome};
+use crate::trie::Trie;
+
+/// Topic aliases a client may use towards the broker (MQTT 5 topic alias maximum in CONNACK).
+pub const TOPIC_ALIAS_MAXIMUM: u16 = 64;
+
+/// This shard's subscribers to one filter.
+type Subscribers = HashMap<ConnId, SubscriptionOptions>;
+
+/// The connection id the broker's own publications ($SYS) use as their origin.
+pub const BROKER_CONN: ConnId = ConnId(0);
+
+/// Who a client is, for listings and access control.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    /// User name given at CONNECT.
+    pub username: Option<ByteStr>,
+    /// Remote address.
+    pub peer: Option<SocketAddr>,
+    /// Seconds since the Unix epoch when the connection was accepted.
+    pub connected_since: u64,
+}
+
+/// A CONNECT the control core accepted: what the router needs to bring the client online.
+#[derive(Debug)]
+pub struct NewClient {
+    /// Client id (assigned by the broker when the client sent none).
+    pub client_id: ByteStr,
+    /// Protocol level of the connection.
+    pub protocol: Protocol,
+    /// The client asked for a clean start.
+    pub clean_start: bool,
+    /// The session outlives the connection (3.1.1 clean session off, MQTT 5 session expiry).
+    pub persistent: bool,
+    /// The broker assigned the client id (MQTT 5 CONNACK says which).
+    pub assigned: bool,
+    /// MQTT 5 receive maximum of the client.
+    pub receive_maximum: u16,
+    /// Will message.
+    pub will: Option<Box<LastWill>>,
+    /// Who connected.
+    pub identity: Identity,
+    /// Access rules; `None` allows everything.
+    pub acl: Option<Box<SessionAcl>>,
+    /// Subscriptions made before the CONNACK, each still checked against `acl`.
+    pub auto_subscribe: Vec<(String, QoS)>,
+}
+
+/// What the router asks of the driver.
+#[derive(Debug)]
+pub enum Output {
+    /// Send to a peer shard.
+    Transmit(ShardId, ShardMsg),
+    /// The client's session has bytes to send.
+    Flush(ConnId),
+    /// The connection must close (taken over, kicked, shut down).
+    Close(ConnId),
+    /// The client's pending CONNECT (it is online now) or SUBSCRIBE completed.
+    Ready(ConnId),
+}
+
+/// What became of a packet.
+#[derive(Debug)]
+pub enum Handled {
+    /// Done; replies, if any, are in the session.
+    Done,
+    /// The reply waits for peer shards: read nothing more until [`Output::Ready`].
+    Wait,
+    /// A publish to deliver to this shard's subscribers.
+    FanOut(FanOut),
+    /// The client disconnected cleanly.
+    Disconnect {
+        /// MQTT 5 "disconnect with will message".
+        publish_will: bool,
+    },
+}
+
+/// Local deliveries of one message, applied by [`Router::deliver`] in slices.
+#[derive(Debug)]
+pub struct FanOut {
+    message: Arc<Message>,
+    targets: Vec<Target>,
+}
+
+impl FanOut {
+    /// Number of subscribers to deliver to.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// True when nobody here receives it.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Target {
+    conn: ConnId,
+    qos: QoS,
+    retain: bool,
+}
+
+/// Where a client is in its life on this shard.
+#[derive(Debug)]
+enum Phase {
+    /// CONNECT accepted; taking the id and restoring the session (see [`takeover`]).
+    Connecting(Box<Handshake>),
+    /// CONNACK sent; packets flow.
+    Online,
+    /// A persistent session with no connection.
+    Offline,
+}
+
+/// What a connecting client keeps until its CONNACK.
+#[derive(Debug)]
+struct Handshake {
+    step: Step,
+    clean_start: bool,
+    assigned: bool,
+    receive_maximum: u16,
+    session_present: bool,
+    auto_subscribe: Vec<(String, QoS)>,
+    /// A newer connection claimed the id meanwhile: hand the session to it instead.
+    superseded_by: Option<Owner>,
+}
+
+/// A SUBSCRIBE whose SUBACK waits for route acknowledgements.
+#[derive(Debug)]
+struct PendingSubAck {
+    suback: SubAck,
+    retained: Vec<(ByteStr, QoS)>,
+}
+
+/// A client on this shard.
+#[derive(Debug)]
+struct Client {
+    client_id: ByteStr,
+    /// The session ends with the connection.
+    clean: bool,
+    session: Session,
+    will: Option<Box<LastWill>>,
+    identity: Identity,
+    acl: Option<Box<SessionAcl>>,
+    phase: Phase,
+    /// Route acknowledgements the pending CONNECT or SUBSCRIBE still waits for.
+    awaiting_acks: usize,
+    pending_suback: Option<Box<PendingSubAck>>,
+    /// MQTT 5 topic aliases the client set (they live as long as the connection).
+    aliases: HashMap<u16, ByteStr>,
+}
+
+impl Client {
+    fn can_publish(&self, topic: &str) -> bool {
+        self.acl.as_ref().is_none_or(|acl| acl.can_publish(topic))
+    }
+
+    fn can_subscribe(&self, filter: &str) -> bool {
+        self.acl
+            .as_ref()
+            .is_none_or(|acl| acl.can_subscribe(filter))
+    }
+
+    fn can_receive(&self, topic: &str) -> bool {
+        self.acl.as_ref().is_none_or(|acl| acl.can_receive(topic))
+    }
+
+    fn connecting(&mut self) -> Option<&mut Handshake> {
+        match &mut self.phase {
+            Phase::Connecting(handshake) => Some(handshake),
+            _ => None,
+        }
+    }
+}
+
+/// One shard's routing core: see the module doc.
+#[derive(Debug)]
+pub struct Router {
+    id: ShardId,
+    config: Arc<ShardConfig>,
+    stats: Rc<Stats>,
+    hot_topics: HotTopics,
+    clients: HashMap<ConnId, Client>,
+    /// Client id → its connection (or offline session) on this shard.
+    by_client_id: HashMap<ByteStr, ConnId>,
+    subscriptions: Trie<Subscribers>,
+    routes: Trie<ShardSet>,
+    retained: RetainedIndex<Arc<Message>>,
+    registry: Registry,
+    outputs: Vec<Output>,
+}
+
+impl Router {
+    /// An empty router for shard `id`, counting into `stats`.
+    pub fn new(id: ShardId, config: Arc<ShardConfig>, stats: Rc<Stats>) -> Self {
+        Self {
+            id,
+            hot_topics: HotTopics::new(config.hot_topics_max),
+            config,
+            stats,
+            clients: HashMap::new(),
+            by_client_id: HashMap::new(),
+            subscriptions: Trie::new(),
+            routes: Trie::new(),
+            retained: RetainedIndex::new(),
+            registry: Registry::default(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// This shard's id.
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// The counters this router writes.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Per-topic counts for the hot-topic statistics.
+    pub fn hot_topics_mut(&mut self) -> &mut HotTopics {
+        &mut self.hot_topics
+    }
+
+    /// Moves the outputs produced so far into `into`, in order.
+    pub fn drain_outputs(&mut self, into: &mut Vec<Output>) {
+        into.append(&mut self.outputs);
+    }
+
+    /// The session of `conn`, if it is here.
+    pub fn session_mut(&mut self, conn: ConnId) -> Option<&mut Session> {
+        self.clients
+            .get_mut(&conn)
+            .map(|client| &mut client.session)
+    }
+
+    /// Whether `conn` is still registered here (not taken over).
+    pub fn owns(&self, conn: ConnId) -> bool {
+        self.clients.contains_key(&conn)
+    }
+
+    /// Whether `conn` is online (its CONNACK sent).
+    pub fn is_online(&self, conn: ConnId) -> bool {
+        self.clients
+            .get(&conn)
+            .is_some_and(|client| matches!(client.phase, Phase::Online))
+    }
+
+    fn peers(&self) -> impl Iterator<Item = ShardId> {
+        let me = self.id;
+        (0..self.config.shards)
+            .map(ShardId)
+            .filter(move |s| *s != me)
+    }
+
+    fn transmit(&mut self, to: ShardId, msg: ShardMsg) {
+        self.outputs.push(Output::Transmit(to, msg));
+    }
+
+    fn flush_if_pending(&mut self, conn: ConnId) {
+        if self
+            .clients
+            .get(&conn)
+            .is_some_and(|client| client.session.pending_bytes() > 0)
+        {
+            self.outputs.push(Output::Flush(conn));
+        }
+    }
+
+    // ----- clients ---------------------------------------------------------------------------
+
+    /// A client whose CONNECT the control core accepted: claims its id and, once the previous
+    /// owner (if any) handed its session over and every subscription is routed, sends CONNACK and
+    /// outputs [`Output::Ready`] (or [`Output::Close`] if a newer connection took the id first).
+    pub fn connect(&mut self, conn: ConnId, new: NewClient) {
+        let session = Session::new(new.client_id.clone(), new.protocol, self.config.session);
+        let client = Client {
+            client_id: new.client_id.clone(),
+            clean: !new.persistent,
+            session,
+            will: new.will,
+            identity: new.identity,
+            acl: new.acl,
+            phase: Phase::Connecting(Box::new(Handshake {
+                step: Step::Claiming,
+                clean_start: new.clean_start,
+                assigned: new.assigned,
+                receive_maximum: new.receive_maximum,
+                session_present: false,
+                auto_subscribe: new.auto_subscribe,
+                superseded_by: None,
+            })),
+            awaiting_acks: 0,
+            pending_suback: None,
+            aliases: HashMap::new(),
+        };
+        self.clients.insert(conn, client);
+        self.by_client_id.insert(new.client_id.clone(), conn);
+        Stats::add(&self.stats.connections, 1);
+        Stats::add(&self.stats.connections_total, 1);
+        let me = self.owner(conn);
+        let home = home_shard(&new.client_id, self.config.shards);
+        if home == self.id {
+            let previous = self.registry.claim(&new.client_id, me);
+            self.claimed(conn, previous);
+        } else {
+            self.transmit(
+                home,
+                ShardMsg::Claim {
+                    client_id: new.client_id,
+                    claimant: me,
+                },
+            );
+        }
+    }
+
+    fn owner(&self, conn: ConnId) -> Owner {
+        Owner {
+            shard: self.id,
+            conn,
+        }
+    }
+
+    /// The home shard answered the claim of `conn`.
+    fn claimed(&mut self, conn: ConnId, previous: Option<Owner>) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        let Some(handshake) = client.connecting() else {
+            return;
+        };
+        let clean_start = handshake.clean_start;
+        match previous {
+            None => self.session_arrived(conn, None),
+            Some(previous) if previous.shard == self.id => {
+                handshake.step = Step::AwaitingHandover;
+                let by = self.owner(conn);
+                if let TakeoverOutcome::HandOver(session) =
+                    self.take_over(previous.conn, by, clean_start)
+                {
+                    self.session_arrived(conn, session);
+                }
+            }
+            Some(previous) => {
+                handshake.step = Step::AwaitingHandover;
+                let by = self.owner(conn);
+                self.transmit(
+                    previous.shard,
+                    ShardMsg::Takeover {
+                        previous: previous.conn,
+                        by,
+                        clean_start,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Takes over `previous` on this shard on behalf of `by`.
+    fn take_over(
+        &mut self,
+        previous: ConnId,
+        by: Owner,
+        clean_start: bool,
+    ) -> TakeoverOutcome<Box<Session>> {
+        let Some(client) = self.clients.get_mut(&previous) else {
+            return TakeoverOutcome::HandOver(None);
+        };
+        if let Some(handshake) = client.connecting() {
+            handshake.superseded_by = Some(by);
+            return TakeoverOutcome::Deferred;
+        }
+        let mut client = self.remove_client(previous);
+        Stats::add(&self.stats.takeovers, 1);
+        match client.phase {
+            Phase::Offline => Stats::sub(&self.stats.sessions_offline, 1),
+            _ => self.outputs.push(Output::Close(previous)),
+        }
+        self.drop_subscriptions(previous, &client.session);
+        let keep = !client.clean && !clean_start;
+        TakeoverOutcome::HandOver(keep.then(|| Box::new(client.session.take_state())))
+    }
+
+    fn hand_over(&mut self, to: Owner, session: Option<Box<Session>>) {
+        if to.shard == self.id {
+            self.session_arrived(to.conn, session);
+        } else {
+            self.transmit(
+                to.shard,
+                ShardMsg::Handover {
+                    conn: to.conn,
+                    session,
+                },
+            );
+        }
+    }
+
+    /// The session to resume (if any) reached the connecting client `conn`.
+    fn session_arrived(&mut self, conn: ConnId, session: Option<Box<Session>>) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        let Phase::Connecting(handshake) = &mut client.phase else {
+            return;
+        };
+        if let Some(next) = handshake.superseded_by {
+            // A newer connection claimed the id while this one was connecting: pass it on.
+            self.remove_client(conn);
+            self.outputs.push(Output::Close(conn));
+            self.hand_over(next, session);
+            return;
+        }
+        handshake.step = Step::Subscribing;
+        let auto_subscribe = std::mem::take(&mut handshake.auto_subscribe);
+        if let Some(session) = session.filter(|_| !handshake.clean_start) {
+            handshake.session_present = !client.clean;
+            client.session = *session;
+        }
+        let mut filters: Vec<(ByteStr, SubscriptionOptions)> = client
+            .session
+            .subscriptions()
+            .iter()
+            .map(|(filter, options)| (filter.clone(), *options))
+            .collect();
+        // Auto-subscriptions are routed everywhere before the CONNACK, so nothing published
+        // after it is missed; each is still subject to the ACL.
+        for (filter, qos) in auto_subscribe {
+            if topic::valid_filter(&filter) && client.can_subscribe(&filter) {
+                let options = SubscriptionOptions {
+                    qos,
+                    ..SubscriptionOptions::default()
+                };
+                filters.push((ByteStr::copy_from_str(&filter), options));
+            }
+        }
+        for (filter, options) in filters {
+            self.subscribe(conn, filter, options);
+        }
+        self.maybe_complete(conn);
+    }
+
+    /// Completes what `conn` waits for once no route acknowledgement is outstanding.
+    fn maybe_complete(&mut self, conn: ConnId) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        if client.awaiting_acks > 0 {
+            return;
+        }
+        if let Some(pending) = client.pending_suback.take() {
+            self.finish_subscribe(conn, *pending);
+            self.outputs.push(Output::Ready(conn));
+        } else if matches!(client.phase, Phase::Connecting(_)) {
+            self.go_online(conn);
+        }
+    }
+
+    /// Sends CONNACK, unless a newer connection superseded this one while it was connecting
+    /// (then its session is handed on and the connection closed).
+    fn go_online(&mut self, conn: ConnId) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        let Phase::Connecting(handshake) = std::mem::replace(&mut client.phase, Phase::Online)
+        else {
+            return;
+        };
+        if let Some(next) = handshake.superseded_by {
+            let mut client = self.remove_client(conn);
+            self.drop_subscriptions(conn, &client.session);
+            let session = (!client.clean).then(|| Box::new(client.session.take_state()));
+            self.outputs.push(Output::Close(conn));
+            self.hand_over(next, session);
+            return;
+        }
+        let protocol = client.session.protocol();
+        let mut properties = Properties::default();
+        if protocol.is_v5() {
+            if handshake.assigned {
+                properties.assigned_client_identifier = Some(client.client_id.clone());
+            }
+            properties.topic_alias_maximum = Some(TOPIC_ALIAS_MAXIMUM);
+            properties.maximum_packet_size = u32::try_from(self.config.max_packet_size).ok();
+            properties.subscription_identifier_available = Some(0);
+            properties.shared_subscription_available = Some(0);
+        }
+        client.session.send(&Packet::ConnAck(ConnAck {
+            session_present: handshake.session_present,
+            code: ReasonCode::Success,
+            properties,
+        }));
+        if handshake.session_present {
+            client
+                .session
+                .handle_resumed(protocol, handshake.receive_maximum);
+        } else {
+            client
+                .session
+                .set_receive_maximum(handshake.receive_maximum);
+        }
+        self.outputs.push(Output::Flush(conn));
+        self.outputs.push(Output::Ready(conn));
+    }
+
+    fn remove_client(&mut self, conn: ConnId) -> Client {
+        let client = self
+            .clients
+            .remove(&conn)
+            .expect("remove_client is called for a registered client");
+        if self.by_client_id.get(&client.client_id) == Some(&conn) {
+            self.by_client_id.remove(&client.client_id);
+        }
+        Stats::sub(&self.stats.connections, u64::from(client.is_connected()));
+        client
+    }
+
+    /// The will of `conn`, published as the connection ends abnormally (or by MQTT 5 request).
+    pub fn publish_will(&mut self, conn: ConnId) -> Option<FanOut> {
+        let will = self.clients.get_mut(&conn)?.will.take()?;
+        let will = *will;
+        let mut properties = will.properties;
+        if properties.will_delay_interval.is_some() {
+            properties.will_delay_interval = None;
+        }
+        let message = Arc::new(Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties,
+        });
+        Stats::add(&self.stats.wills_published, 1);
+        self.publish(message, self.owner(conn))
+    }
+
+    /// The connection of `conn` ended. A clean session is discarded and the id released; a
+    /// persistent one stays, offline, collecting messages for its next connection.
+    pub fn disconnected(&mut self, conn: ConnId) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return; // taken over: the new owner has everything
+        };
+        client.will = None;
+        if client.clean || !matches!(client.phase, Phase::Online) {
+            let client = self.remove_client(conn);
+            self.drop_subscriptions(conn, &client.session);
+            let owner = self.owner(conn);
+            self.release(client.client_id, owner);
+        } else {
+            client.phase = Phase::Offline;
+            client.aliases = HashMap::new();
+            client.session.handle_disconnected();
+            Stats::sub(&self.stats.connections, 1);
+            Stats::add(&self.stats.sessions_offline, 1);
+        }
+    }
+
+    fn release(&mut self, client_id: ByteStr, owner: Owner) {
+        let home = home_shard(&client_id, self.config.shards);
+        if home == self.id {
+            self.registry.release(&client_id, owner);
+        } else {
+            self.transmit(home, ShardMsg::Release { client_id, owner });
+        }
+    }
+
+    // ----- packets from connected clients ----------------------------------------------------
+
+    /// A packet from the online client `conn`. An error is a protocol violation: close the
+    /// connection with that reason code.
+    pub fn handle_packet(&mut self, conn: ConnId, packet: Packet) -> Result<Handled, ReasonCode> {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return Ok(Handled::Done);
+        };
+        let handled = match packet {
+            Packet::Publish(publish) => return self.handle_publish(conn, publish),
+            Packet::PubAck(ack) => {
+                client.session.handle_puback(ack.packet_id);
+                Handled::Done
+            }
+            Packet::PubRec(rec) => {
+                client.session.handle_pubrec(&rec);
+                Handled::Done
+            }
+            Packet::PubRel(rel) => {
+                client.session.handle_pubrel(rel.packet_id);
+                Handled::Done
+            }
+            Packet::PubComp(comp) => {
+                client.session.handle_pubcomp(comp.packet_id);
+                Handled::Done
+            }
+            Packet::Subscribe(subscribe) => self.handle_subscribe(conn, subscribe),
+            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(conn, unsubscribe),
+            Packet::PingReq => {
+                client.session.send(&Packet::PingResp);
+                Handled::Done
+            }
+            Packet::Disconnect(disconnect) => Handled::Disconnect {
+                publish_will: disconnect.code == ReasonCode::DisconnectWithWillMessage,
+            },
+            // A second CONNECT is a protocol violation [MQTT-3.1.0-2]; server-to-client packets
+            // and (without enhanced authentication) AUTH are too.
+            Packet::Connect(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp
+            | Packet::Auth(_) => return Err(ReasonCode::ProtocolError),
+        };
+        self.flush_if_pending(conn);
+        Ok(handled)
+    }
+
+    fn handle_publish(
+        &mut self,
+        conn: ConnId,
+        mut publish: Publish,
+    ) -> Result<Handled, ReasonCode> {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return Ok(Handled::Done);
+        };
+        // Properties are read before any write: writing allocates the property block.
+        if let Some(alias) = publish.properties.topic_alias {
+            publish.properties.topic_alias = None;
+            // MQTT 5 topic alias (§3.3.2.3.4): a topic sets the alias, an empty topic uses it.
+            if alias == 0 || alias > TOPIC_ALIAS_MAXIMUM {
+                return Err(ReasonCode::TopicAliasInvalid);
+            }
+            if publish.topic.is_empty() {
+                publish.topic = client
+                    .aliases
+                    .get(&alias)
+                    .cloned()
+                    .ok_or(ReasonCode::ProtocolError)?;
+            } else {
+                client
+                    .aliases
+                    .insert(alias, ByteStr::copy_from_str(&publish.topic));
+            }
+        }
+        if publish.topic.is_empty() {
+            return Err(ReasonCode::TopicNameInvalid);
+        }
+        if !client.can_publish(&publish.topic) {
+            // 3.1.1 has no refusal: a QoS 1/2 publish is acknowledged and dropped; MQTT 5 says why.
+            Stats::add(&self.stats.dropped_denied, 1);
+            client
+                .session
+                .acknowledge_refused(&publish, ReasonCode::NotAuthorized);
+            self.flush_if_pending(conn);
+            return Ok(Handled::Done);
+        }
+        let verdict = client
+            .session
+            .handle_publish(&publish)
+            .map_err(|violation| violation.0)?;
+        self.flush_if_pending(conn);
+        if verdict == PublishVerdict::Duplicate {
+            return Ok(Handled::Done);
+        }
+        let mut properties = std::mem::take(&mut publish.properties);
+        if !properties.subscription_identifiers.is_empty() {
+            properties.subscription_identifiers.clear();
+        }
+        let message = Arc::new(Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            properties,
+        });
+        Ok(match self.publish(message, self.owner(conn)) {
+            Some(fanout) => Handled::FanOut(fanout),
+            None => Handled::Done,
+        })
+    }
+
+    fn handle_subscribe(&mut self, conn: ConnId, subscribe: Subscribe) -> Handled {
+        let Some(client) = self.clients.get(&conn) else {
+            return Handled::Done;
+        };
+        let v5 = client.session.protocol().is_v5();
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        let mut retained = Vec::new();
+        for request in &subscribe.filters {
+            let Some(client) = self.clients.get(&conn) else {
+                break;
+            };
+            let filter = request.filter.as_str();
+            if !topic::valid_filter(filter) {
+                codes.push(ReasonCode::TopicFilterInvalid);
+                continue;
+            }
+            if v5 && filter.starts_with("$share/") {
+                codes.push(ReasonCode::SharedSubscriptionsNotSupported);
+                continue;
+            }
+            if !client.can_subscribe(filter) {
+                codes.push(if v5 {
+                    ReasonCode::NotAuthorized
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
+            let mut options = request.options;
+            options.qos = options.qos.min(QoS::ExactlyOnce);
+            let filter = ByteStr::copy_from_str(filter);
+            let existed = client.session.subscriptions().contains_key(&filter);
+            self.subscribe(conn, filter.clone(), options);
+            codes.push(ReasonCode::granted(options.qos));
+            let send_retained = match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if send_retained {
+                retained.push((filter, options.qos));
+            }
+        }
+        let pending = PendingSubAck {
+            suback: SubAck {
+                packet_id: subscribe.packet_id,
+                codes,
+                properties: Properties::default(),
+            },
+            retained,
+        };
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return Handled::Done;
+        };
+        if client.awaiting_acks > 0 {
+            client.pending_suback = Some(Box::new(pending));
+            return Handled::Wait;
+        }
+        self.finish_subscribe(conn, pending);
+        Handled::Done
+    }
+
+    /// Sends the SUBACK, then the retained messages matching the new filters with RETAIN set
+    /// [MQTT-3.3.1-8].
+    fn finish_subscribe(&mut self, conn: ConnId, pending: PendingSubAck) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        client.session.send(&Packet::SubAck(pending.suback));
+        let mut drops = Drops::default();
+        for (filter, qos) in pending.retained {
+            self.retained.for_each_matching(&filter, |_, message| {
+                client.session.handle_delivery(message, qos, true);
+            });
+            drops.add(client.session.take_drops());
+        }
+        self.count_drops(drops);
+        self.flush_if_pending(conn);
+    }
+
+    fn handle_unsubscribe(&mut self, conn: ConnId, unsubscribe: Unsubscribe) -> Handled {
+        let mut codes = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in &unsubscribe.filters {
+            codes.push(if self.unsubscribe(conn, filter) {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return Handled::Done;
+        };
+        if !client.session.protocol().is_v5() {
+            codes.clear();
+        }
+        client.session.send(&Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            codes,
+            properties: Properties::default(),
+        }));
+        Handled::Done
+    }
+
+    // ----- subscriptions ---------------------------------------------------------------------
+
+    /// Adds a subscription of `conn` on this shard; a filter new to the shard is announced to
+    /// every peer, and `conn` waits for their acknowledgements.
+    fn subscribe(&mut self, conn: ConnId, filter: ByteStr, options: SubscriptionOptions) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        client.session.add_subscription(filter.clone(), options);
+        let subscribers = self
+            .subscriptions
+            .get_or_insert_with(&filter, Subscribers::new);
+        let first = subscribers.is_empty();
+        if subscribers.insert(conn, options).is_none() {
+            Stats::add(&self.stats.subscriptions, 1);
+            self.hot_topics.record_subscribers(&filter, 1);
+        }
+        if !first {
+            return;
+        }
+        self.routes
+            .get_or_insert_with(&filter, ShardSet::default)
+            .insert(self.id);
+        let peers = self.config.shards - 1;
+        client.awaiting_acks += peers;
+        for peer in self.peers().collect::<Vec<_>>() {
+            self.transmit(
+                peer,
+                ShardMsg::RouteAdd {
+                    filter: filter.clone(),
+                    from: self.id,
+                    token: conn.0,
+                },
+            );
+        }
+    }
+
+    /// Removes a subscription of `conn`; returns whether it existed.
+    fn unsubscribe(&mut self, conn: ConnId, filter: &str) -> bool {
+        let existed = self
+            .clients
+            .get_mut(&conn)
+            .is_some_and(|client| client.session.remove_subscription(filter));
+        if existed {
+            self.remove_subscriber(conn, filter);
+        }
+        existed
+    }
+
+    fn remove_subscriber(&mut self, conn: ConnId, filter: &str) {
+        let Some(subscribers) = self.subscriptions.get_mut(filter) else {
+            return;
+        };
+        if subscribers.remove(&conn).is_none() {
+            return;
+        }
+        let last = subscribers.is_empty();
+        Stats::sub(&self.stats.subscriptions, 1);
+        self.hot_topics.record_subscribers(filter, -1);
+        if !last {
+            return;
+        }
+        self.subscriptions.remove(filter);
+        if let Some(shards) = self.routes.get_mut(filter) {
+            shards.remove(self.id);
+            if shards.is_empty() {
+                self.routes.remove(filter);
+            }
+        }
+        for peer in self.peers().collect::<Vec<_>>() {
+            self.transmit(
+                peer,
+                ShardMsg::RouteRemove {
+                    filter: ByteStr::copy_from_str(filter),
+                    from: self.id,
+                },
+            );
+        }
+    }
+
+    /// Removes every subscription of a client from the local trie (its session keeps its list).
+    fn drop_subscriptions(&mut self, conn: ConnId, session: &Session) {
+        for filter in session.subscriptions().keys() {
+            self.remove_subscriber(conn, filter);
+        }
+    }
+
+    // ----- publishing ------------------------------------------------------------------------
+
+    /// Routes a message published by `origin` (a client here, or the broker itself as
+    /// [`BROKER_CONN`]): updates the retained index everywhere if RETAIN is set, sends it once to
+    /// every shard with matching subscribers, and returns this shard's deliveries.
+    pub fn publish(&mut self, message: Arc<Message>, origin: Owner) -> Option<FanOut> {
+        // The broker's own publications ($SYS) are not client traffic; Mosquitto leaves them out
+        // of messages/received too.
+        if origin.conn != BROKER_CONN {
+            self.stats.publish_received();
+            self.hot_topics.record_publish(&message.topic);
+        }
+        if message.retain {
+            let retained = (!message.payload.is_empty()).then(|| Arc::clone(&message));
+            self.apply_retain(&message.topic, retained.clone());
+            for peer in self.peers().collect::<Vec<_>>() {
+                let msg = ShardMsg::Retain {
+                    topic: message.topic.clone(),
+                    message: retained.clone(),
+                };
+                self.transmit(peer, msg);
+            }
+        }
+        let mut targets = ShardSet::default();
+        self.routes.for_each_match(&message.topic, |shards| {
+            targets = targets.union(*shards);
+        });
+        let local = targets.contains(self.id);
+        targets.remove(self.id);
+        for peer in targets.iter() {
+            let routed = Routed {
+                message: Arc::clone(&message),
+                origin,
+            };
+            self.transmit(peer, ShardMsg::Publish(routed));
+        }
+        local.then(|| self.fan_out(message, origin))
+    }
+
+    fn apply_retain(&mut self, topic: &str, message: Option<Arc<Message>>) {
+        match message {
+            Some(message) => {
+                self.retained.set(topic, message);
+            }
+            None => {
+                self.retained.remove(topic);
+            }
+        }
+        self.stats.retained.set(self.retained.len() as u64);
+    }
+
+    /// This shard's subscribers to `message`. A client matched by several filters receives the
+    /// message once, at the highest granted QoS [MQTT-3.3.5-1].
+    fn fan_out(&self, message: Arc<Message>, origin: Owner) -> FanOut {
+        let mut targets: Vec<Target> = Vec::new();
+        let mut matched = 0usize;
+        self.subscriptions
+            .for_each_match(&message.topic, |subscribers| {
+                matched += 1;
+                for (conn, options) in subscribers {
+                    if options.no_local && origin == self.owner(*conn) {
+                        continue;
+                    }
+                    let Some(client) = self.clients.get(conn) else {
+                        continue;
+                    };
+                    if !client.can_receive(&message.topic) {
+                        continue;
+                    }
+                    targets.push(Target {
+                        conn: *conn,
+                        qos: options.qos,
+                        retain: options.retain_as_published && message.retain,
+                    });
+                }
+            });
+        if matched > 1 {
+            targets.sort_by_key(|target| target.conn);
+            targets.dedup_by(|later, kept| {
+                if later.conn == kept.conn {
+                    kept.qos = kept.qos.max(later.qos);
+                    kept.retain |= later.retain;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        FanOut { message, targets }
+    }
+
+    /// Delivers `fanout` to its subscribers in `range` (the driver yields between slices).
+    pub fn deliver(&mut self, fanout: &FanOut, range: Range<usize>) {
+        let mut drops = Drops::default();
+        let mut delivered = 0;
+        for target in &fanout.targets[range] {
+            let Some(client) = self.clients.get_mut(&target.conn) else {
+                continue;
+            };
+            let session = &mut client.session;
+            let before = session.pending_bytes();
+            session.handle_delivery(&fanout.message, target.qos, target.retain);
+            drops.add(session.take_drops());
+            delivered += 1;
+            if before == 0 && session.pending_bytes() > 0 {
+                self.outputs.push(Output::Flush(target.conn));
+            }
+        }
+        self.count_drops(drops);
+        self.stats.add_delivered(delivered);
+    }
+
+    fn count_drops(&self, drops: Drops) {
+        Stats::add(&self.stats.dropped_slow, drops.slow_qos0);
+        Stats::add(&self.stats.dropped_queue_full, drops.queue_full);
+    }
+
+    /// The writer sent what `conn` had queued: acknowledgements may have opened the inflight
+    /// window meanwhile, so queued messages move into it.
+    pub fn release_queued(&mut self, conn: ConnId) {
+        if let Some(client) = self.clients.get_mut(&conn) {
+            client.session.release_queued();
+        }
+    }
+
+    // ----- the mesh --------------------------------------------------------------------------
+
+    /// A message from a peer shard. A publish returns this shard's deliveries.
+    pub fn handle_mesh(&mut self, msg: ShardMsg) -> Option<FanOut> {
+        match msg {
+            ShardMsg::Publish(routed) => return Some(self.fan_out(routed.message, routed.origin)),
+            ShardMsg::RouteAdd {
+                filter,
+                from,
+                token,
+            } => {
+                self.routes
+                    .get_or_insert_with(&filter, ShardSet::default)
+                    .insert(from);
+                self.transmit(from, ShardMsg::RouteAck { token });
+            }
+            ShardMsg::RouteAck { token } => {
+                let conn = ConnId(token);
+                if let Some(client) = self.clients.get_mut(&conn) {
+                    client.awaiting_acks = client.awaiting_acks.saturating_sub(1);
+                    self.maybe_complete(conn);
+                }
+            }
+            ShardMsg::RouteRemove { filter, from } => {
+                if let Some(shards) = self.routes.get_mut(&filter) {
+                    shards.remove(from);
+                    if shards.is_empty() {
+                        self.routes.remove(&filter);
+                    }
+                }
+            }
+            ShardMsg::Retain { topic, message } => self.apply_retain(&topic, message),
+            ShardMsg::Claim {
+                client_id,
+                claimant,
+            } => {
+                let previous = self.registry.claim(&client_id, claimant);
+                self.transmit(
+                    claimant.shard,
+                    ShardMsg::Claimed {
+                        conn: claimant.conn,
+                        previous,
+                    },
+                );
+            }
+            ShardMsg::Claimed { conn, previous } => self.claimed(conn, previous),
+            ShardMsg::Takeover {
+                previous,
+                by,
+                clean_start,
+            } => {
+                if let TakeoverOutcome::HandOver(session) =
+                    self.take_over(previous, by, clean_start)
+                {
+                    self.hand_over(by, session);
+                }
+            }
+            ShardMsg::Handover { conn, session } => self.session_arrived(conn, session),
+            ShardMsg::Release { client_id, owner } => {
+                self.registry.release(&client_id, owner);
+            }
+        }
+        None
+    }
+
+    // ----- commands --------------------------------------------------------------------------
+
+    /// Disconnects the client with this id if it is connected here; a persistent session stays.
+    pub fn kick(&mut self, client_id: &str) -> bool {
+        let Some(&conn) = self.by_client_id.get(client_id) else {
+            return false;
+        };
+        if !self.is_online(conn) {
+            return false;
+        }
+        self.outputs.push(Output::Close(conn));
+        true
+    }
+
+    /// Replaces the access rules of the sessions named and removes the subscriptions the new
+    /// rules no longer allow. Returns how many sessions on this shard were updated.
+    pub fn update_acls(&mut self, updates: Vec<(ByteStr, Box<SessionAcl>)>) -> usize {
+        let mut updated = 0;
+        for (client_id, acl) in updates {
+            let Some(&conn) = self.by_client_id.get(&client_id) else {
+                continue;
+            };
+            let Some(client) = self.clients.get_mut(&conn) else {
+                continue;
+            };
+            let revoked: Vec<ByteStr> = client
+                .session
+                .subscriptions()
+                .keys()
+                .filter(|filter| !acl.can_subscribe(filter))
+                .cloned()
+                .collect();
+            client.acl = Some(acl);
+            for filter in revoked {
+                self.unsubscribe(conn, &filter);
+            }
+            updated += 1;
+        }
+        updated
+    }
+
+    /// This shard's clients, for the admin API.
+    pub fn client_infos(&self) -> Vec<ClientInfo> {
+        self.clients
+            .values()
+            .map(|client| ClientInfo {
+                client_id: client.client_id.to_string(),
+                username: client.identity.username.as_ref().map(ToString::to_string),
+                peer: client.identity.peer,
+                shard: self.id.0,
+                connected_since: client.identity.connected_since,
+                subscriptions: client.session.subscriptions().len(),
+                connected: !matches!(client.phase, Phase::Offline),
+            })
+            .collect()
+    }
+
+    /// Asks every connection to close (shutdown).
+    pub fn close_all(&mut self) {
+        for (conn, client) in &self.clients {
+            if client.is_connected() {
+                self.outputs.push(Output::Close(*conn));
+            }
+        }
+    }
+}
+
+impl Client {
+    fn is_connected(&self) -> bool {
+        !matches!(self.phase, Phase::Offline)
+    }
+}
