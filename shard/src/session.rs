@@ -857,4 +857,213 @@ mod tests {
         let ids: Vec<_> = s.inflight.iter().map(|e| e.id.get()).collect();
         assert_eq!(ids, vec![u16::MAX, 1, 2]);
     }
+
+    mod model {
+        //! `Session` under random sequences of deliveries, client packets, acknowledgements,
+        //! disconnections and resumptions, checked against what a client would observe.
+
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Deliver { qos: u8, granted: u8 },
+            AckOldest,
+            AckBogus(u16),
+            ClientPublish { qos: u8, id: u16 },
+            ClientPubRel(u16),
+            Disconnect,
+            Resume { receive_maximum: u16 },
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                6 => (0..3u8, 0..3u8).prop_map(|(qos, granted)| Op::Deliver { qos, granted }),
+                5 => Just(Op::AckOldest),
+                1 => (1..8u16).prop_map(Op::AckBogus),
+                2 => (0..3u8, 1..6u16).prop_map(|(qos, id)| Op::ClientPublish { qos, id }),
+                1 => (1..6u16).prop_map(Op::ClientPubRel),
+                1 => Just(Op::Disconnect),
+                1 => (1..6u16).prop_map(|receive_maximum| Op::Resume { receive_maximum }),
+            ]
+        }
+
+        /// What the client side knows: the acknowledgements it owes, in the order it learnt them.
+        #[derive(Default)]
+        struct Client {
+            owed: BTreeMap<u64, (PacketId, Awaiting)>,
+            order: u64,
+            /// Payload numbers of QoS 1/2 messages received at least once.
+            received: Vec<u64>,
+            /// Payload numbers of first transmissions (no DUP), in arrival order.
+            first_sent: Vec<u64>,
+        }
+
+        impl Client {
+            fn read(&mut self, session: &mut Session) {
+                for packet in drain(session) {
+                    match packet {
+                        Packet::Publish(p) if p.qos != QoS::AtMostOnce => {
+                            let id = p.packet_id.expect("QoS 1/2 has an id");
+                            assert!(
+                                !self.owed.values().any(|(owed, _)| *owed == id),
+                                "packet id {id:?} reused while in flight"
+                            );
+                            let n = u64::from_be_bytes(p.payload[..].try_into().unwrap());
+                            if !p.dup {
+                                self.first_sent.push(n);
+                            }
+                            self.received.push(n);
+                            let awaiting = if p.qos == QoS::AtLeastOnce {
+                                Awaiting::PubAck
+                            } else {
+                                Awaiting::PubRec
+                            };
+                            self.order += 1;
+                            self.owed.insert(self.order, (id, awaiting));
+                        }
+                        Packet::PubRel(rel) => {
+                            self.owed.retain(|_, (id, _)| *id != rel.packet_id);
+                            self.order += 1;
+                            self.owed
+                                .insert(self.order, (rel.packet_id, Awaiting::PubComp));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+
+            fn ack_oldest(&mut self, session: &mut Session) {
+                let Some((&key, &(id, awaiting))) = self.owed.iter().next() else {
+                    return;
+                };
+                self.owed.remove(&key);
+                match awaiting {
+                    Awaiting::PubAck => session.handle_puback(id),
+                    Awaiting::PubRec => session.handle_pubrec(&PubRec::new(id)),
+                    Awaiting::PubComp => session.handle_pubcomp(id),
+                }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn session_keeps_every_accepted_message(ops in proptest::collection::vec(op(), 1..200)) {
+                let limits = SessionLimits {
+                    inflight: 4,
+                    max_queued: 5,
+                    max_queued_online: 8,
+                    ..SessionLimits::default()
+                };
+                let mut session = Session::new(ByteStr::from("c"), Protocol::V311, limits);
+                let mut client = Client::default();
+                let mut window = usize::from(limits.inflight);
+                let mut connected = true;
+                let mut accepted = Vec::new();
+                let mut next = 0u64;
+                for op in ops {
+                    let first_sent = client.first_sent.len();
+                    match op {
+                        Op::Deliver { qos, granted } => {
+                            next += 1;
+                            let message = Arc::new(Message {
+                                topic: ByteStr::from("t"),
+                                payload: Bytes::from(next.to_be_bytes().to_vec()),
+                                qos: QoS::from_u8(qos).unwrap(),
+                                retain: false,
+                                properties: Properties::default(),
+                            });
+                            let before = session.take_drops();
+                            prop_assert_eq!(before, Drops::default());
+                            session.handle_delivery(&message, QoS::from_u8(granted).unwrap(), false);
+                            let dropped = session.take_drops().queue_full > 0;
+                            if qos.min(granted) > 0 && !dropped {
+                                accepted.push(next);
+                            }
+                        }
+                        Op::AckOldest => {
+                            if connected {
+                                client.ack_oldest(&mut session);
+                            }
+                        }
+                        Op::AckBogus(id) => {
+                            if connected {
+                                let id = PacketId::new(id).unwrap();
+                                session.handle_puback(id);
+                                session.handle_pubcomp(id);
+                            }
+                        }
+                        Op::ClientPublish { qos, id } => {
+                            if connected {
+                                let qos = QoS::from_u8(qos).unwrap();
+                                let publish = Publish {
+                                    qos,
+                                    topic: ByteStr::from("in"),
+                                    packet_id: (qos != QoS::AtMostOnce).then(|| PacketId::new(id).unwrap()),
+                                    ..Publish::default()
+                                };
+                                prop_assert!(session.handle_publish(&publish).is_ok());
+                            }
+                        }
+                        Op::ClientPubRel(id) => {
+                            if connected {
+                                session.handle_pubrel(PacketId::new(id).unwrap());
+                            }
+                        }
+                        Op::Disconnect => {
+                            if connected {
+                                session.handle_disconnected();
+                                client.owed.clear();
+                                connected = false;
+                            }
+                        }
+                        Op::Resume { receive_maximum } => {
+                            if !connected {
+                                session = session.take_state();
+                                session.handle_resumed(Protocol::V311, receive_maximum);
+                                window = usize::from(limits.inflight.min(receive_maximum));
+                                connected = true;
+                            }
+                        }
+                    }
+                    if connected {
+                        client.read(&mut session);
+                    } else {
+                        prop_assert_eq!(session.pending_bytes(), 0, "nothing is sent offline");
+                    }
+                    // A resumption with a smaller receive maximum resends everything still in
+                    // flight [MQTT-4.4.0-1], which may exceed the new window; nothing new is sent
+                    // until acknowledgements bring it back under.
+                    prop_assert!(
+                        session.inflight_len() <= window || client.first_sent.len() == first_sent,
+                        "window respected"
+                    );
+                }
+                // The client comes back and acknowledges everything: every accepted QoS 1/2
+                // message reaches it, and first transmissions keep the order of delivery.
+                if !connected {
+                    session = session.take_state();
+                    session.handle_resumed(Protocol::V311, u16::MAX);
+                    client.read(&mut session);
+                }
+                for _ in 0..10_000 {
+                    if client.owed.is_empty() {
+                        break;
+                    }
+                    client.ack_oldest(&mut session);
+                    client.read(&mut session);
+                }
+                prop_assert_eq!(session.inflight_len() + session.queued_len(), 0);
+                for n in &accepted {
+                    prop_assert!(client.received.contains(n), "message {} lost", n);
+                }
+                let mut sorted = client.first_sent.clone();
+                sorted.sort_unstable();
+                prop_assert_eq!(&client.first_sent, &sorted, "first transmissions in order");
+            }
+        }
+    }
 }
