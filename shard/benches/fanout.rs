@@ -13,7 +13,7 @@ use shardmq_codec::{
     SubscriptionOptions,
 };
 use shardmq_shard::mesh::{ConnId, Owner, ShardId};
-use shardmq_shard::router::{Identity, NewClient, Output, Router};
+use shardmq_shard::router::{NewClient, Output, Router};
 use shardmq_shard::session::Message;
 use shardmq_shard::stats::Stats;
 use shardmq_shard::ShardConfig;
@@ -22,21 +22,8 @@ use shardmq_shard::ShardConfig;
 const PUBLISHER: ConnId = ConnId(1_000_000);
 
 fn connect(router: &mut Router, conn: ConnId) {
-    router.connect(
-        conn,
-        NewClient {
-            client_id: ByteStr::from(format!("c{}", conn.0)),
-            protocol: Protocol::V311,
-            clean_start: true,
-            persistent: false,
-            assigned: false,
-            receive_maximum: u16::MAX,
-            will: None,
-            identity: Identity::default(),
-            acl: None,
-            auto_subscribe: Vec::new(),
-        },
-    );
+    let client_id = ByteStr::from(format!("c{}", conn.0));
+    router.connect(conn, NewClient::plain(client_id, Protocol::V311, false));
 }
 
 fn setup(subscribers: usize, qos: QoS) -> Router {

@@ -86,6 +86,25 @@ pub struct NewClient {
     pub auto_subscribe: Vec<(String, QoS)>,
 }
 
+impl NewClient {
+    /// A client with no will, no ACL (everything allowed) and no auto-subscriptions; a persistent
+    /// one asks to resume its session (MQTT 3.1.1 clean session off).
+    pub fn plain(client_id: ByteStr, protocol: Protocol, persistent: bool) -> Self {
+        Self {
+            client_id,
+            protocol,
+            clean_start: !persistent,
+            persistent,
+            assigned: false,
+            receive_maximum: u16::MAX,
+            will: None,
+            identity: Identity::default(),
+            acl: None,
+            auto_subscribe: Vec::new(),
+        }
+    }
+}
+
 /// What the router asks of the driver.
 #[derive(Debug)]
 pub enum Output {

@@ -25,7 +25,7 @@ use shardmq_codec::{
     ReasonCode, Subscribe, SubscribeFilter, SubscriptionOptions, Unsubscribe,
 };
 use shardmq_shard::mesh::{ConnId, ShardId, ShardMsg};
-use shardmq_shard::router::{Handled, Identity, NewClient, Output, Router};
+use shardmq_shard::router::{Handled, NewClient, Output, Router};
 use shardmq_shard::stats::Stats;
 use shardmq_shard::ShardConfig;
 
@@ -343,20 +343,10 @@ impl World {
         });
         self.by_conn.insert((shard, conn), h);
         self.ids[id].current = Some(h);
+        let client_id = ByteStr::from(format!("client-{id}"));
         self.routers[shard].connect(
             conn,
-            NewClient {
-                client_id: ByteStr::from(format!("client-{id}")),
-                protocol: Protocol::V311,
-                clean_start: !persistent,
-                persistent,
-                assigned: false,
-                receive_maximum: u16::MAX,
-                will: None,
-                identity: Identity::default(),
-                acl: None,
-                auto_subscribe: Vec::new(),
-            },
+            NewClient::plain(client_id, Protocol::V311, persistent),
         );
         self.pump(shard);
     }
