@@ -23,7 +23,9 @@ const PUBLISHER: ConnId = ConnId(1_000_000);
 
 fn connect(router: &mut Router, conn: ConnId) {
     let client_id = ByteStr::from(format!("c{}", conn.0));
-    router.connect(conn, NewClient::plain(client_id, Protocol::V311, false));
+    router
+        .connect(conn, NewClient::plain(client_id, Protocol::V311, false))
+        .expect("no will to refuse");
 }
 
 fn setup(subscribers: usize, qos: QoS) -> Router {

@@ -35,6 +35,9 @@ const BACKLOG: i32 = 65_535;
 /// connection's writer ends after one to two of these without a send.
 const WRITER_IDLE_SWEEP: Duration = Duration::from_secs(5);
 
+/// Mesh messages a receiver handles before it lets the shard's other tasks run.
+const MESSAGES_PER_TURN: u32 = 64;
+
 /// How often a shard looks at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 
@@ -207,8 +210,14 @@ async fn run_shard(
     for (_, receiver) in receivers.streams() {
         let shard = Rc::clone(&shard);
         glommio::spawn_local(async move {
+            let mut handled = 0u32;
             while let Some(msg) = receiver.recv().await {
                 shard.handle_mesh(msg).await;
+                // A ring that is never empty must not keep this shard's other tasks waiting.
+                handled = handled.wrapping_add(1);
+                if handled % MESSAGES_PER_TURN == 0 {
+                    futures_lite::future::yield_now().await;
+                }
             }
         })
         .detach();

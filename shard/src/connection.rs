@@ -47,6 +47,9 @@ use crate::writer::{self, Socket};
 /// How long a CONNECT waits for the control core's decision.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Packets a connection handles before it lets the shard's other tasks run.
+const PACKETS_PER_TURN: u32 = 64;
+
 /// Size of the per-shard scratch buffer every socket read lands in.
 pub const READ_SCRATCH: usize = 64 * 1024;
 
@@ -251,7 +254,10 @@ async fn handshake(
     new.acl = decision.acl;
     new.auto_subscribe = decision.auto_subscribe;
     let conn = socket.conn();
-    shard.with_router(|router| router.connect(conn, new));
+    if let Err(code) = shard.with_router(|router| router.connect(conn, new)) {
+        refuse(socket, code, protocol).await;
+        return false;
+    }
     socket.signalled().await;
     if !shard.with_router(|router| router.is_online(conn)) {
         // Taken over before the CONNACK (the router already handed the session on), or closed
@@ -391,6 +397,7 @@ async fn refuse_bad_connect(socket: &Socket, err: &DecodeError) {
 /// Feeds the router every packet until the connection ends.
 async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) -> End {
     let conn = socket.conn();
+    let mut handled = 0u32;
     loop {
         let packet = match reader.next_packet(shard, socket).await {
             Ok(packet) => packet,
@@ -435,6 +442,12 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
             writer::flush_now(shard, socket);
         } else if shard.pending_bytes(conn) > 0 {
             socket.wake(shard);
+        }
+        // A socket that always has data makes every read complete at once: without a yield, one
+        // flooding client would hold its shard, and every protocol that waits on that shard.
+        handled = handled.wrapping_add(1);
+        if handled % PACKETS_PER_TURN == 0 {
+            futures_lite::future::yield_now().await;
         }
     }
 }

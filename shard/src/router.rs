@@ -332,8 +332,27 @@ impl Router {
     /// A client whose CONNECT the control core accepted: claims its id and, once the previous
     /// owner (if any) handed its session over and every subscription is routed, sends CONNACK and
     /// outputs [`Output::Ready`] (or [`Output::Close`] if a newer connection took the id first).
-    pub fn connect(&mut self, conn: ConnId, new: NewClient) {
-        let session = Session::new(new.client_id.clone(), new.protocol, self.config.session);
+    ///
+    /// Refuses (registering nothing) a will whose topic the client may not publish to: a will is
+    /// a publication, and a client must not be able to publish through its disconnection what
+    /// it could not publish itself.
+    pub fn connect(&mut self, conn: ConnId, new: NewClient) -> Result<(), ReasonCode> {
+        if let Some(will) = &new.will {
+            let allowed = new
+                .acl
+                .as_ref()
+                .is_none_or(|acl| acl.can_publish(&will.topic));
+            if !allowed {
+                Stats::add(&self.stats.dropped_denied, 1);
+                return Err(ReasonCode::NotAuthorized);
+            }
+        }
+        let session = Session::connecting(
+            new.client_id.clone(),
+            new.identity.username.clone(),
+            new.protocol,
+            self.config.session,
+        );
         let client = Client {
             client_id: new.client_id.clone(),
             clean: !new.persistent,
@@ -372,6 +391,7 @@ impl Router {
                 },
             );
         }
+        Ok(())
     }
 
     fn owner(&self, conn: ConnId) -> Owner {
@@ -472,9 +492,21 @@ impl Router {
         }
         handshake.step = Step::Subscribing;
         let auto_subscribe = std::mem::take(&mut handshake.auto_subscribe);
-        if let Some(session) = session.filter(|_| !handshake.clean_start) {
+        // A session belongs to the user who created it: another user's connection with the same
+        // client id starts clean, as if it had asked to.
+        let resumable = session.filter(|session| {
+            !handshake.clean_start && session.owner() == client.identity.username.as_ref()
+        });
+        if let Some(session) = resumable {
             handshake.session_present = !client.clean;
             client.session = *session;
+            client.session.handle_connecting();
+            // What the session kept is checked against the rules of the connection resuming it.
+            let acl = client.acl.as_deref();
+            client.session.retain_allowed(
+                |filter| acl.is_none_or(|acl| acl.can_subscribe(filter)),
+                |topic| acl.is_none_or(|acl| acl.can_receive(topic)),
+            );
         }
         let mut filters: Vec<(ByteStr, SubscriptionOptions)> = client
             .session
@@ -554,9 +586,7 @@ impl Router {
                 .session
                 .handle_resumed(protocol, handshake.receive_maximum);
         } else {
-            client
-                .session
-                .set_receive_maximum(handshake.receive_maximum);
+            client.session.handle_connected(handshake.receive_maximum);
         }
         self.outputs.push(Output::Flush(conn));
         self.outputs.push(Output::Ready(conn));
@@ -574,9 +604,15 @@ impl Router {
         client
     }
 
-    /// The will of `conn`, published as the connection ends abnormally (or by MQTT 5 request).
+    /// The will of `conn`, published as the connection ends abnormally (or by MQTT 5 request),
+    /// if the client's rules (which may have changed since its CONNECT) still let it publish there.
     pub fn publish_will(&mut self, conn: ConnId) -> Option<FanOut> {
-        let will = self.clients.get_mut(&conn)?.will.take()?;
+        let client = self.clients.get_mut(&conn)?;
+        let will = client.will.take()?;
+        if !client.can_publish(&will.topic) {
+            Stats::add(&self.stats.dropped_denied, 1);
+            return None;
+        }
         let will = *will;
         let mut properties = will.properties;
         if properties.will_delay_interval.is_some() {
@@ -806,8 +842,12 @@ impl Router {
         client.session.send(&Packet::SubAck(pending.suback));
         let mut drops = Drops::default();
         for (filter, qos) in pending.retained {
-            self.retained.for_each_matching(&filter, |_, message| {
-                client.session.handle_delivery(message, qos, true);
+            // The same per-topic read check as a live delivery: `read #` with `deny secret/#`
+            // must not hand out the retained `secret/x`.
+            self.retained.for_each_matching(&filter, |topic, message| {
+                if client.can_receive(topic) {
+                    client.session.handle_delivery(message, qos, true);
+                }
             });
             drops.add(client.session.take_drops());
         }

@@ -223,10 +223,24 @@ impl Drops {
     }
 }
 
+/// Whether a connection is attached to the session.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Link {
+    /// The connection's CONNACK is not sent yet: nothing may be sent before it [MQTT-3.2.0-1],
+    /// so every delivery waits in the queue.
+    Connecting,
+    /// Online: deliveries go out.
+    Connected,
+    /// A persistent session without a connection: QoS 1/2 (and QoS 0 if configured) are queued.
+    Offline,
+}
+
 /// One client id's MQTT state. See the module doc.
 #[derive(Debug)]
 pub struct Session {
     client_id: ByteStr,
+    /// The user name that created the session: only that user may resume it.
+    owner: Option<ByteStr>,
     protocol: Protocol,
     limits: SessionLimits,
     /// Inflight window negotiated with the client (MQTT 5 receive maximum).
@@ -236,7 +250,7 @@ pub struct Session {
     inflight: VecDeque<Inflight>,
     queued: VecDeque<Queued>,
     incoming_qos2: HashSet<PacketId>,
-    connected: bool,
+    link: Link,
     drops: Drops,
     outbox: Outbox,
 }
@@ -246,6 +260,7 @@ impl Session {
     pub fn new(client_id: ByteStr, protocol: Protocol, limits: SessionLimits) -> Self {
         Self {
             client_id,
+            owner: None,
             protocol,
             limits,
             window: limits.inflight.max(1),
@@ -254,10 +269,35 @@ impl Session {
             inflight: VecDeque::new(),
             queued: VecDeque::new(),
             incoming_qos2: HashSet::new(),
-            connected: true,
+            link: Link::Connected,
             drops: Drops::default(),
             outbox: Outbox::default(),
         }
+    }
+
+    /// A new session for a connection whose CONNACK is not sent yet (see
+    /// [`Session::handle_connected`]), created by `owner`.
+    pub fn connecting(
+        client_id: ByteStr,
+        owner: Option<ByteStr>,
+        protocol: Protocol,
+        limits: SessionLimits,
+    ) -> Self {
+        Self {
+            owner,
+            link: Link::Connecting,
+            ..Self::new(client_id, protocol, limits)
+        }
+    }
+
+    /// A new connection is taking this (resumed) session over: hold deliveries until its CONNACK.
+    pub fn handle_connecting(&mut self) {
+        self.link = Link::Connecting;
+    }
+
+    /// The user name that created the session.
+    pub fn owner(&self) -> Option<&ByteStr> {
+        self.owner.as_ref()
     }
 
     /// The protocol level of the current (or last) connection.
@@ -328,7 +368,7 @@ impl Session {
     /// The connection closed: what it had not sent is gone with it. A persistent session keeps
     /// its state for the next connection.
     pub fn handle_disconnected(&mut self) {
-        self.connected = false;
+        self.link = Link::Offline;
         self.outbox.clear();
     }
 
@@ -338,7 +378,7 @@ impl Session {
     pub fn handle_resumed(&mut self, protocol: Protocol, receive_maximum: u16) {
         self.protocol = protocol;
         self.window = self.limits.inflight.min(receive_maximum).max(1);
-        self.connected = true;
+        self.link = Link::Connected;
         for entry in &self.inflight {
             match entry.awaiting {
                 Awaiting::PubAck | Awaiting::PubRec => {
@@ -359,9 +399,37 @@ impl Session {
         self.release_queued();
     }
 
-    /// Sets the inflight window from the client's MQTT 5 receive maximum.
-    pub fn set_receive_maximum(&mut self, receive_maximum: u16) {
+    /// The CONNACK of a new session is queued: set the inflight window from the client's MQTT 5
+    /// receive maximum and send what arrived while connecting.
+    pub fn handle_connected(&mut self, receive_maximum: u16) {
         self.window = self.limits.inflight.min(receive_maximum).max(1);
+        self.link = Link::Connected;
+        self.release_queued();
+    }
+
+    /// Keeps only what the resuming connection's access rules allow: subscriptions it may make
+    /// and messages it may receive (a message whose PUBREL was already sent has been delivered
+    /// and stays). Returns the filters removed.
+    pub fn retain_allowed(
+        &mut self,
+        can_subscribe: impl Fn(&str) -> bool,
+        can_receive: impl Fn(&str) -> bool,
+    ) -> Vec<ByteStr> {
+        let revoked: Vec<ByteStr> = self
+            .subscriptions
+            .keys()
+            .filter(|filter| !can_subscribe(filter))
+            .cloned()
+            .collect();
+        for filter in &revoked {
+            self.subscriptions.remove(filter);
+        }
+        self.queued
+            .retain(|queued| can_receive(&queued.message.topic));
+        self.inflight.retain(|entry| {
+            entry.awaiting == Awaiting::PubComp || can_receive(&entry.message.topic)
+        });
+        revoked
     }
 
     /// A message routed to this session through a subscription granted at `granted` QoS.
@@ -369,8 +437,11 @@ impl Session {
     /// subscribe, or as published with retain-as-published).
     pub fn handle_delivery(&mut self, message: &Arc<Message>, granted: QoS, retain: bool) {
         let qos = message.qos.min(granted);
-        if !self.connected {
-            if qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
+        if self.link != Link::Connected {
+            if self.link == Link::Offline
+                && qos == QoS::AtMostOnce
+                && !self.limits.queue_qos0_offline
+            {
                 return;
             }
             self.enqueue(Queued {
@@ -409,10 +480,10 @@ impl Session {
     }
 
     fn enqueue(&mut self, queued: Queued) {
-        let bound = if self.connected {
-            self.limits.max_queued_online
-        } else {
+        let bound = if self.link == Link::Offline {
             self.limits.max_queued
+        } else {
+            self.limits.max_queued_online
         };
         if self.queued.len() >= bound {
             self.drops.queue_full += 1;
@@ -444,7 +515,7 @@ impl Session {
 
     /// Moves queued messages into the window while it has room.
     pub fn release_queued(&mut self) {
-        while self.connected && self.window_open() {
+        while self.link == Link::Connected && self.window_open() {
             let Some(next) = self.queued.pop_front() else {
                 break;
             };
@@ -596,7 +667,8 @@ impl Session {
         std::mem::swap(&mut taken.queued, &mut self.queued);
         std::mem::swap(&mut taken.incoming_qos2, &mut self.incoming_qos2);
         taken.next_id = self.next_id;
-        taken.connected = false;
+        taken.owner.clone_from(&self.owner);
+        taken.link = Link::Offline;
         taken
     }
 }

@@ -344,10 +344,12 @@ impl World {
         self.by_conn.insert((shard, conn), h);
         self.ids[id].current = Some(h);
         let client_id = ByteStr::from(format!("client-{id}"));
-        self.routers[shard].connect(
-            conn,
-            NewClient::plain(client_id, Protocol::V311, persistent),
-        );
+        self.routers[shard]
+            .connect(
+                conn,
+                NewClient::plain(client_id, Protocol::V311, persistent),
+            )
+            .expect("no will to refuse");
         self.pump(shard);
     }
 
@@ -511,6 +513,11 @@ impl World {
                 self.ids[id].subscriptions.insert(filter, qos);
             }
             Packet::Publish(publish) => {
+                assert_ne!(
+                    self.conns[h].state,
+                    State::Connecting,
+                    "PUBLISH before CONNACK [MQTT-3.2.0-1]"
+                );
                 let payload = u64::from_be_bytes(publish.payload[..].try_into().expect("8 bytes"));
                 self.conns[h].received.insert(payload);
             }

@@ -3,6 +3,8 @@
 //! (by PID) when dropped; [`RawClient`] speaks MQTT byte-exactly through the shared codec.
 #![allow(dead_code)]
 
+pub mod files;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
