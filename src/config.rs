@@ -265,12 +265,14 @@ impl Settings {
                 max_outbox_bytes: self
                     .max_outbox_bytes
                     .map_or(session_defaults.max_outbox_bytes, NonZeroUsize::get),
+                ..session_defaults
             },
             mesh_capacity: self
                 .mesh_capacity
                 .map_or(defaults.mesh_capacity, NonZeroUsize::get),
             shutdown_grace: defaults.shutdown_grace,
             hot_topics_max: self.hot_topics_max.unwrap_or(defaults.hot_topics_max),
+            limits: defaults.limits.clone(),
         }
     }
 }

@@ -301,6 +301,7 @@ fn spawn_control_tasks(shard: &Rc<Shard>, control: ShardControl) {
         loop {
             Timer::new(WRITER_IDLE_SWEEP).await;
             sweeper.retire_writers();
+            sweeper.with_router(|router| router.expire_sessions(Instant::now()));
         }
     })
     .detach();

@@ -17,7 +17,8 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,7 +39,7 @@ use shardmq_codec::{
 use tracing::{debug, trace};
 
 use crate::control::{ConnectDecision, ConnectRequest};
-use crate::deadline::ReadDeadline;
+use crate::deadline::{granted_keep_alive, ReadDeadline};
 use crate::router::{Handled, Identity, NewClient, Router};
 use crate::shard::Shard;
 use crate::stats::Stats;
@@ -46,6 +47,14 @@ use crate::writer::{self, Socket};
 
 /// How long a CONNECT waits for the control core's decision.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connection waits for other shards (its CONNACK, a SUBACK): a shard that does not
+/// answer costs its clients this, never a hang.
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TCP keep-alive on accepted sockets, so a peer that vanished is found even when its MQTT
+/// keep-alive is long: probes after this much silence, every 30 s, 4 of them.
+const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(120);
 
 /// Packets a connection handles before it lets the shard's other tasks run.
 const PACKETS_PER_TURN: u32 = 64;
@@ -160,6 +169,46 @@ impl End {
     }
 }
 
+/// A place among the connections of one address that are between accept and CONNACK on this
+/// shard, given back when the handshake ends.
+struct Connecting {
+    shard: Rc<Shard>,
+    address: Option<IpAddr>,
+}
+
+impl Connecting {
+    /// `None` (counted) when the address already has `max_connecting_per_address` here.
+    fn start(shard: &Rc<Shard>, peer: Option<SocketAddr>) -> Option<Connecting> {
+        let address = peer.map(|peer| peer.ip());
+        if let Some(address) = address {
+            let mut counts = shard.connecting.borrow_mut();
+            let count = counts.entry(address).or_insert(0);
+            if *count >= shard.config().limits.max_connecting_per_address {
+                Stats::add(&shard.stats().limit_connecting_per_address, 1);
+                return None;
+            }
+            *count += 1;
+        }
+        Some(Connecting {
+            shard: Rc::clone(shard),
+            address,
+        })
+    }
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        let Some(address) = self.address else { return };
+        let mut counts = self.shard.connecting.borrow_mut();
+        if let Some(count) = counts.get_mut(&address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&address);
+            }
+        }
+    }
+}
+
 /// A place in the broker-wide connection count, given back when the connection ends.
 #[derive(Debug)]
 pub struct ConnectionSlot(pub Arc<AtomicUsize>);
@@ -178,8 +227,16 @@ pub fn serve(
 ) -> impl Future<Output = ()> {
     let accepted = Instant::now();
     let peer = stream.peer_addr().ok();
-    // Failure only costs latency.
+    // Failures only cost latency or the detection of dead peers.
     let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(shard.config().limits.write_timeout));
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(TCP_KEEPALIVE_IDLE)
+        .with_interval(Duration::from_secs(30))
+        .with_retries(4);
+    // SAFETY: the descriptor belongs to `stream`, open for the whole borrow.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let _ = socket2::SockRef::from(&fd).set_tcp_keepalive(&keepalive);
     // Moved behind an `Rc` before the task's future is built, so the future holds a pointer
     // rather than the socket itself.
     let socket = Socket::new(shard.next_conn_id(), stream);
@@ -194,13 +251,20 @@ async fn drive(
     accepted: Instant,
     _slot: ConnectionSlot,
 ) {
+    let Some(connecting) = Connecting::start(&shard, peer) else {
+        // Too many connections from this address are still connecting: close at once.
+        return;
+    };
     let mut reader = Reader {
         buf: BytesMut::new(),
-        decoder: Decoder::new(shard.config().max_packet_size),
+        // Until the client is authenticated, only a small first packet is buffered.
+        decoder: Decoder::new(shard.config().limits.max_connect_size),
         deadline: ReadDeadline::connect(accepted, shard.config().connect_timeout),
     };
     shard.add_socket(&socket);
-    if Box::pin(handshake(&shard, &socket, peer, &mut reader)).await {
+    let online = Box::pin(handshake(&shard, &socket, peer, &mut reader)).await;
+    drop(connecting);
+    if online {
         let end = read_loop(&shard, &socket, &mut reader).await;
         Box::pin(teardown(&shard, &socket, end)).await;
     }
@@ -225,6 +289,9 @@ async fn handshake(
         }
         Err(ReadError::Decode(err)) => {
             Stats::add(&shard.stats().protocol_errors, 1);
+            if matches!(err, DecodeError::PacketTooLarge { .. }) {
+                Stats::add(&shard.stats().limit_connect_size, 1);
+            }
             refuse_bad_connect(socket, &err).await;
             return false;
         }
@@ -236,7 +303,10 @@ async fn handshake(
     };
     let protocol = connect.protocol;
     reader.decoder.set_protocol(protocol);
-    let keep_alive = connect.keep_alive;
+    reader
+        .decoder
+        .set_max_packet_size(shard.config().max_packet_size);
+    let keep_alive = granted_keep_alive(connect.keep_alive, shard.config().limits.max_keepalive);
 
     // Everything the connection needs from CONNECT is taken out here, so the packet (and its
     // properties) is not held for the life of the connection.
@@ -244,6 +314,10 @@ async fn handshake(
         refuse(socket, ReasonCode::ClientIdentifierNotValid, protocol).await;
         return false;
     };
+    if let Err(code) = shard.with_router(|router| router.admissible(&new)) {
+        refuse(socket, code, protocol).await;
+        return false;
+    }
     let decision = match authorize(shard, &new, password).await {
         Ok(decision) => decision,
         Err(code) => {
@@ -258,11 +332,14 @@ async fn handshake(
         refuse(socket, code, protocol).await;
         return false;
     }
-    socket.signalled().await;
+    let answered = socket.signalled_within(PEER_TIMEOUT).await;
+    if !answered {
+        Stats::add(&shard.stats().peer_timeouts, 1);
+    }
     if !shard.with_router(|router| router.is_online(conn)) {
         // Taken over before the CONNACK (the router already handed the session on), or closed
         // by the broker while connecting.
-        shard.with_router(|router| router.disconnected(conn));
+        shard.with_router(|router| router.disconnected(conn, Instant::now()));
         return false;
     }
     writer::flush_now(shard, socket);
@@ -335,6 +412,7 @@ fn accept_connect(
         persistent,
         assigned,
         receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
+        keep_alive: connect.keep_alive,
         will,
         identity,
         acl: None,
@@ -399,6 +477,16 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
     let conn = socket.conn();
     let mut handled = 0u32;
     loop {
+        if shard.pending_bytes(conn) > shard.config().session.max_outbox_bytes {
+            // The client sends but does not read what it is sent: read nothing more from it
+            // until its outbox drains; a socket that stays full ends in the write timeout.
+            Stats::add(&shard.stats().limit_outbox, 1);
+            writer::flush_now(shard, socket);
+            socket.writer_idle().await;
+            if socket.is_closed() {
+                return End::Closed;
+            }
+        }
         let packet = match reader.next_packet(shard, socket).await {
             Ok(packet) => packet,
             Err(_) if socket.is_closed() => return End::Closed,
@@ -422,7 +510,10 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
         match shard.with_router(|router| router.handle_packet(conn, packet)) {
             Ok(Handled::Done) => {}
             Ok(Handled::Wait) => {
-                socket.signalled().await;
+                if !socket.signalled_within(PEER_TIMEOUT).await {
+                    Stats::add(&shard.stats().peer_timeouts, 1);
+                    return End::Violation(ReasonCode::ServerBusy);
+                }
                 if socket.is_closed() {
                     return End::Closed;
                 }
@@ -476,13 +567,27 @@ async fn teardown(shard: &Rc<Shard>, socket: &Rc<Socket>, end: End) {
     }
     socket.close();
     writer::flush_now(shard, socket);
-    socket.writer_idle().await;
+    // The writer ends by itself within the write timeout; this bound holds even if it did not.
+    let drained = futures_lite::future::or(
+        async {
+            socket.writer_idle().await;
+            true
+        },
+        async {
+            Timer::new(shard.config().limits.write_timeout).await;
+            false
+        },
+    );
+    if !drained.await {
+        socket.abort();
+        socket.writer_idle().await;
+    }
     if end.publishes_will() {
         if let Some(fanout) = shard.with_router(|router| router.publish_will(conn)) {
             shard.fan_out(fanout).await;
         }
     }
-    shard.with_router(|router: &mut Router| router.disconnected(conn));
+    shard.with_router(|router: &mut Router| router.disconnected(conn, Instant::now()));
 }
 
 /// Writes one packet directly (used before a client exists, e.g. a refusing CONNACK).

@@ -15,6 +15,17 @@
 
 use std::time::{Duration, Instant};
 
+/// The keep-alive the broker grants, in seconds: the client's, unless it asked for none (0) or
+/// more than `max` (`max_keepalive`), which then applies (MQTT 5 tells the client with Server
+/// Keep Alive; a 3.x client simply meets the broker's deadline).
+pub fn granted_keep_alive(requested: u16, max: u16) -> u16 {
+    if requested == 0 || requested > max {
+        max
+    } else {
+        requested
+    }
+}
+
 /// The deadline of a connection's next whole packet.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct ReadDeadline {
@@ -89,6 +100,20 @@ mod tests {
             deadline.remaining(start + Duration::from_secs(29)),
             Some(Duration::ZERO)
         );
+    }
+
+    #[test]
+    fn the_server_maximum_bounds_keep_alive() {
+        assert_eq!(granted_keep_alive(30, 60), 30);
+        assert_eq!(
+            granted_keep_alive(0, 60),
+            60,
+            "no keep-alive is not granted"
+        );
+        assert_eq!(granted_keep_alive(600, 60), 60);
+        let start = Instant::now();
+        let deadline = ReadDeadline::keep_alive(start, granted_keep_alive(0, 2));
+        assert_eq!(deadline.remaining(start), Some(Duration::from_secs(3)));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hashbrown::HashMap;
 use shardmq_codec::{
@@ -31,8 +32,9 @@ use shardmq_codec::{
 };
 
 use crate::acl::SessionAcl;
-use crate::config::ShardConfig;
+use crate::config::{Limits, ShardConfig};
 use crate::control::ClientInfo;
+use crate::deadline::granted_keep_alive;
 use crate::hot_topics::HotTopics;
 use crate::mesh::{ConnId, Owner, Routed, ShardId, ShardMsg, ShardSet};
 use crate::retained::RetainedIndex;
@@ -40,9 +42,6 @@ use crate::session::{Drops, Message, PublishVerdict, Session};
 use crate::stats::Stats;
 use crate::takeover::{home_shard, Registry, Step, TakeoverOutcome};
 use crate::trie::Trie;
-
-/// Topic aliases a client may use towards the broker (MQTT 5 topic alias maximum in CONNACK).
-pub const TOPIC_ALIAS_MAXIMUM: u16 = 64;
 
 /// This shard's subscribers to one filter.
 type Subscribers = HashMap<ConnId, SubscriptionOptions>;
@@ -76,6 +75,8 @@ pub struct NewClient {
     pub assigned: bool,
     /// MQTT 5 receive maximum of the client.
     pub receive_maximum: u16,
+    /// Keep-alive the client asked for, in seconds.
+    pub keep_alive: u16,
     /// Will message.
     pub will: Option<Box<LastWill>>,
     /// Who connected.
@@ -97,6 +98,7 @@ impl NewClient {
             persistent,
             assigned: false,
             receive_maximum: u16::MAX,
+            keep_alive: 60,
             will: None,
             identity: Identity::default(),
             acl: None,
@@ -116,7 +118,37 @@ pub enum Output {
     Close(ConnId),
     /// The client's pending CONNECT (it is online now) or SUBSCRIBE completed.
     Ready(ConnId),
+    /// Retained messages for a new subscription, too many to queue at once: deliver them in
+    /// slices ([`Router::deliver_retained`]) as the client's outbox drains.
+    Retained(RetainedBatch),
 }
+
+/// Retained messages matching a new subscription, for one client.
+#[derive(Debug)]
+pub struct RetainedBatch {
+    conn: ConnId,
+    messages: Vec<(Arc<Message>, QoS)>,
+}
+
+impl RetainedBatch {
+    /// The client.
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    /// Number of messages.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// True when there is nothing to deliver.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+/// Retained messages queued with the SUBACK; more go out in slices of this size.
+pub const RETAINED_SLICE: usize = 256;
 
 /// What became of a packet.
 #[derive(Debug)]
@@ -178,6 +210,7 @@ struct Handshake {
     clean_start: bool,
     assigned: bool,
     receive_maximum: u16,
+    keep_alive: u16,
     session_present: bool,
     auto_subscribe: Vec<(String, QoS)>,
     /// A newer connection claimed the id meanwhile: hand the session to it instead.
@@ -207,6 +240,8 @@ struct Client {
     pending_suback: Option<Box<PendingSubAck>>,
     /// MQTT 5 topic aliases the client set (they live as long as the connection).
     aliases: HashMap<u16, ByteStr>,
+    /// When an offline session lost its connection (for `persistent_client_expiration`).
+    offline_since: Option<Instant>,
 }
 
 impl Client {
@@ -246,6 +281,8 @@ pub struct Router {
     routes: Trie<ShardSet>,
     retained: RetainedIndex<Arc<Message>>,
     registry: Registry,
+    /// Payload bytes of the retained messages.
+    retained_bytes: usize,
     outputs: Vec<Output>,
 }
 
@@ -263,6 +300,7 @@ impl Router {
             routes: Trie::new(),
             retained: RetainedIndex::new(),
             registry: Registry::default(),
+            retained_bytes: 0,
             outputs: Vec::new(),
         }
     }
@@ -329,6 +367,26 @@ impl Router {
 
     // ----- clients ---------------------------------------------------------------------------
 
+    /// Whether a CONNECT is within the limits on identifiers, checked before the control core is
+    /// asked: a client id or user name over its maximum length is refused.
+    pub fn admissible(&self, new: &NewClient) -> Result<(), ReasonCode> {
+        let limits = &self.config.limits;
+        let refusal = if new.client_id.len() > limits.max_client_id_length {
+            ReasonCode::ClientIdentifierNotValid
+        } else if new
+            .identity
+            .username
+            .as_ref()
+            .is_some_and(|name| name.len() > limits.max_username_length)
+        {
+            ReasonCode::BadUserNameOrPassword
+        } else {
+            return Ok(());
+        };
+        Stats::add(&self.stats.limit_identifier, 1);
+        Err(refusal)
+    }
+
     /// A client whose CONNECT the control core accepted: claims its id and, once the previous
     /// owner (if any) handed its session over and every subscription is routed, sends CONNACK and
     /// outputs [`Output::Ready`] (or [`Output::Close`] if a newer connection took the id first).
@@ -365,6 +423,7 @@ impl Router {
                 clean_start: new.clean_start,
                 assigned: new.assigned,
                 receive_maximum: new.receive_maximum,
+                keep_alive: new.keep_alive,
                 session_present: false,
                 auto_subscribe: new.auto_subscribe,
                 superseded_by: None,
@@ -372,6 +431,7 @@ impl Router {
             awaiting_acks: 0,
             pending_suback: None,
             aliases: HashMap::new(),
+            offline_since: None,
         };
         self.clients.insert(conn, client);
         self.by_client_id.insert(new.client_id.clone(), conn);
@@ -571,7 +631,12 @@ impl Router {
             if handshake.assigned {
                 properties.assigned_client_identifier = Some(client.client_id.clone());
             }
-            properties.topic_alias_maximum = Some(TOPIC_ALIAS_MAXIMUM);
+            properties.topic_alias_maximum = Some(self.config.limits.max_topic_aliases);
+            let granted =
+                granted_keep_alive(handshake.keep_alive, self.config.limits.max_keepalive);
+            if granted != handshake.keep_alive {
+                properties.server_keep_alive = Some(granted);
+            }
             properties.maximum_packet_size = u32::try_from(self.config.max_packet_size).ok();
             properties.subscription_identifier_available = Some(0);
             properties.shared_subscription_available = Some(0);
@@ -629,25 +694,69 @@ impl Router {
         self.publish(message, self.owner(conn))
     }
 
-    /// The connection of `conn` ended. A clean session is discarded and the id released; a
-    /// persistent one stays, offline, collecting messages for its next connection.
-    pub fn disconnected(&mut self, conn: ConnId) {
+    /// The connection of `conn` ended at `now`. A clean session is discarded and the id
+    /// released; a persistent one stays, offline, collecting messages for its next connection,
+    /// unless this shard already keeps its share of `max_offline_sessions`.
+    pub fn disconnected(&mut self, conn: ConnId, now: Instant) {
+        let offline_cap = self
+            .config
+            .limits
+            .max_offline_sessions
+            .div_ceil(self.config.shards);
+        let full = self.stats.sessions_offline.get() as usize >= offline_cap;
         let Some(client) = self.clients.get_mut(&conn) else {
             return; // taken over: the new owner has everything
         };
         client.will = None;
-        if client.clean || !matches!(client.phase, Phase::Online) {
-            let client = self.remove_client(conn);
-            self.drop_subscriptions(conn, &client.session);
-            let owner = self.owner(conn);
-            self.release(client.client_id, owner);
-        } else {
+        let keep = !client.clean && matches!(client.phase, Phase::Online);
+        if keep && full {
+            Stats::add(&self.stats.limit_offline_sessions, 1);
+        }
+        if keep && !full {
             client.phase = Phase::Offline;
             client.aliases = HashMap::new();
+            client.offline_since = Some(now);
             client.session.handle_disconnected();
             Stats::sub(&self.stats.connections, 1);
             Stats::add(&self.stats.sessions_offline, 1);
+        } else {
+            self.end_session(conn);
         }
+    }
+
+    /// Removes `conn` and its session for good, releasing its client id.
+    fn end_session(&mut self, conn: ConnId) {
+        let client = self.remove_client(conn);
+        if matches!(client.phase, Phase::Offline) {
+            Stats::sub(&self.stats.sessions_offline, 1);
+        }
+        self.drop_subscriptions(conn, &client.session);
+        let owner = self.owner(conn);
+        self.release(client.client_id, owner);
+    }
+
+    /// Ends the offline sessions of MQTT 3.x clients that have been offline longer than
+    /// `persistent_client_expiration` at `now`. Returns how many ended.
+    pub fn expire_sessions(&mut self, now: Instant) -> usize {
+        let Some(expiration) = self.config.limits.persistent_client_expiration else {
+            return 0;
+        };
+        let expired: Vec<ConnId> = self
+            .clients
+            .iter()
+            .filter(|(_, client)| {
+                !client.session.protocol().is_v5()
+                    && client
+                        .offline_since
+                        .is_some_and(|since| now.saturating_duration_since(since) >= expiration)
+            })
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in &expired {
+            self.end_session(*conn);
+        }
+        Stats::add(&self.stats.sessions_expired, expired.len() as u64);
+        expired.len()
     }
 
     fn release(&mut self, client_id: ByteStr, owner: Owner) {
@@ -719,7 +828,7 @@ impl Router {
         if let Some(alias) = publish.properties.topic_alias {
             publish.properties.topic_alias = None;
             // MQTT 5 topic alias (§3.3.2.3.4): a topic sets the alias, an empty topic uses it.
-            if alias == 0 || alias > TOPIC_ALIAS_MAXIMUM {
+            if alias == 0 || alias > self.config.limits.max_topic_aliases {
                 return Err(ReasonCode::TopicAliasInvalid);
             }
             if publish.topic.is_empty() {
@@ -737,12 +846,24 @@ impl Router {
         if publish.topic.is_empty() {
             return Err(ReasonCode::TopicNameInvalid);
         }
-        if !client.can_publish(&publish.topic) {
+        let retained_fits =
+            !publish.retain || self.retained_fits(&publish.topic, publish.payload.len());
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return Ok(Handled::Done);
+        };
+        let refusal = if !within(&self.config.limits, &publish.topic) {
+            Some((ReasonCode::TopicNameInvalid, &self.stats.limit_topic))
+        } else if !client.can_publish(&publish.topic) {
+            Some((ReasonCode::NotAuthorized, &self.stats.dropped_denied))
+        } else if !retained_fits {
+            Some((ReasonCode::QuotaExceeded, &self.stats.limit_retained))
+        } else {
+            None
+        };
+        if let Some((code, counter)) = refusal {
             // 3.1.1 has no refusal: a QoS 1/2 publish is acknowledged and dropped; MQTT 5 says why.
-            Stats::add(&self.stats.dropped_denied, 1);
-            client
-                .session
-                .acknowledge_refused(&publish, ReasonCode::NotAuthorized);
+            Stats::add(counter, 1);
+            client.session.acknowledge_refused(&publish, code);
             self.flush_if_pending(conn);
             return Ok(Handled::Done);
         }
@@ -776,27 +897,52 @@ impl Router {
             return Handled::Done;
         };
         let v5 = client.session.protocol().is_v5();
+        // MQTT 3.1.1 has one failure code, 0x80.
+        let refused = |code| {
+            if v5 {
+                code
+            } else {
+                ReasonCode::UnspecifiedError
+            }
+        };
+        let config = Arc::clone(&self.config);
+        let limits = &config.limits;
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
-        for request in &subscribe.filters {
+        // A filter repeated with the same options in one SUBSCRIBE is handled once.
+        let mut seen: HashMap<(&str, SubscriptionOptions), ReasonCode> = HashMap::new();
+        for (index, request) in subscribe.filters.iter().enumerate() {
             let Some(client) = self.clients.get(&conn) else {
                 break;
             };
             let filter = request.filter.as_str();
-            if !topic::valid_filter(filter) {
-                codes.push(ReasonCode::TopicFilterInvalid);
+            if let Some(code) = seen.get(&(filter, request.options)) {
+                codes.push(*code);
                 continue;
             }
-            if v5 && filter.starts_with("$share/") {
-                codes.push(ReasonCode::SharedSubscriptionsNotSupported);
-                continue;
-            }
-            if !client.can_subscribe(filter) {
-                codes.push(if v5 {
-                    ReasonCode::NotAuthorized
-                } else {
-                    ReasonCode::UnspecifiedError
-                });
+            let code = if index >= limits.max_subscribe_filters {
+                Stats::add(&self.stats.limit_subscriptions, 1);
+                refused(ReasonCode::QuotaExceeded)
+            } else if !topic::valid_filter(filter) {
+                ReasonCode::TopicFilterInvalid
+            } else if !within(limits, filter) {
+                Stats::add(&self.stats.limit_topic, 1);
+                refused(ReasonCode::TopicFilterInvalid)
+            } else if v5 && filter.starts_with("$share/") {
+                ReasonCode::SharedSubscriptionsNotSupported
+            } else if !client.can_subscribe(filter) {
+                refused(ReasonCode::NotAuthorized)
+            } else if !client.session.subscriptions().contains_key(filter)
+                && client.session.subscriptions().len() >= limits.max_subscriptions
+            {
+                Stats::add(&self.stats.limit_subscriptions, 1);
+                refused(ReasonCode::QuotaExceeded)
+            } else {
+                ReasonCode::Success
+            };
+            if code != ReasonCode::Success {
+                seen.insert((filter, request.options), code);
+                codes.push(code);
                 continue;
             }
             let mut options = request.options;
@@ -804,6 +950,10 @@ impl Router {
             let filter = ByteStr::copy_from_str(filter);
             let existed = client.session.subscriptions().contains_key(&filter);
             self.subscribe(conn, filter.clone(), options);
+            seen.insert(
+                (request.filter.as_str(), request.options),
+                ReasonCode::granted(options.qos),
+            );
             codes.push(ReasonCode::granted(options.qos));
             let send_retained = match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
@@ -840,19 +990,35 @@ impl Router {
             return;
         };
         client.session.send(&Packet::SubAck(pending.suback));
-        let mut drops = Drops::default();
+        let mut messages = Vec::new();
         for (filter, qos) in pending.retained {
             // The same per-topic read check as a live delivery: `read #` with `deny secret/#`
             // must not hand out the retained `secret/x`.
             self.retained.for_each_matching(&filter, |topic, message| {
                 if client.can_receive(topic) {
-                    client.session.handle_delivery(message, qos, true);
+                    messages.push((Arc::clone(message), qos));
                 }
             });
-            drops.add(client.session.take_drops());
         }
-        self.count_drops(drops);
+        let batch = RetainedBatch { conn, messages };
+        self.deliver_retained(&batch, 0..batch.len().min(RETAINED_SLICE));
+        if batch.len() > RETAINED_SLICE {
+            self.outputs.push(Output::Retained(batch));
+        }
         self.flush_if_pending(conn);
+    }
+
+    /// Delivers the retained messages of `batch` in `range`, with RETAIN set [MQTT-3.3.1-8].
+    pub fn deliver_retained(&mut self, batch: &RetainedBatch, range: Range<usize>) {
+        let Some(client) = self.clients.get_mut(&batch.conn) else {
+            return;
+        };
+        for (message, qos) in &batch.messages[range] {
+            client.session.handle_delivery(message, *qos, true);
+        }
+        let drops = client.session.take_drops();
+        self.count_drops(drops);
+        self.flush_if_pending(batch.conn);
     }
 
     fn handle_unsubscribe(&mut self, conn: ConnId, unsubscribe: Unsubscribe) -> Handled {
@@ -1004,15 +1170,26 @@ impl Router {
         local.then(|| self.fan_out(message, origin))
     }
 
-    fn apply_retain(&mut self, topic: &str, message: Option<Arc<Message>>) {
-        match message {
-            Some(message) => {
-                self.retained.set(topic, message);
-            }
-            None => {
-                self.retained.remove(topic);
-            }
+    /// Whether storing a retained payload of `len` bytes on `topic` stays within
+    /// `max_retained_messages` and `max_retained_bytes` (an empty payload clears, always fits).
+    fn retained_fits(&self, topic: &str, len: usize) -> bool {
+        if len == 0 {
+            return true;
         }
+        let limits = &self.config.limits;
+        let replaced = self.retained.get(topic).map(|m| m.payload.len());
+        let count = self.retained.len() + usize::from(replaced.is_none());
+        let bytes = self.retained_bytes - replaced.unwrap_or(0) + len;
+        count <= limits.max_retained_messages && bytes <= limits.max_retained_bytes
+    }
+
+    fn apply_retain(&mut self, topic: &str, message: Option<Arc<Message>>) {
+        let added = message.as_ref().map_or(0, |m| m.payload.len());
+        let replaced = match message {
+            Some(message) => self.retained.set(topic, message),
+            None => self.retained.remove(topic),
+        };
+        self.retained_bytes = self.retained_bytes + added - replaced.map_or(0, |m| m.payload.len());
         self.stats.retained.set(self.retained.len() as u64);
     }
 
@@ -1226,4 +1403,10 @@ impl Client {
     fn is_connected(&self) -> bool {
         !matches!(self.phase, Phase::Offline)
     }
+}
+
+/// Whether a topic name or filter is within `max_topic_length` and `max_topic_levels`.
+fn within(limits: &Limits, topic: &str) -> bool {
+    topic.len() <= limits.max_topic_length
+        && topic.bytes().filter(|b| *b == b'/').count() < limits.max_topic_levels
 }

@@ -52,6 +52,8 @@ pub struct SessionLimits {
     pub queue_qos0_offline: bool,
     /// Bytes the outbox may hold before the client counts as a slow consumer.
     pub max_outbox_bytes: usize,
+    /// Payload bytes the queue may hold, online or offline, whatever the message count.
+    pub max_queued_bytes: usize,
 }
 
 impl Default for SessionLimits {
@@ -62,6 +64,7 @@ impl Default for SessionLimits {
             max_queued_online: 100_000,
             queue_qos0_offline: false,
             max_outbox_bytes: 1024 * 1024,
+            max_queued_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -227,8 +230,9 @@ impl Drops {
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 enum Link {
     /// The connection's CONNACK is not sent yet: nothing may be sent before it [MQTT-3.2.0-1],
-    /// so every delivery waits in the queue.
-    Connecting,
+    /// so deliveries wait in the queue. A resumed session treats QoS 0 as it did offline;
+    /// a fresh one (`fresh`) queues it too.
+    Connecting { fresh: bool },
     /// Online: deliveries go out.
     Connected,
     /// A persistent session without a connection: QoS 1/2 (and QoS 0 if configured) are queued.
@@ -249,6 +253,8 @@ pub struct Session {
     next_id: u16,
     inflight: VecDeque<Inflight>,
     queued: VecDeque<Queued>,
+    /// Payload bytes in `queued`.
+    queued_bytes: usize,
     incoming_qos2: HashSet<PacketId>,
     link: Link,
     drops: Drops,
@@ -268,6 +274,7 @@ impl Session {
             next_id: 1,
             inflight: VecDeque::new(),
             queued: VecDeque::new(),
+            queued_bytes: 0,
             incoming_qos2: HashSet::new(),
             link: Link::Connected,
             drops: Drops::default(),
@@ -285,14 +292,14 @@ impl Session {
     ) -> Self {
         Self {
             owner,
-            link: Link::Connecting,
+            link: Link::Connecting { fresh: true },
             ..Self::new(client_id, protocol, limits)
         }
     }
 
     /// A new connection is taking this (resumed) session over: hold deliveries until its CONNACK.
     pub fn handle_connecting(&mut self) {
-        self.link = Link::Connecting;
+        self.link = Link::Connecting { fresh: false };
     }
 
     /// The user name that created the session.
@@ -426,6 +433,7 @@ impl Session {
         }
         self.queued
             .retain(|queued| can_receive(&queued.message.topic));
+        self.queued_bytes = self.queued.iter().map(|q| q.message.payload.len()).sum();
         self.inflight.retain(|entry| {
             entry.awaiting == Awaiting::PubComp || can_receive(&entry.message.topic)
         });
@@ -438,10 +446,8 @@ impl Session {
     pub fn handle_delivery(&mut self, message: &Arc<Message>, granted: QoS, retain: bool) {
         let qos = message.qos.min(granted);
         if self.link != Link::Connected {
-            if self.link == Link::Offline
-                && qos == QoS::AtMostOnce
-                && !self.limits.queue_qos0_offline
-            {
+            let as_offline = !matches!(self.link, Link::Connecting { fresh: true });
+            if as_offline && qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
                 return;
             }
             self.enqueue(Queued {
@@ -485,10 +491,12 @@ impl Session {
         } else {
             self.limits.max_queued_online
         };
-        if self.queued.len() >= bound {
+        let bytes = queued.message.payload.len();
+        if self.queued.len() >= bound || self.queued_bytes + bytes > self.limits.max_queued_bytes {
             self.drops.queue_full += 1;
             return;
         }
+        self.queued_bytes += bytes;
         self.queued.push_back(queued);
     }
 
@@ -519,6 +527,7 @@ impl Session {
             let Some(next) = self.queued.pop_front() else {
                 break;
             };
+            self.queued_bytes -= next.message.payload.len();
             if next.qos == QoS::AtMostOnce {
                 self.outbox.push_publish(
                     &header(&next.message, next.qos, next.retain, None),
@@ -665,6 +674,7 @@ impl Session {
         std::mem::swap(&mut taken.subscriptions, &mut self.subscriptions);
         std::mem::swap(&mut taken.inflight, &mut self.inflight);
         std::mem::swap(&mut taken.queued, &mut self.queued);
+        std::mem::swap(&mut taken.queued_bytes, &mut self.queued_bytes);
         std::mem::swap(&mut taken.incoming_qos2, &mut self.incoming_qos2);
         taken.next_id = self.next_id;
         taken.owner.clone_from(&self.owner);

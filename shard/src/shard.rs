@@ -15,6 +15,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -28,7 +29,7 @@ use hashbrown::HashMap;
 use crate::config::ShardConfig;
 use crate::control::{Authenticator, ShardCommand};
 use crate::mesh::{ConnId, Owner, ShardId, ShardMsg};
-use crate::router::{FanOut, Output, Router, BROKER_CONN};
+use crate::router::{FanOut, Output, RetainedBatch, Router, BROKER_CONN, RETAINED_SLICE};
 use crate::stats::Stats;
 use crate::writer::{self, FlushQueue, Socket};
 
@@ -62,6 +63,8 @@ pub struct Shard {
     pub read_scratch: RefCell<Box<[u8]>>,
     /// Where CONNECTs go for a decision; `None` accepts every client with no ACL.
     pub authenticator: Option<Authenticator>,
+    /// Connections per address between accept and CONNACK (see `connection`).
+    pub(crate) connecting: RefCell<HashMap<IpAddr, usize>>,
 }
 
 impl Shard {
@@ -89,6 +92,7 @@ impl Shard {
             sweep_tick: Cell::new(0),
             read_scratch: RefCell::new(vec![0; scratch].into_boxed_slice()),
             authenticator,
+            connecting: RefCell::new(HashMap::new()),
             config,
         })
     }
@@ -142,6 +146,15 @@ impl Shard {
                 Output::Ready(conn) => {
                     if let Some(socket) = self.socket(conn) {
                         socket.signal();
+                    }
+                }
+                Output::Retained(batch) => {
+                    if let Some(socket) = self.socket(batch.conn()) {
+                        let shard = Rc::clone(self);
+                        glommio::spawn_local(async move {
+                            shard.send_retained(&socket, batch).await;
+                        })
+                        .detach();
                     }
                 }
             }
@@ -237,6 +250,24 @@ impl Shard {
             if start < len {
                 glommio::yield_if_needed().await;
             }
+        }
+    }
+
+    /// Delivers a large batch of retained messages a slice at a time, each slice once the
+    /// client's outbox is below its bound, so one SUBSCRIBE over many retained messages neither
+    /// holds the shard nor fills memory.
+    async fn send_retained(self: &Rc<Self>, socket: &Rc<Socket>, batch: RetainedBatch) {
+        let mut start = RETAINED_SLICE;
+        while start < batch.len() && !socket.is_closed() {
+            if self.pending_bytes(socket.conn()) > self.config.session.max_outbox_bytes {
+                writer::flush_now(self, socket);
+                socket.writer_idle().await;
+                continue;
+            }
+            let end = (start + RETAINED_SLICE).min(batch.len());
+            self.with_router(|router| router.deliver_retained(&batch, start..end));
+            start = end;
+            futures_lite::future::yield_now().await;
         }
     }
 

@@ -91,6 +91,17 @@ figures! {
     Counter dropped_denied: "Publications refused by the ACL.",
     Counter mesh_dropped: "Inter-shard messages dropped because a ring was closed.",
     Counter wills_published: "Will messages published.",
+    Counter write_timeouts: "Connections closed because the socket took no bytes within write_timeout.",
+    Counter peer_timeouts: "Connections closed because another shard did not answer in time.",
+    Counter sessions_expired: "Offline persistent sessions ended by persistent_client_expiration.",
+    Counter limit_connect_size: "CONNECTs refused for exceeding max_connect_size.",
+    Counter limit_connecting_per_address: "Connections closed at accept: too many from one address still connecting.",
+    Counter limit_identifier: "CONNECTs refused for a client id or user name over its maximum length.",
+    Counter limit_subscriptions: "Subscriptions refused by max_subscriptions or max_subscribe_filters.",
+    Counter limit_topic: "Publications and filters refused for exceeding max_topic_length or max_topic_levels.",
+    Counter limit_retained: "Retained publications refused by max_retained_messages or max_retained_bytes.",
+    Counter limit_offline_sessions: "Persistent sessions discarded at disconnect by max_offline_sessions.",
+    Counter limit_outbox: "Times a client that does not read was paused until its outbox drained.",
 }
 
 impl Stats {

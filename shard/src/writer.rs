@@ -112,12 +112,39 @@ impl Socket {
         self.signal();
     }
 
+    /// Shuts both directions: a pending write fails at once (a teardown that waited too long).
+    pub fn abort(&self) {
+        self.closed.set(true);
+        // SAFETY: as in `close`.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+        if let Some(waker) = self.writer_parked.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
     /// Wakes the connection task waiting in [`Socket::signalled`].
     pub fn signal(&self) {
         self.signalled.set(true);
         if let Some(waker) = self.task.borrow_mut().take() {
             waker.wake();
         }
+    }
+
+    /// Waits at most `timeout` for [`Socket::signalled`]; false if the time ran out.
+    pub async fn signalled_within(&self, timeout: std::time::Duration) -> bool {
+        futures_lite::future::or(
+            async {
+                self.signalled().await;
+                true
+            },
+            async {
+                glommio::timer::Timer::new(timeout).await;
+                false
+            },
+        )
+        .await
     }
 
     /// Waits for [`Socket::signal`] (or a close), then resets it.
@@ -288,7 +315,10 @@ async fn write_loop(shard: Rc<Shard>, socket: Rc<Socket>) {
         }
         match write_all(&socket, &chunks).await {
             Ok(written) => Stats::add(&shard.stats().bytes_sent, written as u64),
-            Err(_) => {
+            Err(err) => {
+                if err.kind() == io::ErrorKind::TimedOut {
+                    Stats::add(&shard.stats().write_timeouts, 1);
+                }
                 socket.writer_finished();
                 socket.close();
                 return;

@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use hashbrown::{HashMap, HashSet};
@@ -381,7 +382,7 @@ impl World {
                 self.routers[shard].deliver(&fanout, 0..fanout.len());
             }
         }
-        self.routers[shard].disconnected(conn);
+        self.routers[shard].disconnected(conn, Instant::now());
         let identity = &mut self.ids[self.conns[h].id];
         if identity.current == Some(h) && !identity.persistent {
             identity.subscriptions.clear();
@@ -425,6 +426,9 @@ impl World {
                     self.links.entry((shard, to.0)).or_default().push_back(msg)
                 }
                 Output::Flush(_) => {}
+                Output::Retained(batch) => {
+                    self.routers[shard].deliver_retained(&batch, 0..batch.len());
+                }
                 Output::Close(conn) => {
                     let h = self.by_conn[&(shard, conn)];
                     self.read(h);
