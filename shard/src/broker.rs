@@ -301,7 +301,13 @@ fn spawn_control_tasks(shard: &Rc<Shard>, control: ShardControl) {
         loop {
             Timer::new(WRITER_IDLE_SWEEP).await;
             sweeper.retire_writers();
-            sweeper.with_router(|router| router.expire_sessions(Instant::now()));
+            let drops = sweeper.with_router(|router| {
+                router.expire_sessions(Instant::now());
+                router.drop_reports()
+            });
+            for (client_id, username, dropped) in drops {
+                warn!(%client_id, username = ?username.as_deref(), dropped, "messages dropped for a client that cannot keep up (queue or outbox full)");
+            }
         }
     })
     .detach();

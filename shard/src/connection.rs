@@ -314,6 +314,8 @@ async fn handshake(
         refuse(socket, ReasonCode::ClientIdentifierNotValid, protocol).await;
         return false;
     };
+    #[cfg(debug_assertions)]
+    fault_injection(&new.client_id);
     if let Err(code) = shard.with_router(|router| router.admissible(&new)) {
         refuse(socket, code, protocol).await;
         return false;
@@ -351,6 +353,15 @@ async fn handshake(
         "client connected"
     );
     true
+}
+
+/// Debug builds only (tests run them): a client id equal to `SHARDMQ_FAULT_PANIC_CLIENT_ID`
+/// panics inside its connection's code, so a test can check what a panic does to the broker.
+#[cfg(debug_assertions)]
+fn fault_injection(client_id: &str) {
+    if std::env::var_os("SHARDMQ_FAULT_PANIC_CLIENT_ID").is_some_and(|id| id == client_id) {
+        panic!("fault injection: client id {client_id}");
+    }
 }
 
 /// Answers CONNECT with a refusing CONNACK.

@@ -46,6 +46,12 @@ pub struct ClientInfo {
     pub subscriptions: usize,
     /// Whether a connection is attached (false for an offline persistent session).
     pub connected: bool,
+    /// Messages queued for it (behind the inflight window, or while offline).
+    pub queued: usize,
+    /// Messages sent and not yet acknowledged.
+    pub inflight: usize,
+    /// Messages its session dropped (slow consumer, full queue) since it began.
+    pub dropped: u64,
 }
 
 /// A command for one shard.

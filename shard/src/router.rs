@@ -242,6 +242,8 @@ struct Client {
     aliases: HashMap<u16, ByteStr>,
     /// When an offline session lost its connection (for `persistent_client_expiration`).
     offline_since: Option<Instant>,
+    /// The session's drop total at the last [`Router::drop_reports`].
+    reported_drops: u64,
 }
 
 impl Client {
@@ -432,6 +434,7 @@ impl Router {
             pending_suback: None,
             aliases: HashMap::new(),
             offline_since: None,
+            reported_drops: 0,
         };
         self.clients.insert(conn, client);
         self.by_client_id.insert(new.client_id.clone(), conn);
@@ -1385,8 +1388,30 @@ impl Router {
                 connected_since: client.identity.connected_since,
                 subscriptions: client.session.subscriptions().len(),
                 connected: !matches!(client.phase, Phase::Offline),
+                queued: client.session.queued_len(),
+                inflight: client.session.inflight_len(),
+                dropped: client.session.dropped_total(),
             })
             .collect()
+    }
+
+    /// The clients whose sessions dropped messages since the last call, with how many: the
+    /// driver logs them once per sweep, so a flood of drops is one line per client, not one per
+    /// message.
+    pub fn drop_reports(&mut self) -> Vec<(ByteStr, Option<ByteStr>, u64)> {
+        let mut reports = Vec::new();
+        for client in self.clients.values_mut() {
+            let total = client.session.dropped_total();
+            if total > client.reported_drops {
+                reports.push((
+                    client.client_id.clone(),
+                    client.identity.username.clone(),
+                    total - client.reported_drops,
+                ));
+                client.reported_drops = total;
+            }
+        }
+        reports
     }
 
     /// Asks every connection to close (shutdown).

@@ -258,6 +258,7 @@ pub struct Session {
     incoming_qos2: HashSet<PacketId>,
     link: Link,
     drops: Drops,
+    dropped_total: u64,
     outbox: Outbox,
 }
 
@@ -278,6 +279,7 @@ impl Session {
             incoming_qos2: HashSet::new(),
             link: Link::Connected,
             drops: Drops::default(),
+            dropped_total: 0,
             outbox: Outbox::default(),
         }
     }
@@ -357,9 +359,17 @@ impl Session {
         self.queued.len()
     }
 
-    /// Drop counters since the last call; resets them.
+    /// Drop counters since the last call; resets them (the total goes on).
     pub fn take_drops(&mut self) -> Drops {
-        std::mem::take(&mut self.drops)
+        let drops = std::mem::take(&mut self.drops);
+        self.dropped_total += drops.slow_qos0 + drops.queue_full;
+        drops
+    }
+
+    /// Messages this session dropped since it began (counted as [`Session::take_drops`] reads
+    /// them), whichever connection and shard it was on.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total
     }
 
     /// Records a subscription; returns true if it replaced an existing one for the same filter.
@@ -675,6 +685,7 @@ impl Session {
         std::mem::swap(&mut taken.inflight, &mut self.inflight);
         std::mem::swap(&mut taken.queued, &mut self.queued);
         std::mem::swap(&mut taken.queued_bytes, &mut self.queued_bytes);
+        taken.dropped_total = self.dropped_total;
         std::mem::swap(&mut taken.incoming_qos2, &mut self.incoming_qos2);
         taken.next_id = self.next_id;
         taken.owner.clone_from(&self.owner);
