@@ -308,7 +308,7 @@ impl Worker {
             return;
         }
         let sessions = self.refresh_sessions(&Refresh::All);
-        info!(sessions, "rules reloaded");
+        info!(sessions, "access rules reloaded");
     }
 
     fn handle_refresh(&mut self, refresh: &Refresh) {
