@@ -6,10 +6,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use bytes::Bytes;
-use common::{check_push_server_chat, login, Broker, QUIET, T1, WAIT, X, YXQ};
+use common::external::{available, starts};
+use common::{check_push_server_chat, login, Broker, QUIET, RULES_RELOADED, T1, WAIT, X, YXQ};
 use shardmq_codec::{QoS, ReasonCode};
 
 struct Files {
@@ -217,12 +217,7 @@ fn sighup_reload_revokes_read_and_removes_subscriptions() {
     unsafe {
         libc::kill(broker.pid() as i32, libc::SIGHUP);
     }
-    assert!(
-        broker.wait_for_log(&["rules reloaded"], WAIT).is_some(),
-        "{:?}",
-        broker.log()
-    );
-    std::thread::sleep(Duration::from_millis(200));
+    broker.wait_for_rules(&[RULES_RELOADED], 1, WAIT);
     writer.publish("news/2", b"after", QoS::AtMostOnce, false);
     assert!(
         reader.next_publish(QUIET).is_none(),
@@ -308,12 +303,11 @@ fn repeated_failures_ban_the_user() {
 
 #[test]
 fn mosquitto_clients_log_in_with_a_password_file() {
-    if Command::new("mosquitto_pub")
-        .arg("--help")
-        .output()
-        .is_err()
-    {
-        eprintln!("mosquitto-clients not installed; .ci/run installs them");
+    if !available(
+        "mosquitto_pub",
+        starts("mosquitto_pub", &["--help"]),
+        "apt-get install mosquitto-clients",
+    ) {
         return;
     }
     let files = Files::new("mosq");

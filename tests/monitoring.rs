@@ -4,7 +4,8 @@
 //!
 //! The Postgres test runs a real server: `initdb` into a temporary directory (as the `postgres`
 //! user, since initdb refuses root), `pg_ctl start` on an ephemeral loopback port, stopped by PID.
-//! Where no Postgres binaries are installed it prints why and passes; `.ci/run` installs them.
+//! The hot-topics test runs a real `redis-server` the same way. Without those programs the tests
+//! fail under CI and are skipped elsewhere ([`common::external`]).
 
 mod common;
 
@@ -15,7 +16,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Broker, RawClient, WAIT};
+use common::external::{available, starts};
+use common::{http, wait_until, Broker, RawClient, WAIT};
 use serde_json::Value;
 use shardmq_codec::QoS;
 
@@ -55,49 +57,13 @@ impl Monitored {
 
     /// `GET path` on the admin API, as JSON.
     fn get_json(&self, path: &str) -> Value {
-        let (status, body) = http(self.admin(), "GET", path, None);
-        assert_eq!(status, 200, "{path}: {body}");
-        serde_json::from_str(&body).expect("JSON")
+        self.broker.admin_json(path)
     }
 
     /// Polls `/api/v1/stats` until `ready` holds for it.
     fn wait_for_stats(&self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let stats = self.get_json("/api/v1/stats");
-            if ready(&stats) {
-                return stats;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {stats}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.broker.wait_for_stats(what, ready)
     }
-}
-
-/// One HTTP/1.1 request; the status code and body.
-fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to admin");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, body.to_owned())
 }
 
 /// Subscribes to `filter` with a fresh client and collects the retained messages it is sent.
@@ -151,12 +117,19 @@ fn sys_counters_are_exact() {
             .unwrap_or_else(|| panic!("delivery {n}"));
         assert_eq!(got.payload, format!("m{n}").as_bytes());
     }
-    // The admin API reads the same figures as the $SYS tree; once it shows every publication,
-    // the next $SYS publication (one second later) carries them.
-    broker.wait_for_stats("the publications to be counted", |stats| {
+    // The admin API reads the same figures as the $SYS tree: the monitor stores them, then
+    // publishes the tree's changes through shard 0's command queue, once a second.
+    let counted = broker.wait_for_stats("the publications to be counted", |stats| {
         stats["total"]["messages_received"] == N && stats["total"]["messages_delivered"] == N
     });
-    std::thread::sleep(Duration::from_millis(2500));
+    // The monitor has finished that tick (and so handed that tree to shard 0) once it shows a
+    // later uptime. A client listing is answered by shard 0 only after it has handled the
+    // publications queued before it, which sends their retained copies to the other shard.
+    let tick = counted["uptime_seconds"].as_u64().expect("uptime_seconds");
+    broker.wait_for_stats("the monitor's next tick", |stats| {
+        stats["uptime_seconds"].as_u64() > Some(tick)
+    });
+    broker.broker.clients();
 
     let sys = retained(broker.addr, "$SYS/#");
     assert_eq!(
@@ -206,8 +179,14 @@ fn sys_counters_are_exact() {
 #[test]
 fn sys_tree_can_be_disabled() {
     let broker = Monitored::start(&["--sys-interval", "0"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(retained(broker.addr, "$SYS/#").is_empty());
+    let mut reader = RawClient::connect(broker.addr, "sys-reader");
+    reader.subscribe(&[("$SYS/#", QoS::AtMostOnce)]);
+    // Nothing must arrive, retained or live, for longer than the first tree would take (it goes
+    // out on the monitor's first one-second tick).
+    assert!(
+        reader.next_publish(Duration::from_secs(2)).is_none(),
+        "no $SYS messages with sys_interval 0"
+    );
 }
 
 /// A Prometheus text-format exposition: samples by name (labels included) and each metric
@@ -501,13 +480,23 @@ struct Postgres {
 }
 
 impl Postgres {
-    /// Initialises and starts a cluster, or `None` where Postgres is not installed.
+    /// Initialises and starts a cluster, or `None` where Postgres is not installed and the test
+    /// is skipped (see [`available`]).
     fn start() -> Option<Postgres> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
+            .into_iter()
+            .flatten()
             .filter_map(Result::ok)
             .map(|entry| entry.path().join("bin"))
-            .find(|bin| bin.join("initdb").exists())?;
+            .find(|bin| bin.join("initdb").exists() && bin.join("pg_ctl").exists());
+        if !available(
+            "Postgres (/usr/lib/postgresql/*/bin/initdb and pg_ctl)",
+            bin.is_some(),
+            "apt-get install postgresql",
+        ) {
+            return None;
+        }
+        let bin = bin?;
         let dir = std::env::temp_dir().join(format!(
             "shardmq-pg-{}-{}",
             std::process::id(),
@@ -610,18 +599,9 @@ fn count_rows(client: &mut postgres::Client, condition: &str) -> i64 {
         .unwrap_or(0)
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn postgres_history_survives_an_outage() {
     let Some(mut postgres) = Postgres::start() else {
-        eprintln!("skipped: no Postgres under /usr/lib/postgresql (bash .ci/run installs it)");
         return;
     };
     let url = postgres.url();
@@ -659,7 +639,14 @@ fn postgres_history_survives_an_outage() {
     // Outage: the broker keeps serving and buffering, and says so once.
     postgres.stop();
     let stopped_at = unix_now();
-    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        broker
+            .broker
+            .wait_for_log(&["postgres unavailable"], Duration::from_secs(10))
+            .is_some(),
+        "the outage is reported: {:?}",
+        broker.broker.log()
+    );
     let mut sub = RawClient::connect(broker.addr, "during-outage-sub");
     sub.subscribe(&[("still/up", QoS::AtMostOnce)]);
     let mut publisher = RawClient::connect(broker.addr, "during-outage-pub");
@@ -670,7 +657,15 @@ fn postgres_history_survives_an_outage() {
             .payload,
         &b"yes"[..]
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Postgres stays down a while, so rows are buffered; the broker retries meanwhile but does
+    // not report the same outage again.
+    assert!(
+        broker
+            .broker
+            .wait_for_nth_log(&["postgres unavailable"], 2, Duration::from_secs(5))
+            .is_none(),
+        "one warning per outage"
+    );
     assert_eq!(
         broker.log_lines("postgres unavailable"),
         1,
@@ -748,12 +743,16 @@ struct Redis {
 }
 
 impl Redis {
-    /// Starts one, or `None` where `redis-server` is not installed.
+    /// Starts one, or `None` where `redis-server` is not installed and the test is skipped (see
+    /// [`available`]).
     fn start() -> Option<Redis> {
-        Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .ok()?;
+        if !available(
+            "redis-server",
+            starts("redis-server", &["--version"]),
+            "apt-get install redis-server",
+        ) {
+            return None;
+        }
         let dir = std::env::temp_dir().join(format!("shardmq-hot-redis-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -811,7 +810,6 @@ impl Drop for Redis {
 #[test]
 fn hot_topics_are_flushed_to_redis() {
     let Some(redis) = Redis::start() else {
-        eprintln!("skipped: redis-server not installed (bash .ci/run installs it)");
         return;
     };
     let mut db = redis.connection().expect("redis connection");

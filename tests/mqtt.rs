@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{connect_packet, Broker, RawClient, QUIET, WAIT};
+use common::{connect_packet, wait_until, Broker, RawClient, QUIET, WAIT};
 use shardmq_codec::{
     ByteStr, LastWill, Packet, PacketId, Protocol, PubAck, PubComp, PubRec, PubRel, QoS, ReasonCode,
 };
@@ -138,11 +138,14 @@ fn retained_set_replace_clear() {
     publisher.publish("status/window", b"open", QoS::AtMostOnce, true);
     publisher.publish("status/light", b"on", QoS::AtMostOnce, true);
     publisher.publish("status/light", b"", QoS::AtMostOnce, true);
-    std::thread::sleep(Duration::from_millis(100));
+    // Published last, outside `status/+`: a subscriber that gets it knows its shard's retained
+    // index has every update above.
+    publisher.publish("sync/retained", b"last", QoS::AtMostOnce, true);
 
     // Several subscribers, so the retained index of both shards is exercised.
     for n in 0..4 {
         let mut sub = RawClient::connect(broker.addr, &format!("late-{n}"));
+        sub.wait_for_retained("sync/retained", QoS::AtMostOnce);
         sub.subscribe(&[("status/+", QoS::AtLeastOnce)]);
         let mut got = Vec::new();
         while let Some(p) = sub.next_publish(QUIET) {
@@ -217,10 +220,13 @@ fn retained_will() {
     w.retain = true;
     let client = RawClient::connect_with_will(broker.addr, "dies", w, 60);
     drop(client);
-    std::thread::sleep(Duration::from_millis(300));
+    // Once the will is counted it is in the retained index, so a subscription made from now on
+    // receives it as a retained message, not as a live one.
+    broker.wait_for_stats("the will to be published", |stats| {
+        stats["total"]["wills_published"] == 1
+    });
     let mut late = RawClient::connect(broker.addr, "late");
-    late.subscribe(&[("wills/retained", QoS::AtLeastOnce)]);
-    let got = late.next_publish(WAIT).expect("retained will");
+    let got = late.wait_for_retained("wills/retained", QoS::AtLeastOnce);
     assert!(got.retain);
 }
 
@@ -230,8 +236,17 @@ fn keepalive_expiry_closes_and_fires_will() {
     let mut watcher = RawClient::connect(broker.addr, "watcher");
     watcher.subscribe(&[("wills/#", QoS::AtMostOnce)]);
     let mut silent = RawClient::connect_with_will(broker.addr, "silent", will("wills/silent"), 1);
-    // 1.5 × 1 s of silence closes it.
-    assert!(silent.closed_within(Duration::from_secs(4)));
+    // 1.5 × 1 s of silence closes it [MQTT-3.1.2-24]: not before the keep-alive has passed,
+    // and well within 4 s.
+    let connected = Instant::now();
+    assert!(
+        !silent.closed_within(Duration::from_secs(1)),
+        "closed before one keep-alive period"
+    );
+    assert!(
+        silent.closed_within(Duration::from_secs(4).saturating_sub(connected.elapsed())),
+        "a silent client is closed after 1.5 keep-alive periods"
+    );
     assert_eq!(
         watcher.next_publish(WAIT).unwrap().topic.as_str(),
         "wills/silent"
@@ -240,7 +255,12 @@ fn keepalive_expiry_closes_and_fires_will() {
     // A client that pings stays connected.
     let mut pinger = RawClient::connect_with_will(broker.addr, "pinger", will("wills/pinger"), 1);
     for _ in 0..4 {
-        std::thread::sleep(Duration::from_millis(600));
+        // The client's pace, under test: 600 ms of silence, within 1.5 keep-alive periods, must
+        // not close the connection.
+        assert!(
+            !pinger.closed_within(Duration::from_millis(600)),
+            "closed a client that pings in time"
+        );
         pinger.send(&Packet::PingReq);
         assert_eq!(pinger.recv(WAIT), Some(Packet::PingResp));
     }
@@ -300,7 +320,12 @@ fn unacknowledged_messages_are_resent_with_dup_on_reconnect() {
     sub.send(&Packet::PubRec(PubRec::new(second.packet_id.unwrap())));
     assert!(matches!(sub.recv(WAIT), Some(Packet::PubRel(_))));
     drop(sub);
-    std::thread::sleep(Duration::from_millis(200));
+    // The broker has seen the connection go: the session is offline (no takeover).
+    wait_until("the session to go offline", WAIT, || {
+        broker
+            .client("forgetful")
+            .is_some_and(|client| client["connected"] == false)
+    });
 
     let (mut sub, ack) = RawClient::connect_with(broker.addr, connect_packet("forgetful", false));
     assert!(ack.session_present);
@@ -415,12 +440,18 @@ fn concurrent_reconnects_with_one_id_leave_one_owner() {
         .filter(|(_, ack)| ack.is_some())
         .map(|(c, _)| c)
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let open: Vec<usize> = (0..clients.len())
-        .filter(|i| !clients[*i].closed_within(QUIET))
-        .collect();
+    // The broker closes every superseded connection: wait until at most one is left open.
+    let deadline = Instant::now() + WAIT;
+    let mut open: Vec<usize> = (0..clients.len()).collect();
+    loop {
+        open.retain(|i| !clients[*i].closed_within(Duration::from_millis(10)));
+        if open.len() <= 1 || Instant::now() >= deadline {
+            break;
+        }
+    }
     assert_eq!(open.len(), 1, "exactly one connection survives");
     let owner = &mut clients[open[0]];
+    assert!(!owner.closed_within(QUIET), "the survivor stays connected");
     owner.subscribe(&[("contested/t", QoS::AtMostOnce)]);
     let mut publisher = RawClient::connect(addr, "pub");
     publisher.publish("contested/t", b"x", QoS::AtMostOnce, false);

@@ -3,11 +3,14 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{connect_packet, Broker, RawClient, QUIET, WAIT};
+use common::external::{available, starts};
+use common::{connect_packet, http, wait_until, Broker, RawClient, QUIET, WAIT};
 use shardmq_codec::{Packet, QoS, ReasonCode};
 
 /// A healthy subscriber that must keep working while others misbehave.
@@ -240,40 +243,105 @@ fn config_file_is_used_and_flags_override_it() {
     assert_eq!(got, 2, "max_inflight_messages from the file applies");
 }
 
-fn mosquitto_clients_installed() -> bool {
-    Command::new("mosquitto_pub").arg("--help").output().is_ok()
+/// Whether the mosquitto clients can run (see [`available`]).
+fn mosquitto_clients() -> bool {
+    available(
+        "mosquitto_sub and mosquitto_pub",
+        starts("mosquitto_sub", &["--help"]) && starts("mosquitto_pub", &["--help"]),
+        "apt-get install mosquitto-clients",
+    )
+}
+
+/// A `mosquitto_sub` printing its debug lines too, line-buffered (`stdbuf -oL`), so the test sees
+/// when the broker acknowledged the subscription.
+struct MosquittoSub {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl MosquittoSub {
+    /// Starts `mosquitto_sub -d` with `args`, and waits until it has received its SUBACK.
+    fn subscribed(args: &[&str]) -> MosquittoSub {
+        let mut child = Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub", "-d"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start mosquitto_sub");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut sub = MosquittoSub {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        let deadline = Instant::now() + WAIT;
+        while !sub
+            .seen
+            .iter()
+            .any(|line| line.ends_with(" received SUBACK"))
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match sub.lines.recv_timeout(left) {
+                Ok(line) => sub.seen.push(line),
+                Err(_) => panic!("mosquitto_sub got no SUBACK: {:?}", sub.seen),
+            }
+        }
+        sub
+    }
+
+    /// Waits for it to exit (after `-C` messages, or `-W` seconds) and returns what it printed
+    /// for the messages, without its debug lines.
+    fn messages(mut self) -> Vec<String> {
+        self.child.wait().expect("mosquitto_sub exits");
+        self.seen.extend(self.lines.iter());
+        std::mem::take(&mut self.seen)
+            .into_iter()
+            .filter(|line| !line.starts_with("Client ") && !line.starts_with("Subscribed (mid"))
+            .collect()
+    }
+}
+
+impl Drop for MosquittoSub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
 fn mosquitto_clients_interoperate() {
-    if !mosquitto_clients_installed() {
-        eprintln!("mosquitto-clients not installed; .ci/run installs them");
+    if !mosquitto_clients() {
         return;
     }
     let broker = Broker::start(&[]);
     let port = broker.addr.port().to_string();
-    let sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-t",
-            "interop/#",
-            "-q",
-            "2",
-            "-C",
-            "3",
-            "-W",
-            "10",
-            "-v",
-            "-V",
-            "mqttv311",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let sub = MosquittoSub::subscribed(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-t",
+        "interop/#",
+        "-q",
+        "2",
+        "-C",
+        "3",
+        "-W",
+        "10",
+        "-v",
+        "-V",
+        "mqttv311",
+    ]);
     for (qos, msg) in [("0", "zero"), ("1", "one"), ("2", "two")] {
         let status = Command::new("mosquitto_pub")
             .args([
@@ -292,35 +360,28 @@ fn mosquitto_clients_interoperate() {
             .unwrap();
         assert!(status.success());
     }
-    let output = sub.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
-        text.lines().collect::<Vec<_>>(),
+        sub.messages(),
         vec!["interop/0 zero", "interop/1 one", "interop/2 two"]
     );
 
     // MQTT 5 client too.
-    let sub5 = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-t",
-            "v5/t",
-            "-q",
-            "1",
-            "-C",
-            "1",
-            "-W",
-            "10",
-            "-V",
-            "mqttv5",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let sub5 = MosquittoSub::subscribed(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-t",
+        "v5/t",
+        "-q",
+        "1",
+        "-C",
+        "1",
+        "-W",
+        "10",
+        "-V",
+        "mqttv5",
+    ]);
     let status = Command::new("mosquitto_pub")
         .args([
             "-h",
@@ -339,8 +400,7 @@ fn mosquitto_clients_interoperate() {
         .status()
         .unwrap();
     assert!(status.success());
-    let output = sub5.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "hello5");
+    assert_eq!(sub5.messages(), vec!["hello5"]);
 }
 
 #[test]
@@ -391,32 +451,27 @@ fn rumqttc_interoperates() {
     let _ = ReasonCode::Success;
 }
 
-/// `GET path` on the admin API; the body.
-fn admin_get(broker: &Broker, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(broker.admin()).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
+/// Descriptors the process `pid` has open.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd")
+        .count()
 }
 
 #[test]
 fn running_out_of_descriptors_backs_off_and_recovers() {
     // A limit far below the load: accepting fails with EMFILE until connections go away.
-    let broker = Broker::start_with_fd_limit(96, &[]);
+    const LIMIT: u64 = 96;
+    let broker = Broker::start_with_fd_limit(LIMIT, &[]);
+    let admin = broker.admin();
     let (mut sub, mut publisher) = bystander(&broker);
     let flood: Vec<std::net::TcpStream> = (0..150)
         .filter_map(|_| std::net::TcpStream::connect(broker.addr).ok())
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // The broker has accepted until every descriptor it may have is in use.
+    wait_until("the broker to run out of descriptors", WAIT, || {
+        open_descriptors(broker.pid()) as u64 >= LIMIT
+    });
     still_healthy(&mut sub, &mut publisher);
     drop(flood);
     // The broker resumes accepting: a new client completes CONNECT.
@@ -445,7 +500,7 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
     };
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let metrics = admin_get(&broker, "/metrics");
+        let (_, metrics) = http(admin, "GET", "/metrics", None);
         if figure(&metrics, "shardmq_connections_total") >= 3 {
             assert!(figure(&metrics, "shardmq_fd_exhausted") > 0, "{metrics}");
             break;

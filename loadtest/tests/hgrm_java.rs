@@ -1,6 +1,11 @@
 //! The `.hgrm` writer against the reference: HdrHistogram's own Java
 //! `outputPercentileDistribution(out, 5, 1e6)`, fed the same histograms (V2-serialized). Needs a
-//! JDK and Debian's `libhdrhistogram-java`; without them the test says so and passes.
+//! JDK (`java` runs the program from source, which takes the compiler) and Debian's
+//! `libhdrhistogram-java`; `.ci/run` installs both. Without them the test fails under CI and is
+//! skipped elsewhere (the rule in `tests/common/external.rs`, shared with the root crate's tests).
+
+#[path = "../../tests/common/external.rs"]
+mod external;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -58,13 +63,16 @@ fn histograms() -> Vec<Histogram<u64>> {
 
 #[test]
 fn percentile_files_match_java_byte_for_byte() {
-    let java_ok = Command::new("java")
-        .arg("-version")
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !java_ok || !std::path::Path::new(JAR).exists() {
-        eprintln!("skipped: needs `java` and {JAR} (apt-get install default-jdk-headless libhdrhistogram-java)");
+    let jdk = external::starts("java", &["-version"]) && external::starts("javac", &["-version"]);
+    if !external::available(
+        "a JDK (java, javac)",
+        jdk,
+        "apt-get install default-jdk-headless",
+    ) || !external::available(
+        JAR,
+        std::path::Path::new(JAR).exists(),
+        "apt-get install libhdrhistogram-java",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -86,7 +94,7 @@ fn percentile_files_match_java_byte_for_byte() {
         }
     }
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
+    assert!(output.status.success(), "java {JAR} Hgrm.java failed");
     let java = String::from_utf8(output.stdout).unwrap();
     let java: Vec<&str> = java
         .split("----\n")

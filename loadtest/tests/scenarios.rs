@@ -2,8 +2,12 @@
 //! that parse back.
 //!
 //! The broker is Debian's mosquitto (`apt-get install mosquitto`) started per test on a free
-//! loopback port; without the binary each test says so and passes. [`check_scenario`] only needs
-//! the broker's address, so the same checks can be pointed at any broker.
+//! loopback port; without the binary the tests fail under CI and are skipped elsewhere (the rule
+//! in `tests/common/external.rs`, shared with the root crate's tests). [`check_scenario`] only
+//! needs the broker's address, so the same checks can be pointed at any broker.
+
+#[path = "../../tests/common/external.rs"]
+mod external;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -24,15 +28,19 @@ struct Mosquitto {
 }
 
 impl Mosquitto {
-    /// Starts mosquitto, or returns `None` (after saying so) when it is not installed.
+    /// Starts mosquitto, or returns `None` when it is not installed and the test is skipped (see
+    /// [`external::available`]).
     fn start() -> Option<Self> {
         Self::start_with(|_| "allow_anonymous true\n".into())
     }
 
     /// Starts mosquitto with the configuration lines `extra` returns for its temporary directory.
     fn start_with(extra: impl FnOnce(&Path) -> String) -> Option<Self> {
-        if !Path::new(MOSQUITTO).exists() {
-            eprintln!("skipped: {MOSQUITTO} not found (apt-get install mosquitto)");
+        if !external::available(
+            MOSQUITTO,
+            Path::new(MOSQUITTO).exists(),
+            "apt-get install mosquitto",
+        ) {
             return None;
         }
         // mosquitto cannot listen on port 0: take a free port from the kernel and hand it over.

@@ -1,8 +1,14 @@
 //! Test harness: runs the real `shardmq` binary on an ephemeral port and talks to it through
-//! real clients. [`Broker`] reads the readiness line for the bound address and kills the process
-//! (by PID) when dropped; [`RawClient`] speaks MQTT byte-exactly through the shared codec.
+//! real clients. [`Broker`] reads the readiness line for the bound address, keeps the broker's
+//! log (stderr, level info) for tests to wait on, reads figures from the admin API, and kills the
+//! process (by PID) when dropped; [`RawClient`] speaks MQTT byte-exactly through the shared codec.
+//! [`external`] holds the rule for tests that need programs from outside the workspace.
+//!
+//! Tests never sleep to let the broker catch up: they wait, with a deadline, for something they
+//! can observe (a reply, a log line, a figure, a message).
 #![allow(dead_code)]
 
+pub mod external;
 pub mod files;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use serde_json::Value;
 use shardmq_codec::{
     encode, ByteStr, ConnAck, Connect, Decoder, LastWill, Packet, PacketId, Protocol, Publish, QoS,
     ReasonCode, SubAck, Subscribe, SubscribeFilter, SubscriptionOptions,
@@ -159,18 +166,86 @@ impl Broker {
 
     /// Waits until a log line contains every one of `needles`.
     pub fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        self.wait_for_nth_log(needles, 1, timeout)
+    }
+
+    /// Waits until `n` log lines contain every one of `needles`, and returns the `n`-th; `None`
+    /// if there are fewer when `timeout` has passed.
+    pub fn wait_for_nth_log(
+        &self,
+        needles: &[&str],
+        n: usize,
+        timeout: Duration,
+    ) -> Option<String> {
+        assert!(n > 0, "lines are counted from 1");
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        loop {
             if let Some(line) = self
                 .log()
                 .into_iter()
-                .find(|l| needles.iter().all(|n| l.contains(n)))
+                .filter(|l| needles.iter().all(|needle| l.contains(needle)))
+                .nth(n - 1)
             {
                 return Some(line);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        None
+    }
+
+    /// Waits until the control core has logged new access rules for the `n`-th time (a log
+    /// line containing every one of `needles`, such as [`RULES_RELOADED`]); panics with the log
+    /// after `timeout`. The control core writes that line only once every shard confirmed it
+    /// applied the rules to its sessions.
+    pub fn wait_for_rules(&self, needles: &[&str], n: usize, timeout: Duration) {
+        if self.wait_for_nth_log(needles, n, timeout).is_none() {
+            panic!(
+                "no log line #{n} with {needles:?} within {timeout:?}: {:#?}",
+                self.log()
+            );
+        }
+    }
+
+    /// `GET path` on the admin API (no token), as JSON; panics unless the status is 200.
+    pub fn admin_json(&self, path: &str) -> Value {
+        let (status, body) = http(self.admin(), "GET", path, None);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
+    /// Every client and offline session, as the admin API lists them (`/api/v1/clients`),
+    /// sorted by client id.
+    pub fn clients(&self) -> Vec<Value> {
+        let listing = self.admin_json("/api/v1/clients?per_page=1000");
+        let clients = listing["clients"].as_array().expect("clients").clone();
+        assert_eq!(listing["total"], clients.len(), "one page holds them all");
+        clients
+    }
+
+    /// The admin API's entry for `client_id`, if the broker holds that client.
+    pub fn client(&self, client_id: &str) -> Option<Value> {
+        self.clients()
+            .into_iter()
+            .find(|client| client["client_id"] == client_id)
+    }
+
+    /// Polls `/api/v1/stats` until `ready` holds for it, and returns it. The figures there are
+    /// refreshed about once a second.
+    pub fn wait_for_stats(&self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let stats = self.admin_json("/api/v1/stats");
+            if ready(&stats) {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {stats}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The PID.
@@ -406,6 +481,25 @@ impl RawClient {
         }
     }
 
+    /// Subscribes to `topic` until its retained message arrives, and returns that message;
+    /// panics after [`WAIT`]. Once it has arrived, the replica of the retained index on this
+    /// client's shard holds it, and every retained message its publisher sent before it: each
+    /// shard applies retained updates from another shard in the order they were published.
+    pub fn wait_for_retained(&mut self, topic: &str, qos: QoS) -> Publish {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.subscribe(&[(topic, qos)]);
+            // Retained messages follow the SUBACK at once; a (re)subscription sends them again.
+            if let Some(publish) = self.next_publish(Duration::from_millis(100)) {
+                return publish;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no retained message on {topic} within {WAIT:?}"
+            );
+        }
+    }
+
     /// Sends DISCONNECT and closes.
     pub fn disconnect(mut self) {
         self.send(&Packet::Disconnect(Default::default()));
@@ -418,6 +512,44 @@ impl RawClient {
 pub const QUIET: Duration = Duration::from_millis(300);
 /// Timeout for something that must arrive.
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// What the control core logs once new access rules (SIGHUP, or a Redis invalidation such as
+/// `PUBLISH shardmq:invalidate ...`) are applied by every shard to the sessions they concern,
+/// with `sessions=N` and `refresh=All` or `refresh=Users([...])`.
+pub const RULES_RELOADED: &str = "access rules reloaded";
+
+/// Calls `done` until it returns true, a few times a second; panics naming `what` once
+/// `timeout` has passed.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One HTTP/1.1 request (`Connection: close`); the status code and body.
+pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to admin");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, body.to_owned())
+}
 
 /// Connects with a clean session and these credentials; the client and the CONNACK code.
 pub fn login(
