@@ -227,6 +227,13 @@ fn nothing_precedes_the_connack() {
         let addr = broker.addr;
         std::thread::spawn(move || {
             let mut publisher = RawClient::connect(addr, "flooder");
+            // The flooder is auto-subscribed too: it reads what it is sent, or the broker would
+            // (rightly) pause and then close a client that never reads.
+            let mut sink = publisher.stream.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                while matches!(std::io::Read::read(&mut sink, &mut buf), Ok(n) if n > 0) {}
+            });
             let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) && sent < 5_000_000 {
                 publisher.publish("flood/x", b"x", QoS::AtMostOnce, false);
