@@ -64,6 +64,7 @@ impl Broker {
                 format!("shards must be between 1 and {}", ShardSet::MAX_SHARDS),
             ));
         }
+        end_process_on_panic();
         // Port 0 is resolved once, so that every shard binds the same port. The reserving socket
         // never listens, so it takes no share of the connections.
         let mut reservations = Vec::new();
@@ -161,6 +162,22 @@ impl Broker {
             }
         }
     }
+}
+
+/// A panic anywhere ends the process with a non-zero status (after the usual report). A shard
+/// that died would leave its peers waiting and its clients unanswered; unwinding only the
+/// panicking thread cannot restore the state it shared a router with, so the broker stops and the
+/// service manager restarts it (see `tuning/systemd`).
+fn end_process_on_panic() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report(info);
+            tracing::error!(%info, "a thread panicked; the broker stops");
+            std::process::abort();
+        }));
+    });
 }
 
 fn reuseport_socket(addr: SocketAddr) -> io::Result<Socket> {
