@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use shardmq_shard::control::Authenticator;
 
-use crate::config::Settings;
-use crate::control_core::files::{FileBackend, FilePaths};
+use crate::config::{AccessFiles, Settings};
+use crate::control_core::files::FileBackend;
 use crate::control_core::guard::{GuardLimits, LoginGuard};
 use crate::control_core::redis::RedisBackend;
 use crate::control_core::{Backend, ControlCore};
@@ -23,7 +23,7 @@ use crate::control_core::{Backend, ControlCore};
 /// The resolved access settings.
 #[derive(Debug)]
 pub struct AccessPlan {
-    paths: FilePaths,
+    files: AccessFiles,
     redis_url: Option<String>,
     allow_anonymous: bool,
     guard: GuardLimits,
@@ -33,28 +33,15 @@ pub struct AccessPlan {
 impl AccessPlan {
     /// Resolves the settings; refuses an unauthenticated broker exposed beyond loopback.
     pub fn from_settings(settings: &Settings, listen: &[SocketAddr]) -> anyhow::Result<AccessPlan> {
-        let paths = FilePaths {
-            password_file: settings.password_file.clone(),
-            acl_file: settings.acl_file.clone(),
-            relations_file: settings.relations_file.clone(),
-            auto_subscribe_file: settings.auto_subscribe_file.clone(),
-        };
+        let files = settings.access_files.clone();
         let redis_url = settings.redis.url.clone();
-        if redis_url.is_some() {
-            let files = [
-                ("password_file", paths.password_file.is_some()),
-                ("acl_file", paths.acl_file.is_some()),
-                ("relations_file", paths.relations_file.is_some()),
-                ("auto_subscribe_file", paths.auto_subscribe_file.is_some()),
-            ];
-            if let Some((name, _)) = files.iter().find(|(_, set)| *set) {
-                bail!(
-                    "`{name}` and `[redis] url` are both set: with Redis, users and rules live in \
-                     Redis (load the files with `shardmq import`)"
-                );
-            }
+        if let (Some(name), Some(_)) = (files.first_configured(), &redis_url) {
+            bail!(
+                "`{name}` and `[redis] url` are both set: with Redis, users and rules live in \
+                 Redis (load the files with `shardmq import`)"
+            );
         }
-        let authenticated = paths.password_file.is_some() || redis_url.is_some();
+        let authenticated = files.password_file.is_some() || redis_url.is_some();
         let loopback_only = listen.iter().all(|addr| addr.ip().is_loopback());
         let allow_anonymous = match settings.allow_anonymous {
             Some(allow) => allow,
@@ -80,7 +67,7 @@ impl AccessPlan {
                 .map_or(defaults.ban, |s| Duration::from_secs(s.get().into())),
         };
         Ok(AccessPlan {
-            paths,
+            files,
             redis_url,
             allow_anonymous,
             guard,
@@ -91,13 +78,7 @@ impl AccessPlan {
     /// Whether CONNECTs need the control core at all: with no file configured and anonymous
     /// clients allowed, every client is accepted with no ACL and the shards skip the round trip.
     fn needs_control_core(&self) -> bool {
-        let p = &self.paths;
-        !self.allow_anonymous
-            || self.redis_url.is_some()
-            || p.password_file.is_some()
-            || p.acl_file.is_some()
-            || p.relations_file.is_some()
-            || p.auto_subscribe_file.is_some()
+        !self.allow_anonymous || self.redis_url.is_some() || !self.files.is_empty()
     }
 
     /// Loads the files (or connects to Redis) and starts the control core, when needed.
@@ -110,7 +91,7 @@ impl AccessPlan {
                 RedisBackend::connect(url, self.allow_anonymous)
                     .context("starting the Redis backend")?,
             ),
-            None => Box::new(FileBackend::load(self.paths.clone(), self.allow_anonymous)?),
+            None => Box::new(FileBackend::load(self.files.clone(), self.allow_anonymous)?),
         };
         let started =
             ControlCore::start(backend, LoginGuard::new(self.guard), self.control_core_cpu)?;

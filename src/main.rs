@@ -77,14 +77,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Passwd(args)) => return auth::passwd::run_passwd(args),
         other => other,
     };
-    let settings = match &cli.config.config {
-        Some(path) => Settings::from_file(path)?.overridden_by(cli.settings),
-        None => cli.settings,
-    };
+    let settings = Settings::resolve(cli.config.config.as_deref(), cli.settings)?;
     let config = settings.shard_config();
     match &command {
         Some(Command::HotTopics(args)) => {
-            let admin = settings.admin.address()?.unwrap_or(admin::DEFAULT_LISTEN);
+            let admin = settings
+                .admin
+                .address()?
+                .unwrap_or(config::AdminSettings::DEFAULT_LISTEN);
             let url = format!("http://{admin}");
             return cli::hot_topics::run(args, &url, settings.admin.token.as_deref());
         }

@@ -35,7 +35,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -47,6 +46,7 @@ use crate::auth::passwd::{read_new_password, validate_username};
 use crate::auth::password::{PasswordHash, DEFAULT_ITERATIONS};
 use crate::auth::password_file::PasswordFile;
 use crate::auth::relations_file::load_relations_file;
+use crate::config::AccessFiles;
 use crate::control_core::redis::keys;
 
 /// How long the commands wait for Redis.
@@ -118,18 +118,9 @@ pub struct ImportArgs {
     /// Redis URL (default: the configuration's `[redis] url`).
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
-    /// Password file (`user:hash` lines).
-    #[arg(long, value_name = "FILE")]
-    pub password_file: Option<PathBuf>,
-    /// ACL file.
-    #[arg(long, value_name = "FILE")]
-    pub acl_file: Option<PathBuf>,
-    /// Relations file.
-    #[arg(long, value_name = "FILE")]
-    pub relations_file: Option<PathBuf>,
-    /// Auto-subscribe file.
-    #[arg(long, value_name = "FILE")]
-    pub auto_subscribe_file: Option<PathBuf>,
+    /// The files to import.
+    #[command(flatten)]
+    pub files: AccessFiles,
 }
 
 /// Runs `shardmq users`; `configured` is the configuration's `[redis] url`.
@@ -211,11 +202,7 @@ pub fn run_users(args: &UsersArgs, configured: Option<&str>) -> anyhow::Result<(
 
 /// Runs `shardmq import`; `configured` is the configuration's `[redis] url`.
 pub fn run_import(args: &ImportArgs, configured: Option<&str>) -> anyhow::Result<()> {
-    if args.password_file.is_none()
-        && args.acl_file.is_none()
-        && args.relations_file.is_none()
-        && args.auto_subscribe_file.is_none()
-    {
+    if args.files.is_empty() {
         bail!("nothing to import: give at least one of --password-file, --acl-file, --relations-file, --auto-subscribe-file");
     }
     let plan = ImportPlan::read(args)?;
@@ -339,7 +326,7 @@ struct ImportPlan {
 impl ImportPlan {
     fn read(args: &ImportArgs) -> anyhow::Result<ImportPlan> {
         let mut plan = ImportPlan::default();
-        if let Some(path) = &args.password_file {
+        if let Some(path) = &args.files.password_file {
             let file = PasswordFile::load(path)?;
             let mut users: Vec<(String, String)> = file
                 .users()
@@ -351,11 +338,11 @@ impl ImportPlan {
             users.sort_unstable();
             plan.users = Some(users);
         }
-        if let Some(path) = &args.acl_file {
+        if let Some(path) = &args.files.acl_file {
             load_acl_file(path)?;
             plan.acl = Some(Sections::split(&read(path)?, Some("pattern")));
         }
-        if let Some(path) = &args.relations_file {
+        if let Some(path) = &args.files.relations_file {
             load_relations_file(path)?;
             let mut relations: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for line in read(path)?.lines().map(str::trim) {
@@ -371,7 +358,7 @@ impl ImportPlan {
             relations.retain(|_, followees| !followees.is_empty());
             plan.relations = Some(relations);
         }
-        if let Some(path) = &args.auto_subscribe_file {
+        if let Some(path) = &args.files.auto_subscribe_file {
             load_auto_subscribe_file(path)?;
             plan.auto_subscribe = Some(Sections::split(&read(path)?, None));
         }

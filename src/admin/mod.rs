@@ -21,7 +21,7 @@ pub mod http;
 pub mod prometheus;
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +33,6 @@ use tracing::{debug, warn};
 
 use self::http::{HttpError, Request, Response};
 use crate::monitor::Shared;
-
-/// The address the admin API listens on unless configured.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 18083));
 
 /// How long a client may take to send its request, or to take the response.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,20 +46,9 @@ const MAX_PER_PAGE: usize = 1000;
 /// Default page size of client listings.
 const DEFAULT_PER_PAGE: usize = 100;
 
-/// Refuses a non-loopback address without a token.
-pub fn check(listen: SocketAddr, token: Option<&str>) -> anyhow::Result<()> {
-    if !listen.ip().is_loopback() && token.is_none_or(str::is_empty) {
-        anyhow::bail!(
-            "admin.listen {listen} is not a loopback address: set admin.token (--admin-token) so \
-             the API is not open to the network, or listen on 127.0.0.1"
-        );
-    }
-    Ok(())
-}
-
-/// Binds the admin listener on `listen` (not yet serving), after [`check`].
-pub fn bind(listen: SocketAddr, token: Option<&str>) -> anyhow::Result<TcpListener> {
-    check(listen, token)?;
+/// Binds the admin listener on `listen` (not yet serving); the address was checked by
+/// [`crate::config::AdminSettings::checked_address`].
+pub fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(listen).with_context(|| format!("binding the admin listener on {listen}"))
 }
 

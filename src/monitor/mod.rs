@@ -129,19 +129,12 @@ impl Plan {
             }
             _ => None,
         };
-        let token = settings.admin.token.clone().filter(|t| !t.is_empty());
-        let admin = match settings.admin.address()? {
-            None => None,
-            Some(address) => {
-                admin::check(address, token.as_deref())?;
-                Some(AdminPlan {
-                    address,
-                    configured: settings.admin.listen.is_some(),
-                    token,
-                    listener: None,
-                })
-            }
-        };
+        let admin = settings.admin.checked_address()?.map(|address| AdminPlan {
+            address,
+            configured: settings.admin.listen.is_some(),
+            token: settings.admin.token().map(str::to_owned),
+            listener: None,
+        });
         let hot_capacity = settings.shard_config().hot_topics_max;
         let hot_filter = TopicFilter::new(settings.hot_topics_filters()?);
         let options = MonitorOptions {
@@ -175,7 +168,7 @@ impl Plan {
         let Some(plan) = &mut self.admin else {
             return Ok(());
         };
-        match admin::bind(plan.address, plan.token.as_deref()) {
+        match admin::bind(plan.address) {
             Ok(listener) => plan.listener = Some(listener),
             Err(err) if !plan.configured => {
                 warn!(cause = %format!("{err:#}"), "admin API not started");
