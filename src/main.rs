@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod control_core;
 mod monitor;
+mod status;
 mod users_cli;
 
 use std::io::{IsTerminal, Write};

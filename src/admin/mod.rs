@@ -3,8 +3,8 @@
 //! One OS thread accepts and serves connections one at a time ([`http`] reads one request per
 //! connection, under a short timeout). That is plenty for a scraper and a few operators, and it
 //! means the admin side can never hold more than one socket and one request in memory. Broker
-//! figures and hot topics come from the monitor's [`Shared`] state (at most one second old);
-//! client listings and kicks go to the shards through [`BrokerHandle`].
+//! figures and hot topics come from the read model, [`Shared`], which the monitor fills (at most
+//! one second old); client listings and kicks go to the shards through [`BrokerHandle`].
 //!
 //! | method and path | answer |
 //! | --- | --- |
@@ -32,7 +32,8 @@ use subtle::ConstantTimeEq;
 use tracing::{debug, warn};
 
 use self::http::{HttpError, Request, Response};
-use crate::monitor::Shared;
+use crate::status::figures::figures_json;
+use crate::status::Shared;
 
 /// How long a client may take to send its request, or to take the response.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,12 +58,12 @@ pub fn serve(
     listener: TcpListener,
     token: Option<String>,
     handle: BrokerHandle,
-    monitor: Arc<Shared>,
+    shared: Arc<Shared>,
 ) -> io::Result<()> {
     let admin = Admin {
         token: token.filter(|t| !t.is_empty()),
         handle,
-        monitor,
+        shared,
     };
     std::thread::Builder::new()
         .name("admin".into())
@@ -83,7 +84,7 @@ pub fn serve(
 struct Admin {
     token: Option<String>,
     handle: BrokerHandle,
-    monitor: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
 impl Admin {
@@ -125,7 +126,7 @@ impl Admin {
             ("GET", "/metrics") => Response {
                 status: 200,
                 content_type: prometheus::CONTENT_TYPE,
-                body: prometheus::render(&self.monitor.status(), self.monitor.hot.untracked())
+                body: prometheus::render(&self.shared.status(), self.shared.hot_untracked())
                     .into_bytes(),
             },
             ("GET", "/api/v1/stats") => Response::json(200, &self.stats()),
@@ -147,22 +148,13 @@ impl Admin {
     }
 
     fn stats(&self) -> Value {
-        let status = self.monitor.status();
-        let figures = |snapshot: &shardmq_shard::stats::Snapshot| {
-            let mut object = serde_json::Map::new();
-            for (name, _, value, _) in snapshot.figures() {
-                object.insert(name.into(), value.into());
-            }
-            object
-        };
+        let status = self.shared.status();
         let shards: Vec<Value> = status
             .figures
-            .shards
-            .iter()
+            .shards_json()
+            .into_iter()
             .enumerate()
-            .map(|(shard, snapshot)| {
-                let mut object = figures(snapshot);
-                object.insert("shard".into(), shard.into());
+            .map(|(shard, mut object)| {
                 if let Some(load) = status.shard_load.get(shard) {
                     object.insert("load".into(), json!(load));
                 }
@@ -174,7 +166,7 @@ impl Admin {
             "uptime_seconds": status.uptime,
             "shard_count": status.figures.shards.len(),
             "clients_maximum": status.clients_maximum,
-            "total": figures(&status.figures.total),
+            "total": figures_json(&status.figures.total),
             "shards": shards,
             "load": status.load,
             "system": status.system,
@@ -226,6 +218,6 @@ impl Admin {
             Some(Ok(top)) => top.min(MAX_PER_PAGE),
             Some(Err(_)) => return Response::error(400, "top must be a non-negative integer"),
         };
-        Response::json(200, &json!(self.monitor.hot.ranking(top)))
+        Response::json(200, &json!(self.shared.ranking(top)))
     }
 }

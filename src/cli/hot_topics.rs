@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::monitor::hot::Ranking;
 use crate::monitor::hot_redis;
+use crate::status::hot::Ranking;
 
 /// Arguments of `shardmq hot-topics`.
 #[derive(Args, Debug)]
@@ -120,7 +120,7 @@ fn get(base: &str, path: &str, token: Option<&str>) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitor::hot::{FilterRank, TopicRank};
+    use crate::status::hot::{FilterRank, TopicRank};
 
     #[test]
     fn reads_what_the_api_writes() {

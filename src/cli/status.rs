@@ -3,7 +3,8 @@
 use clap::Args;
 
 use super::bytes;
-use crate::monitor::history::{self, StatusRow};
+use crate::monitor::history;
+use crate::status::row::StatusRow;
 
 /// Arguments of `shardmq status`.
 #[derive(Args, Debug)]

@@ -10,7 +10,6 @@
 //! timer and hand hot-topic counts over a bounded channel that drops when the monitor is behind,
 //! so a stalled monitor costs the shards nothing.
 
-pub mod figures;
 pub mod history;
 pub mod hot;
 pub mod hot_redis;
@@ -20,8 +19,8 @@ pub mod system;
 use std::net::{SocketAddr, TcpListener};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -30,14 +29,18 @@ use shardmq_shard::session::Message;
 use shardmq_shard::BrokerHandle;
 use tracing::{info, warn};
 
-use self::figures::{Figures, Load};
-use self::history::{History, StatusRow};
-use self::hot::{HotTable, SharedTable, TopicFilter, TopicSink};
+use self::history::History;
+use self::hot::TopicSink;
 use self::hot_redis::RedisTopics;
 use self::sys_tree::{SysInput, SysTree};
-use self::system::{Reading, SystemRates};
+use self::system::Reading;
 use crate::admin;
 use crate::config::Settings;
+use crate::status::figures::{Figures, Load};
+use crate::status::hot::{HotTable, TopicFilter};
+use crate::status::row::StatusRow;
+use crate::status::system::SystemRates;
+use crate::status::{Shared, Status};
 
 /// How often the monitor wakes.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -60,41 +63,6 @@ pub struct MonitorOptions {
     pub hot_filter: TopicFilter,
     /// Where hot-topic totals also go when `[redis] url` is set.
     pub hot_redis: Option<RedisTopics>,
-}
-
-/// The monitor's latest view, as the admin API serves it.
-#[derive(Clone, Debug, Default)]
-pub struct Status {
-    /// Seconds since the monitor started (with the broker).
-    pub uptime: u64,
-    /// Shard and broker figures.
-    pub figures: Figures,
-    /// Most clients connected at once.
-    pub clients_maximum: u64,
-    /// Broker load averages.
-    pub load: Load,
-    /// Per-shard load averages.
-    pub shard_load: Vec<Load>,
-    /// Host figures over the last tick.
-    pub system: SystemRates,
-}
-
-/// State the monitor shares with the admin API.
-#[derive(Debug)]
-pub struct Shared {
-    status: Mutex<Status>,
-    /// Hot-topic totals.
-    pub hot: SharedTable,
-}
-
-impl Shared {
-    /// The latest status (at most one [`TICK`] old).
-    pub fn status(&self) -> Status {
-        self.status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
 }
 
 /// The monitor and admin API as configured. [`Plan::from_settings`] only checks the settings
@@ -201,13 +169,10 @@ impl Plan {
 
 /// Starts the monitor thread.
 pub fn start(handle: BrokerHandle, options: MonitorOptions) -> anyhow::Result<Arc<Shared>> {
-    let shared = Arc::new(Shared {
-        status: Mutex::new(Status::default()),
-        hot: SharedTable(Arc::new(Mutex::new(HotTable::new(
-            options.hot_capacity,
-            options.hot_filter.clone(),
-        )))),
-    });
+    let shared = Arc::new(Shared::new(HotTable::new(
+        options.hot_capacity,
+        options.hot_filter.clone(),
+    )));
     let monitor = Monitor::new(handle, options, Arc::clone(&shared));
     std::thread::Builder::new()
         .name("monitor".into())
@@ -276,7 +241,7 @@ impl Monitor {
         let now = Instant::now();
         let reading = Reading::take(&options.data_dir);
         let shards = handle.shards();
-        let mut sinks: Vec<Box<dyn TopicSink>> = vec![Box::new(shared.hot.clone())];
+        let mut sinks: Vec<Box<dyn TopicSink>> = vec![Box::new(Arc::clone(&shared))];
         if let Some(redis) = options.hot_redis {
             sinks.push(Box::new(redis));
         }
@@ -369,20 +334,21 @@ impl Monitor {
         }
         status.clients_maximum = status.clients_maximum.max(figures.total.connections);
         status.uptime = now.duration_since(self.started).as_secs();
-        status.system = SystemRates::between(previous, current);
+        status.system = current.rates_since(previous);
         status.figures = figures;
-        *self
-            .shared
-            .status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = self.status.clone();
+        self.shared.set_status(self.status.clone());
 
         if let Some((period, history)) = &mut self.history {
             if let Some((seconds, before, reading)) =
                 period.turn(now, &self.status.figures, current)
             {
-                let system = SystemRates::between(&reading, current);
-                history.record(status_row(&before, &self.status.figures, seconds, &system));
+                let system = current.rates_since(&reading);
+                history.record(StatusRow::between(
+                    &before,
+                    &self.status.figures,
+                    seconds,
+                    &system,
+                ));
             }
         }
         let sys_due = self
@@ -390,7 +356,7 @@ impl Monitor {
             .as_mut()
             .and_then(|(period, _)| period.turn(now, &self.status.figures, current));
         if let Some((_, _, reading)) = sys_due {
-            self.publish_sys(&SystemRates::between(&reading, current));
+            self.publish_sys(&current.rates_since(&reading));
         }
     }
 
@@ -398,7 +364,7 @@ impl Monitor {
         let Some((_, tree)) = &mut self.sys else {
             return;
         };
-        let hot = self.shared.hot.ranking(SYS_HOT_TOPICS);
+        let hot = self.shared.ranking(SYS_HOT_TOPICS);
         let status = &self.status;
         let topics = sys_tree::topics(&SysInput {
             uptime: status.uptime,
@@ -423,77 +389,5 @@ impl Monitor {
             }
             tree.mark_published(topic, payload);
         }
-    }
-}
-
-/// The history row for the interval from `before` to `after`.
-fn status_row(before: &Figures, after: &Figures, seconds: f64, system: &SystemRates) -> StatusRow {
-    let per_second = |a: u64, b: u64| {
-        if seconds > 0.0 {
-            b.saturating_sub(a) as f64 / seconds
-        } else {
-            0.0
-        }
-    };
-    let (b, a) = (&before.total, &after.total);
-    let shards: Vec<serde_json::Value> = after
-        .shards
-        .iter()
-        .enumerate()
-        .map(|(shard, figures)| {
-            let mut object = serde_json::Map::new();
-            object.insert("shard".into(), shard.into());
-            for (name, _, value, _) in figures.figures() {
-                object.insert(name.into(), value.into());
-            }
-            serde_json::Value::Object(object)
-        })
-        .collect();
-    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    StatusRow {
-        time: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
-        clients: signed(a.connections),
-        sessions_offline: signed(a.sessions_offline),
-        subscriptions: signed(a.subscriptions),
-        retained: signed(a.retained),
-        messages_in_per_second: per_second(b.messages_received, a.messages_received),
-        messages_out_per_second: per_second(b.messages_delivered, a.messages_delivered),
-        bytes_in_per_second: per_second(b.bytes_received, a.bytes_received),
-        bytes_out_per_second: per_second(b.bytes_sent, a.bytes_sent),
-        dropped: signed(Figures::dropped(a).saturating_sub(Figures::dropped(b))),
-        cpu_percent: system.cpu_percent,
-        memory_used: signed(system.memory.used),
-        memory_total: signed(system.memory.total),
-        disk_free: signed(system.disk.free),
-        network_in_per_second: system.network_received_per_second,
-        network_out_per_second: system.network_sent_per_second,
-        shards: serde_json::Value::Array(shards).to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use shardmq_shard::stats::Snapshot;
-
-    use super::*;
-
-    #[test]
-    fn status_row_rates_and_shards() {
-        let before = Figures::new(vec![Snapshot::default()]);
-        let after = Figures::new(vec![Snapshot {
-            connections: 3,
-            messages_received: 20,
-            dropped_slow: 4,
-            ..Snapshot::default()
-        }]);
-        let row = status_row(&before, &after, 2.0, &SystemRates::default());
-        assert_eq!(row.clients, 3);
-        assert_eq!(row.messages_in_per_second, 10.0);
-        assert_eq!(row.dropped, 4);
-        let shards: serde_json::Value = serde_json::from_str(&row.shards).unwrap();
-        assert_eq!(shards[0]["shard"], 0);
-        assert_eq!(shards[0]["messages_received"], 20);
     }
 }
