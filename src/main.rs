@@ -1,25 +1,21 @@
 //! The `shardmq` broker binary: command line, configuration, start-up and signal handling.
 //! Everything that runs per core lives in `shardmq-shard`.
 
-mod access;
 mod admin;
 mod auth;
 mod cli;
 mod config;
 mod control_core;
 mod monitor;
+mod startup;
 mod status;
 mod users_cli;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use shardmq_shard::Broker;
-use tracing::{error, info};
 
 use crate::config::{ConfigFile, Settings};
 
@@ -79,7 +75,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         other => other,
     };
     let settings = Settings::resolve(cli.config.config.as_deref(), cli.settings)?;
-    let config = settings.shard_config();
     match &command {
         Some(Command::HotTopics(args)) => {
             let admin = settings
@@ -100,96 +95,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let mut monitoring = monitor::Plan::from_settings(&settings)?;
-    let access = access::AccessPlan::from_settings(&settings, &config.listen)?;
+    let plan = startup::Plan::from_settings(&settings)?;
     if let Some(Command::CheckConfig) = command {
+        let config = plan.shard_config();
         println!(
             "configuration ok: {} shard(s), listening on {:?}",
             config.shards, config.listen
         );
         return Ok(());
     }
-    let signals = block_signals();
-    monitoring.bind()?;
-    let control = access.start_control_core()?;
-    let authenticator = control
-        .as_ref()
-        .map(|(_, authenticator)| authenticator.clone());
-    let broker = Broker::start(
-        config.clone(),
-        settings.pin_cores.unwrap_or(true),
-        authenticator,
-    )?;
-    if let Some((core, _)) = &control {
-        core.attach(broker.handle());
-    }
-    let addresses: Vec<String> = broker.listening().iter().map(ToString::to_string).collect();
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "shardmq ready: {} shard(s), listening on {}",
-        config.shards,
-        addresses.join(" ")
-    )?;
-    stdout.flush()?;
-    drop(stdout);
-    info!(shards = config.shards, listen = %addresses.join(" "), "broker started");
-    if let Some(admin) = monitoring.start(broker.handle())? {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "shardmq admin: listening on {admin}")?;
-        stdout.flush()?;
-        info!(%admin, "admin API started");
-    }
-
-    let signal = loop {
-        let signal = wait_for_signal(&signals);
-        if signal != libc::SIGHUP {
-            break signal;
-        }
-        match &control {
-            Some((core, _)) => {
-                info!("SIGHUP: reloading password, ACL, relations and auto-subscribe files");
-                core.reload();
-            }
-            None => info!("SIGHUP: no authentication or ACL configured; nothing to reload"),
-        }
-    };
-    info!(signal, "shutting down");
-    broker.shutdown_flag().store(true, Ordering::Release);
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        broker.join();
-        let _ = done_tx.send(());
-    });
-    if done_rx
-        .recv_timeout(config.shutdown_grace + Duration::from_secs(2))
-        .is_err()
-    {
-        error!("shards did not stop in time; exiting");
-    }
-    Ok(())
-}
-
-/// Blocks SIGINT, SIGTERM and SIGHUP in this thread, before any shard starts, so every thread inherits
-/// the mask and the signals wait for [`wait_for_signal`].
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain libc signal-set manipulation on a local, zero-initialised set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn wait_for_signal(set: &libc::sigset_t) -> i32 {
-    let mut signal = 0;
-    // SAFETY: `set` was initialised by `block_signals`; `signal` is a valid out-pointer.
-    unsafe {
-        libc::sigwait(set, &mut signal);
-    }
-    signal
+    plan.run()
 }

@@ -20,7 +20,6 @@
 pub mod http;
 pub mod prometheus;
 
-use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +31,7 @@ use subtle::ConstantTimeEq;
 use tracing::{debug, warn};
 
 use self::http::{HttpError, Request, Response};
+use crate::config::AdminSettings;
 use crate::status::figures::figures_json;
 use crate::status::Shared;
 
@@ -47,38 +47,78 @@ const MAX_PER_PAGE: usize = 1000;
 /// Default page size of client listings.
 const DEFAULT_PER_PAGE: usize = 100;
 
-/// Binds the admin listener on `listen` (not yet serving); the address was checked by
-/// [`crate::config::AdminSettings::checked_address`].
-pub fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(listen).with_context(|| format!("binding the admin listener on {listen}"))
+/// The admin API as configured: checked from the settings (so `check-config` checks it too),
+/// bound before the shards start (so a configured address in use stops the broker before it
+/// listens), and served once the shards and the monitor run.
+#[derive(Debug)]
+pub struct Plan {
+    address: SocketAddr,
+    /// Whether the address was configured (else it is the default, whose port may be taken).
+    configured: bool,
+    token: Option<String>,
+    listener: Option<TcpListener>,
 }
 
-/// Serves the API on `listener` from a thread of its own.
-pub fn serve(
-    listener: TcpListener,
-    token: Option<String>,
-    handle: BrokerHandle,
-    shared: Arc<Shared>,
-) -> io::Result<()> {
-    let admin = Admin {
-        token: token.filter(|t| !t.is_empty()),
-        handle,
-        shared,
-    };
-    std::thread::Builder::new()
-        .name("admin".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(stream) => admin.serve_connection(stream),
-                    Err(err) => {
-                        warn!(cause = %err, "admin accept failed");
-                        std::thread::sleep(Duration::from_millis(50));
+impl Plan {
+    /// The plan for these settings; `None` when the API is disabled (`listen = ""`).
+    pub fn from_settings(settings: &AdminSettings) -> anyhow::Result<Option<Plan>> {
+        Ok(settings.checked_address()?.map(|address| Plan {
+            address,
+            configured: settings.listen.is_some(),
+            token: settings.token().map(str::to_owned),
+            listener: None,
+        }))
+    }
+
+    /// Binds the listener (not yet serving). On its default address it is optional: if that
+    /// port is taken (a second broker on the host) the broker starts without the API and says
+    /// so. A configured address must bind.
+    pub fn bind(&mut self) -> anyhow::Result<()> {
+        let address = self.address;
+        match TcpListener::bind(address)
+            .with_context(|| format!("binding the admin listener on {address}"))
+        {
+            Ok(listener) => self.listener = Some(listener),
+            Err(err) if !self.configured => {
+                warn!(cause = %format!("{err:#}"), "admin API not started");
+            }
+            Err(err) => return Err(err),
+        }
+        Ok(())
+    }
+
+    /// Serves the API from a thread of its own, if [`Plan::bind`] bound it; returns the address
+    /// it listens on.
+    pub fn serve(
+        self,
+        handle: BrokerHandle,
+        shared: Arc<Shared>,
+    ) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(listener) = self.listener else {
+            return Ok(None);
+        };
+        let address = listener.local_addr()?;
+        let admin = Admin {
+            token: self.token,
+            handle,
+            shared,
+        };
+        std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    match stream {
+                        Ok(stream) => admin.serve_connection(stream),
+                        Err(err) => {
+                            warn!(cause = %err, "admin accept failed");
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
                     }
                 }
-            }
-        })?;
-    Ok(())
+            })
+            .context("starting the admin thread")?;
+        Ok(Some(address))
+    }
 }
 
 struct Admin {

@@ -16,7 +16,6 @@ pub mod hot_redis;
 pub mod sys_tree;
 pub mod system;
 
-use std::net::{SocketAddr, TcpListener};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,7 +33,6 @@ use self::hot::TopicSink;
 use self::hot_redis::RedisTopics;
 use self::sys_tree::{SysInput, SysTree};
 use self::system::Reading;
-use crate::admin;
 use crate::config::Settings;
 use crate::status::figures::{Figures, Load};
 use crate::status::hot::{HotTable, TopicFilter};
@@ -48,47 +46,27 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// Topics `$SYS/broker/topics/hot` ranks.
 const SYS_HOT_TOPICS: usize = 20;
 
-/// What the monitor is told to do.
+/// What the monitor is told to do, checked from the settings (so `check-config` checks them
+/// too); [`start`] starts the threads.
 #[derive(Debug)]
-pub struct MonitorOptions {
+pub struct Options {
     /// Seconds between `$SYS` publications; 0 disables them.
-    pub sys_interval: u32,
-    /// The Postgres writer and the seconds between rows, when history is on.
-    pub history: Option<(History, u32)>,
-    /// Directory whose file system's free space is reported.
-    pub data_dir: PathBuf,
-    /// Bound of the in-memory hot-topic table.
-    pub hot_capacity: usize,
-    /// Which topics the hot-topic statistics count.
-    pub hot_filter: TopicFilter,
-    /// Where hot-topic totals also go when `[redis] url` is set.
-    pub hot_redis: Option<RedisTopics>,
-}
-
-/// The monitor and admin API as configured. [`Plan::from_settings`] only checks the settings
-/// (so `check-config` checks them too); [`Plan::bind`] binds the admin listener before the shards
-/// start, so an address in use stops the broker before it listens; [`Plan::start`] starts the
-/// threads once the shards run. Both are called after the signal mask is set, so the threads
-/// inherit it.
-#[derive(Debug)]
-pub struct Plan {
-    options: MonitorOptions,
+    sys_interval: u32,
+    /// The Postgres URL and the seconds between rows, when history is on.
     history: Option<(String, u32)>,
-    admin: Option<AdminPlan>,
+    /// Directory whose file system's free space is reported.
+    data_dir: PathBuf,
+    /// Bound of the in-memory hot-topic table.
+    hot_capacity: usize,
+    /// Which topics the hot-topic statistics count.
+    hot_filter: TopicFilter,
+    /// Where hot-topic totals also go when `[redis] url` is set.
+    hot_redis: Option<RedisTopics>,
 }
 
-#[derive(Debug)]
-struct AdminPlan {
-    address: SocketAddr,
-    /// Whether the address was configured (else it is the default, whose port may be taken).
-    configured: bool,
-    token: Option<String>,
-    listener: Option<TcpListener>,
-}
-
-impl Plan {
+impl Options {
     /// Checks the monitoring settings.
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Plan> {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Options> {
         let history = match &settings.monitor.postgres_url {
             Some(url) if !url.is_empty() => {
                 history::check_url(url)?;
@@ -97,17 +75,11 @@ impl Plan {
             }
             _ => None,
         };
-        let admin = settings.admin.checked_address()?.map(|address| AdminPlan {
-            address,
-            configured: settings.admin.listen.is_some(),
-            token: settings.admin.token().map(str::to_owned),
-            listener: None,
-        });
         let hot_capacity = settings.shard_config().hot_topics_max;
         let hot_filter = TopicFilter::new(settings.hot_topics_filters()?);
-        let options = MonitorOptions {
+        Ok(Options {
             sys_interval: settings.sys_interval.unwrap_or(10),
-            history: None,
+            history,
             data_dir: settings
                 .monitor
                 .data_dir
@@ -121,59 +93,22 @@ impl Plan {
                 }
                 _ => None,
             },
-        };
-        Ok(Plan {
-            options,
-            history,
-            admin,
         })
-    }
-
-    /// Binds the admin listener. On its default address it is optional: if that port is taken
-    /// (a second broker on the host) the broker starts without the API and says so. A
-    /// configured address must bind.
-    pub fn bind(&mut self) -> anyhow::Result<()> {
-        let Some(plan) = &mut self.admin else {
-            return Ok(());
-        };
-        match admin::bind(plan.address) {
-            Ok(listener) => plan.listener = Some(listener),
-            Err(err) if !plan.configured => {
-                warn!(cause = %format!("{err:#}"), "admin API not started");
-            }
-            Err(err) => return Err(err),
-        }
-        Ok(())
-    }
-
-    /// Starts the monitor, the Postgres writer and the admin API on a running broker; returns
-    /// the admin address if it listens.
-    pub fn start(mut self, handle: BrokerHandle) -> anyhow::Result<Option<SocketAddr>> {
-        if let Some((url, interval)) = &self.history {
-            self.options.history = Some((History::start(url)?, *interval));
-        }
-        let shared = start(handle.clone(), self.options)?;
-        let Some(AdminPlan {
-            listener: Some(listener),
-            token,
-            ..
-        }) = self.admin
-        else {
-            return Ok(None);
-        };
-        let address = listener.local_addr()?;
-        admin::serve(listener, token, handle, shared).context("starting the admin thread")?;
-        Ok(Some(address))
     }
 }
 
-/// Starts the monitor thread.
-pub fn start(handle: BrokerHandle, options: MonitorOptions) -> anyhow::Result<Arc<Shared>> {
+/// Starts the Postgres writer (when history is on) and the monitor thread on a running broker;
+/// returns the read model the monitor fills.
+pub fn start(handle: BrokerHandle, options: Options) -> anyhow::Result<Arc<Shared>> {
+    let history = match &options.history {
+        Some((url, interval)) => Some((History::start(url)?, *interval)),
+        None => None,
+    };
     let shared = Arc::new(Shared::new(HotTable::new(
         options.hot_capacity,
         options.hot_filter.clone(),
     )));
-    let monitor = Monitor::new(handle, options, Arc::clone(&shared));
+    let monitor = Monitor::new(handle, options, history, Arc::clone(&shared));
     std::thread::Builder::new()
         .name("monitor".into())
         .spawn(move || monitor.run())
@@ -237,7 +172,12 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn new(handle: BrokerHandle, options: MonitorOptions, shared: Arc<Shared>) -> Monitor {
+    fn new(
+        handle: BrokerHandle,
+        options: Options,
+        history: Option<(History, u32)>,
+        shared: Arc<Shared>,
+    ) -> Monitor {
         let now = Instant::now();
         let reading = Reading::take(&options.data_dir);
         let shards = handle.shards();
@@ -261,8 +201,7 @@ impl Monitor {
                 period.due = now;
                 (period, SysTree::default())
             }),
-            history: options
-                .history
+            history: history
                 .map(|(history, seconds)| (Period::new(seconds.max(1), now, &reading), history)),
             sink_failing: false,
         }

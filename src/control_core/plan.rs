@@ -1,5 +1,6 @@
 //! Who may connect: turns the authentication settings into a plan, applying Mosquitto 2's rule
-//! for anonymous clients, and starts the control core when anything is to be checked.
+//! for anonymous clients, and starts the control core when anything is to be checked. The plan
+//! is made (and so checked) before anything starts, which is also all `check-config` does.
 //!
 //! - Nothing configured: anonymous clients are allowed only because every listener is on
 //!   loopback; a non-loopback listener refuses to start unless `allow_anonymous = true`.
@@ -14,15 +15,15 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use shardmq_shard::control::Authenticator;
 
+use super::files::FileBackend;
+use super::guard::{GuardLimits, LoginGuard};
+use super::redis::RedisBackend;
+use super::{Backend, ControlCore};
 use crate::config::{AccessFiles, Settings};
-use crate::control_core::files::FileBackend;
-use crate::control_core::guard::{GuardLimits, LoginGuard};
-use crate::control_core::redis::RedisBackend;
-use crate::control_core::{Backend, ControlCore};
 
 /// The resolved access settings.
 #[derive(Debug)]
-pub struct AccessPlan {
+pub struct Plan {
     files: AccessFiles,
     redis_url: Option<String>,
     allow_anonymous: bool,
@@ -30,9 +31,9 @@ pub struct AccessPlan {
     control_core_cpu: Option<usize>,
 }
 
-impl AccessPlan {
+impl Plan {
     /// Resolves the settings; refuses an unauthenticated broker exposed beyond loopback.
-    pub fn from_settings(settings: &Settings, listen: &[SocketAddr]) -> anyhow::Result<AccessPlan> {
+    pub fn from_settings(settings: &Settings, listen: &[SocketAddr]) -> anyhow::Result<Plan> {
         let files = settings.access_files.clone();
         let redis_url = settings.redis.url.clone();
         if let (Some(name), Some(_)) = (files.first_configured(), &redis_url) {
@@ -66,7 +67,7 @@ impl AccessPlan {
                 .ban_seconds
                 .map_or(defaults.ban, |s| Duration::from_secs(s.get().into())),
         };
-        Ok(AccessPlan {
+        Ok(Plan {
             files,
             redis_url,
             allow_anonymous,
@@ -82,7 +83,7 @@ impl AccessPlan {
     }
 
     /// Loads the files (or connects to Redis) and starts the control core, when needed.
-    pub fn start_control_core(&self) -> anyhow::Result<Option<(ControlCore, Authenticator)>> {
+    pub fn start(&self) -> anyhow::Result<Option<(ControlCore, Authenticator)>> {
         if !self.needs_control_core() {
             return Ok(None);
         }
