@@ -17,6 +17,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -394,10 +395,11 @@ pub struct ConfigFile {
     pub config: Option<PathBuf>,
 }
 
-/// Deserializes a struct from a TOML table, taking the [`AccessFiles::KEYS`] entries out into
+/// Deserializes [`Settings`] from a TOML table, taking the [`AccessFiles::KEYS`] entries out into
 /// `files` as they come. Each key reaches the struct's own field visitor from inside the TOML
 /// reader's map access, which tags an error with the key's line; an access file's value is read
-/// there too, for the same reason.
+/// there too, for the same reason. An unknown key is refused here, naming the access files' keys
+/// among those expected, as it would be if they were fields of [`Settings`].
 struct TakeAccessFiles<'a, D> {
     inner: D,
     files: &'a mut AccessFiles,
@@ -410,6 +412,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for TakeAccessFiles<'_, D> {
         self.inner.deserialize_any(TakeVisitor {
             inner: visitor,
             files: self.files,
+            fields: None,
         })
     }
 
@@ -425,6 +428,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for TakeAccessFiles<'_, D> {
             TakeVisitor {
                 inner: visitor,
                 files: self.files,
+                fields: Some(fields),
             },
         )
     }
@@ -439,6 +443,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for TakeAccessFiles<'_, D> {
 struct TakeVisitor<'a, V> {
     inner: V,
     files: &'a mut AccessFiles,
+    /// The struct's own keys, when known.
+    fields: Option<&'static [&'static str]>,
 }
 
 impl<'de, V: Visitor<'de>> Visitor<'de> for TakeVisitor<'_, V> {
@@ -452,6 +458,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for TakeVisitor<'_, V> {
         self.inner.visit_map(TakeMap {
             inner: map,
             files: self.files,
+            fields: self.fields,
         })
     }
 }
@@ -459,6 +466,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for TakeVisitor<'_, V> {
 struct TakeMap<'a, A> {
     inner: A,
     files: &'a mut AccessFiles,
+    fields: Option<&'static [&'static str]>,
 }
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for TakeMap<'_, A> {
@@ -469,7 +477,11 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TakeMap<'_, A> {
         mut seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
         loop {
-            match self.inner.next_key_seed(KeySeed(seed))? {
+            let key = KeySeed {
+                seed,
+                fields: self.fields,
+            };
+            match self.inner.next_key_seed(key)? {
                 None => return Ok(None),
                 Some(Key::Field(key)) => return Ok(Some(key)),
                 Some(Key::Taken(returned, key)) => {
@@ -495,7 +507,10 @@ enum Key<K, T> {
     Taken(K, String),
 }
 
-struct KeySeed<K>(K);
+struct KeySeed<K> {
+    seed: K,
+    fields: Option<&'static [&'static str]>,
+}
 
 impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<K> {
     type Value = Key<K, K::Value>;
@@ -503,11 +518,32 @@ impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<K> {
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         let key = String::deserialize(deserializer)?;
         if AccessFiles::KEYS.contains(&key.as_str()) {
-            return Ok(Key::Taken(self.0, key));
+            return Ok(Key::Taken(self.seed, key));
+        }
+        if let Some(fields) = self.fields {
+            if !fields.contains(&key.as_str()) {
+                return Err(de::Error::unknown_field(&key, expected_keys(fields)));
+            }
         }
         let key: de::value::StringDeserializer<D::Error> = key.into_deserializer();
-        self.0.deserialize(key).map(Key::Field)
+        self.seed.deserialize(key).map(Key::Field)
     }
+}
+
+/// Every key of the table whose own fields are `fields` ([`Settings`]'), with the access files'
+/// keys where their struct stands among the fields: before `control_core`.
+fn expected_keys(fields: &'static [&'static str]) -> &'static [&'static str] {
+    static EXPECTED: OnceLock<Vec<&'static str>> = OnceLock::new();
+    EXPECTED.get_or_init(|| {
+        let at = fields
+            .iter()
+            .position(|field| *field == "control_core")
+            .unwrap_or(fields.len());
+        let mut keys = fields[..at].to_vec();
+        keys.extend(AccessFiles::KEYS);
+        keys.extend(&fields[at..]);
+        keys
+    })
 }
 
 #[cfg(test)]
@@ -724,6 +760,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
+        assert!(
+            err.contains(
+                "`allow_anonymous`, `password_file`, `acl_file`, `relations_file`, \
+                 `auto_subscribe_file`, `control_core`"
+            ),
+            "every key is named, in the order of the settings: {err}"
+        );
         let err = parse("[admin]\nacl_file = \"a\"\n")
             .unwrap_err()
             .to_string();
