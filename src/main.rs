@@ -1,5 +1,20 @@
-//! The `shardmq` broker binary: command line, configuration, start-up and signal handling.
-//! Everything that runs per core lives in `shardmq-shard`.
+//! The `shardmq` binary: the command line, and a call. Everything that runs per core lives in
+//! `shardmq-shard`; this crate assembles the rest.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`config`] | every setting (TOML keys and flags), its defaults and single-setting rules |
+//! | [`startup`] | which threads start, in which order, and shutdown |
+//! | [`cli`] | the operator commands, a file each |
+//! | [`control_core`] | the thread that authenticates CONNECTs and compiles ACLs, and its backends |
+//! | [`auth`] | password hashes and the access files' parsers |
+//! | [`status`] | the read model: what the broker shows about itself |
+//! | [`monitor`] | the thread that fills the read model, `$SYS` and the Postgres history |
+//! | [`admin`] | the HTTP admin API over the read model |
+//!
+//! Dependencies point one way: `config`, `status` and `auth` depend on nothing here; the threads'
+//! modules on those; `startup` on the threads' modules; `cli` on all of them; `main` on `cli` and
+//! `startup`.
 
 mod admin;
 mod auth;
@@ -9,12 +24,11 @@ mod control_core;
 mod monitor;
 mod startup;
 mod status;
-mod users_cli;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use mimalloc::MiMalloc;
 
 use crate::config::{ConfigFile, Settings};
@@ -27,27 +41,11 @@ static GLOBAL: MiMalloc = MiMalloc;
 #[command(name = "shardmq", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Option<cli::Command>,
     #[command(flatten)]
     config: ConfigFile,
     #[command(flatten)]
     settings: Settings,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Checks the configuration and exits.
-    CheckConfig,
-    /// Manages a password file (mosquitto_passwd compatible).
-    Passwd(auth::passwd::PasswdArgs),
-    /// Prints the hot-topic ranking of a running broker (from its admin API).
-    HotTopics(cli::HotTopicsArgs),
-    /// Prints the status history the monitor wrote to Postgres.
-    Status(cli::StatusArgs),
-    /// Manages the users kept in Redis (add, passwd, delete, list).
-    Users(users_cli::UsersArgs),
-    /// Loads password, ACL, relations and auto-subscribe files into Redis.
-    Import(users_cli::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,50 +57,21 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
-    match run(cli) {
+    let Cli {
+        command,
+        config,
+        settings: flags,
+    } = Cli::parse();
+    let settings = move || Settings::resolve(config.config.as_deref(), flags);
+    let result = match command {
+        None => settings().and_then(|settings| startup::Plan::from_settings(&settings)?.run()),
+        Some(command) => cli::run(command, settings),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("shardmq: {err:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let command = match cli.command {
-        Some(Command::Passwd(args)) => return auth::passwd::run_passwd(args),
-        other => other,
-    };
-    let settings = Settings::resolve(cli.config.config.as_deref(), cli.settings)?;
-    match &command {
-        Some(Command::HotTopics(args)) => {
-            let admin = settings
-                .admin
-                .address()?
-                .unwrap_or(config::AdminSettings::DEFAULT_LISTEN);
-            let url = format!("http://{admin}");
-            return cli::hot_topics::run(args, &url, settings.admin.token.as_deref());
-        }
-        Some(Command::Status(args)) => {
-            return cli::status::run(args, settings.monitor.postgres_url.as_deref());
-        }
-        Some(Command::Users(args)) => {
-            return users_cli::run_users(args, settings.redis.url.as_deref());
-        }
-        Some(Command::Import(args)) => {
-            return users_cli::run_import(args, settings.redis.url.as_deref());
-        }
-        _ => {}
-    }
-    let plan = startup::Plan::from_settings(&settings)?;
-    if let Some(Command::CheckConfig) = command {
-        let config = plan.shard_config();
-        println!(
-            "configuration ok: {} shard(s), listening on {:?}",
-            config.shards, config.listen
-        );
-        return Ok(());
-    }
-    plan.run()
 }
