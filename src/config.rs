@@ -1,13 +1,28 @@
 //! Configuration: a TOML file whose keys are the command-line flags' names, overridden by the
 //! flags themselves. Unknown keys and bad values are errors that name the file, line and key.
+//!
+//! This module owns every setting: its key and flag, its default where other modules would
+//! otherwise each pick one, and the rules that concern one setting alone (an admin listener beyond
+//! loopback needs a token). It depends on nothing else in the binary, so start-up, the commands,
+//! the monitor, the admin API and the control core all read the settings the same way.
+//!
+//! The four access-control files are one struct, [`AccessFiles`], shared by the broker's settings,
+//! `shardmq import` and the control core's file backend. In the TOML file their keys sit at the top
+//! level beside the others, as their flags do. serde's `flatten` would do that, but it buffers
+//! every key its struct does not know and so loses the line of an unknown key or a bad value;
+//! [`Settings::from_file`] takes those four keys aside itself ([`TakeAccessFiles`]), inside the
+//! TOML reader, so every error still names its line.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use shardmq_shard::{SessionLimits, ShardConfig};
 
@@ -56,18 +71,10 @@ pub struct Settings {
     /// and every listener is on loopback (as Mosquitto 2 does).
     #[arg(long)]
     pub allow_anonymous: Option<bool>,
-    /// Mosquitto-compatible password file (`user:hash` lines; see `shardmq passwd`).
-    #[arg(long, value_name = "FILE")]
-    pub password_file: Option<PathBuf>,
-    /// Mosquitto-compatible ACL file (`user`, `topic`, `pattern` lines; `%u %c %f %F`).
-    #[arg(long, value_name = "FILE")]
-    pub acl_file: Option<PathBuf>,
-    /// Follow relations, one line per user: `<user> <followee> ...` (for `%f` and `%F`).
-    #[arg(long, value_name = "FILE")]
-    pub relations_file: Option<PathBuf>,
-    /// Auto-subscribe table: `<filter-template> <qos>` lines, per user after `user <name>`.
-    #[arg(long, value_name = "FILE")]
-    pub auto_subscribe_file: Option<PathBuf>,
+    /// The access-control files (keys at the top level, like the others).
+    #[command(flatten)]
+    #[serde(skip)]
+    pub access_files: AccessFiles,
     /// CPU to pin the control core thread to (default: not pinned).
     #[arg(long)]
     pub control_core: Option<usize>,
@@ -148,30 +155,72 @@ pub struct MonitorSettings {
 }
 
 impl AdminSettings {
+    /// The address the admin API listens on unless configured.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 18083));
+
     /// The address to listen on, `None` when disabled (`listen = ""`).
     pub fn address(&self) -> anyhow::Result<Option<SocketAddr>> {
         match self.listen.as_deref().map(str::trim) {
-            None => Ok(Some(crate::admin::DEFAULT_LISTEN)),
+            None => Ok(Some(Self::DEFAULT_LISTEN)),
             Some("") => Ok(None),
             Some(text) => text.parse().map(Some).with_context(|| {
                 format!("admin.listen {text:?} is not an address like 127.0.0.1:18083")
             }),
         }
     }
+
+    /// The bearer token every request must carry, if one is set (an empty one is none).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref().filter(|token| !token.is_empty())
+    }
+
+    /// [`AdminSettings::address`], refusing a non-loopback address without a token: the API
+    /// lists and disconnects clients, so it is never open to the network unprotected.
+    pub fn checked_address(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(listen) = self.address()? else {
+            return Ok(None);
+        };
+        if !listen.ip().is_loopback() && self.token().is_none() {
+            anyhow::bail!(
+                "admin.listen {listen} is not a loopback address: set admin.token (--admin-token) \
+                 so the API is not open to the network, or listen on 127.0.0.1"
+            );
+        }
+        Ok(Some(listen))
+    }
 }
 
 impl Settings {
+    /// The settings of a run: those of the `--config` file, if one is given, overridden by the
+    /// flags.
+    pub fn resolve(file: Option<&Path>, flags: Settings) -> anyhow::Result<Settings> {
+        match file {
+            Some(path) => Ok(Settings::from_file(path)?.overridden_by(flags)),
+            None => Ok(flags),
+        }
+    }
+
     /// Reads `path` as TOML.
     pub fn from_file(path: &Path) -> anyhow::Result<Settings> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).map_err(|err| {
+        let named = |err: toml::de::Error| {
             anyhow::anyhow!(
                 "config file {}: {}",
                 path.display(),
                 err.to_string().trim_end()
             )
+        };
+        let mut files = AccessFiles::default();
+        let document = toml::Deserializer::parse(&text).map_err(named)?;
+        let mut settings = Settings::deserialize(TakeAccessFiles {
+            inner: document,
+            files: &mut files,
         })
+        .map_err(named)?;
+        settings.access_files = files;
+        Ok(settings)
     }
 
     /// `self` with every value that `flags` sets replaced.
@@ -195,10 +244,10 @@ impl Settings {
             max_outbox_bytes,
             mesh_capacity,
             allow_anonymous,
-            password_file,
-            acl_file,
-            relations_file,
-            auto_subscribe_file,
+            access_files.password_file,
+            access_files.acl_file,
+            access_files.relations_file,
+            access_files.auto_subscribe_file,
             control_core,
             max_login_failures,
             ban_seconds,
@@ -277,6 +326,69 @@ impl Settings {
     }
 }
 
+/// The files of the embedded access-control backend; `None` for a file not configured. Keys of
+/// the configuration's top level and flags of the same names, for the broker and for
+/// `shardmq import`.
+#[derive(Args, Clone, Debug, Default, Eq, PartialEq)]
+pub struct AccessFiles {
+    /// Mosquitto-compatible password file (`user:hash` lines; see `shardmq passwd`).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto-compatible ACL file (`user`, `topic`, `pattern` lines; `%u %c %f %F`).
+    #[arg(long, value_name = "FILE")]
+    pub acl_file: Option<PathBuf>,
+    /// Follow relations, one line per user: `<user> <followee> ...` (for `%f` and `%F`).
+    #[arg(long, value_name = "FILE")]
+    pub relations_file: Option<PathBuf>,
+    /// Auto-subscribe table: `<filter-template> <qos>` lines, per user after `user <name>`.
+    #[arg(long, value_name = "FILE")]
+    pub auto_subscribe_file: Option<PathBuf>,
+}
+
+impl AccessFiles {
+    /// The keys, in the order of the fields (their flags are the same names with `-`).
+    pub const KEYS: [&'static str; 4] = [
+        "password_file",
+        "acl_file",
+        "relations_file",
+        "auto_subscribe_file",
+    ];
+
+    /// Every file with its key, configured or not, in [`AccessFiles::KEYS`] order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, Option<&Path>)> {
+        let paths = [
+            self.password_file.as_deref(),
+            self.acl_file.as_deref(),
+            self.relations_file.as_deref(),
+            self.auto_subscribe_file.as_deref(),
+        ];
+        Self::KEYS.into_iter().zip(paths)
+    }
+
+    /// The key of the first configured file, if any is.
+    pub fn first_configured(&self) -> Option<&'static str> {
+        self.entries()
+            .find_map(|(key, path)| path.is_some().then_some(key))
+    }
+
+    /// True if no file is configured.
+    pub fn is_empty(&self) -> bool {
+        self.first_configured().is_none()
+    }
+
+    /// The field for `key`, if it is one of [`AccessFiles::KEYS`].
+    fn slot(&mut self, key: &str) -> Option<&mut Option<PathBuf>> {
+        let index = Self::KEYS.iter().position(|known| *known == key)?;
+        let slots = [
+            &mut self.password_file,
+            &mut self.acl_file,
+            &mut self.relations_file,
+            &mut self.auto_subscribe_file,
+        ];
+        slots.into_iter().nth(index)
+    }
+}
+
 /// The `--config` flag.
 #[derive(Args, Clone, Debug, Default)]
 pub struct ConfigFile {
@@ -285,16 +397,179 @@ pub struct ConfigFile {
     pub config: Option<PathBuf>,
 }
 
+/// Deserializes [`Settings`] from a TOML table, taking the [`AccessFiles::KEYS`] entries out into
+/// `files` as they come. Each key reaches the struct's own field visitor from inside the TOML
+/// reader's map access, which tags an error with the key's line; an access file's value is read
+/// there too, for the same reason. An unknown key is refused here, naming the access files' keys
+/// among those expected, as it would be if they were fields of [`Settings`].
+struct TakeAccessFiles<'a, D> {
+    inner: D,
+    files: &'a mut AccessFiles,
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for TakeAccessFiles<'_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.inner.deserialize_any(TakeVisitor {
+            inner: visitor,
+            files: self.files,
+            fields: None,
+        })
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.inner.deserialize_struct(
+            name,
+            fields,
+            TakeVisitor {
+                inner: visitor,
+                files: self.files,
+                fields: Some(fields),
+            },
+        )
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+struct TakeVisitor<'a, V> {
+    inner: V,
+    files: &'a mut AccessFiles,
+    /// The struct's own keys, when known.
+    fields: Option<&'static [&'static str]>,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for TakeVisitor<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_map(TakeMap {
+            inner: map,
+            files: self.files,
+            fields: self.fields,
+        })
+    }
+}
+
+struct TakeMap<'a, A> {
+    inner: A,
+    files: &'a mut AccessFiles,
+    fields: Option<&'static [&'static str]>,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for TakeMap<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        mut seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        loop {
+            let key = KeySeed {
+                seed,
+                fields: self.fields,
+            };
+            match self.inner.next_key_seed(key)? {
+                None => return Ok(None),
+                Some(Key::Field(key)) => return Ok(Some(key)),
+                Some(Key::Taken(returned, key)) => {
+                    let path: PathBuf = self.inner.next_value()?;
+                    if let Some(slot) = self.files.slot(&key) {
+                        *slot = Some(path);
+                    }
+                    seed = returned;
+                }
+            }
+        }
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        self.inner.next_value_seed(seed)
+    }
+}
+
+/// A key read by [`TakeMap`]: one for the struct, or an access file's (with the struct's seed
+/// handed back unused, for the next key).
+enum Key<K, T> {
+    Field(T),
+    Taken(K, String),
+}
+
+struct KeySeed<K> {
+    seed: K,
+    fields: Option<&'static [&'static str]>,
+}
+
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<K> {
+    type Value = Key<K, K::Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        let key = String::deserialize(deserializer)?;
+        if AccessFiles::KEYS.contains(&key.as_str()) {
+            return Ok(Key::Taken(self.seed, key));
+        }
+        if let Some(fields) = self.fields {
+            if !fields.contains(&key.as_str()) {
+                return Err(de::Error::unknown_field(&key, expected_keys(fields)));
+            }
+        }
+        let key: de::value::StringDeserializer<D::Error> = key.into_deserializer();
+        self.seed.deserialize(key).map(Key::Field)
+    }
+}
+
+/// Every key of the table whose own fields are `fields` ([`Settings`]'), with the access files'
+/// keys where their struct stands among the fields: before `control_core`.
+fn expected_keys(fields: &'static [&'static str]) -> &'static [&'static str] {
+    static EXPECTED: OnceLock<Vec<&'static str>> = OnceLock::new();
+    EXPECTED.get_or_init(|| {
+        let at = fields
+            .iter()
+            .position(|field| *field == "control_core")
+            .unwrap_or(fields.len());
+        let mut keys = fields[..at].to_vec();
+        keys.extend(AccessFiles::KEYS);
+        keys.extend(&fields[at..]);
+        keys
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
+    /// Parses `text` as a config file, from a real temporary file named `*.toml`.
     fn parse(text: &str) -> anyhow::Result<Settings> {
-        let dir = std::env::temp_dir().join(format!("shardmq-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{}.toml", text.len()));
-        std::fs::write(&path, text)?;
-        Settings::from_file(&path)
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile()?;
+        file.write_all(text.as_bytes())?;
+        Settings::from_file(file.path())
+    }
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn flags(words: &[&str]) -> Settings {
+        let argv = std::iter::once("shardmq").chain(words.iter().copied());
+        <Flags as clap::Parser>::parse_from(argv).settings
     }
 
     #[test]
@@ -351,13 +626,7 @@ mod tests {
         );
         assert_eq!(Settings::default().shard_config().hot_topics_max, 10_000);
 
-        #[derive(clap::Parser)]
-        struct Flags {
-            #[command(flatten)]
-            settings: Settings,
-        }
-        let flags = <Flags as clap::Parser>::parse_from([
-            "shardmq",
+        let flags = flags(&[
             "--sys-interval",
             "1",
             "--admin-listen",
@@ -368,8 +637,7 @@ mod tests {
             "a/+",
             "--hot-topics-filters",
             "b/#",
-        ])
-        .settings;
+        ]);
         let merged = settings.overridden_by(flags);
         assert_eq!(merged.sys_interval, Some(1));
         assert_eq!(merged.admin.address().unwrap().map(|a| a.port()), Some(0));
@@ -380,15 +648,13 @@ mod tests {
 
     #[test]
     fn bad_monitoring_values_are_named() {
-        let err = parse("\n\n[admin]\nlisten = 18083\n# an admin table with a number for listen\n")
+        let err = parse("\n\n[admin]\nlisten = 18083\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 4") && err.contains("listen"), "{err}");
-        let err = parse(
-            "[monitor]\npostgres = \"x\"\n# the key is postgres_url, not postgres; padding\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let err = parse("[monitor]\npostgres = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2") && err.contains("postgres"), "{err}");
         let settings = Settings {
             hot_topics_filters: vec!["a/#/b".into()],
@@ -404,34 +670,21 @@ mod tests {
 
     #[test]
     fn redis_table_and_flag() {
-        let settings =
-            parse("[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n# the redis table, padded more\n")
-                .unwrap();
+        let settings = parse("[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n").unwrap();
         assert_eq!(
             settings.redis.url.as_deref(),
             Some("redis://127.0.0.1:6379/0")
         );
-        let err = parse(
-            "\n[redis]\nurl = \"redis://x\"\nhost = \"x\"\n# unknown key in the redis table\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let err = parse("\n[redis]\nurl = \"redis://x\"\nhost = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 4") && err.contains("host"), "{err}");
-        let err =
-            parse("redis_url = \"redis://x\"\n# the flag name is no top-level key; padding\n")
-                .unwrap_err()
-                .to_string();
+        let err = parse("redis_url = \"redis://x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("redis_url"), "{err}");
 
-        #[derive(clap::Parser)]
-        struct Flags {
-            #[command(flatten)]
-            settings: Settings,
-        }
-        let flags =
-            <Flags as clap::Parser>::parse_from(["shardmq", "--redis-url", "redis://127.0.0.1:1/"])
-                .settings;
-        let merged = settings.overridden_by(flags);
+        let merged = settings.overridden_by(flags(&["--redis-url", "redis://127.0.0.1:1/"]));
         assert_eq!(merged.redis.url.as_deref(), Some("redis://127.0.0.1:1/"));
     }
 
@@ -446,5 +699,97 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(file.overridden_by(flags).shards, NonZeroUsize::new(2));
+    }
+
+    #[test]
+    fn access_files_are_top_level_keys_and_flags() {
+        let settings = parse(
+            "shards = 1\npassword_file = \"p\"\nacl_file = \"a\"\nrelations_file = \"r\"\n\
+             auto_subscribe_file = \"s\"\n[admin]\nlisten = \"\"\n",
+        )
+        .unwrap();
+        let from_file: Vec<_> = settings.access_files.entries().collect();
+        let from_flags = flags(&[
+            "--password-file",
+            "p",
+            "--acl-file",
+            "a",
+            "--relations-file",
+            "r",
+            "--auto-subscribe-file",
+            "s",
+        ]);
+        // The flags are named after the fields, so this also checks `KEYS` against the fields.
+        assert_eq!(
+            from_flags.access_files.entries().collect::<Vec<_>>(),
+            from_file
+        );
+        assert_eq!(
+            from_file,
+            [
+                ("password_file", Some(Path::new("p"))),
+                ("acl_file", Some(Path::new("a"))),
+                ("relations_file", Some(Path::new("r"))),
+                ("auto_subscribe_file", Some(Path::new("s"))),
+            ]
+        );
+        assert_eq!(settings.shards, NonZeroUsize::new(1));
+        assert_eq!(settings.admin.address().unwrap(), None);
+
+        let only_acl = parse("acl_file = \"a\"\n").unwrap().access_files;
+        assert_eq!(only_acl.first_configured(), Some("acl_file"));
+        assert!(!only_acl.is_empty() && AccessFiles::default().is_empty());
+        let merged = Settings {
+            access_files: only_acl,
+            ..Settings::default()
+        }
+        .overridden_by(flags(&["--password-file", "q"]));
+        assert_eq!(
+            merged.access_files.password_file.as_deref(),
+            Some(Path::new("q"))
+        );
+        assert_eq!(
+            merged.access_files.acl_file.as_deref(),
+            Some(Path::new("a"))
+        );
+    }
+
+    #[test]
+    fn access_file_errors_keep_their_line() {
+        let err = parse("shards = 2\nacl_file = 5\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("acl_file"), "{err}");
+        let err = parse("acl_file = \"a\"\n\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
+        assert!(
+            err.contains(
+                "`allow_anonymous`, `password_file`, `acl_file`, `relations_file`, \
+                 `auto_subscribe_file`, `control_core`"
+            ),
+            "every key is named, in the order of the settings: {err}"
+        );
+        let err = parse("[admin]\nacl_file = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("acl_file"), "{err}");
+    }
+
+    #[test]
+    fn admin_beyond_loopback_needs_a_token() {
+        let admin = |listen: &str, token: Option<&str>| AdminSettings {
+            listen: Some(listen.into()),
+            token: token.map(Into::into),
+        };
+        assert!(admin("0.0.0.0:18083", None).checked_address().is_err());
+        assert!(admin("0.0.0.0:18083", Some("")).checked_address().is_err());
+        assert!(admin("0.0.0.0:18083", Some("t")).checked_address().is_ok());
+        assert!(admin("127.0.0.1:0", None).checked_address().is_ok());
+        assert_eq!(admin("", None).checked_address().unwrap(), None);
+        assert_eq!(
+            AdminSettings::default().checked_address().unwrap(),
+            Some(AdminSettings::DEFAULT_LISTEN)
+        );
+        assert_eq!(admin("x", Some("")).token(), None);
     }
 }

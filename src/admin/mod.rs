@@ -3,8 +3,8 @@
 //! One OS thread accepts and serves connections one at a time ([`http`] reads one request per
 //! connection, under a short timeout). That is plenty for a scraper and a few operators, and it
 //! means the admin side can never hold more than one socket and one request in memory. Broker
-//! figures and hot topics come from the monitor's [`Shared`] state (at most one second old);
-//! client listings and kicks go to the shards through [`BrokerHandle`].
+//! figures and hot topics come from the read model, [`Shared`], which the monitor fills (at most
+//! one second old); client listings and kicks go to the shards through [`BrokerHandle`].
 //!
 //! | method and path | answer |
 //! | --- | --- |
@@ -20,8 +20,7 @@
 pub mod http;
 pub mod prometheus;
 
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,11 +31,9 @@ use subtle::ConstantTimeEq;
 use tracing::{debug, warn};
 
 use self::http::{HttpError, Request, Response};
-use crate::monitor::Shared;
-
-/// The address the admin API listens on unless configured.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 18083));
+use crate::config::AdminSettings;
+use crate::status::figures::figures_json;
+use crate::status::Shared;
 
 /// How long a client may take to send its request, or to take the response.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,55 +47,84 @@ const MAX_PER_PAGE: usize = 1000;
 /// Default page size of client listings.
 const DEFAULT_PER_PAGE: usize = 100;
 
-/// Refuses a non-loopback address without a token.
-pub fn check(listen: SocketAddr, token: Option<&str>) -> anyhow::Result<()> {
-    if !listen.ip().is_loopback() && token.is_none_or(str::is_empty) {
-        anyhow::bail!(
-            "admin.listen {listen} is not a loopback address: set admin.token (--admin-token) so \
-             the API is not open to the network, or listen on 127.0.0.1"
-        );
-    }
-    Ok(())
-}
-
-/// Binds the admin listener on `listen` (not yet serving), after [`check`].
-pub fn bind(listen: SocketAddr, token: Option<&str>) -> anyhow::Result<TcpListener> {
-    check(listen, token)?;
-    TcpListener::bind(listen).with_context(|| format!("binding the admin listener on {listen}"))
-}
-
-/// Serves the API on `listener` from a thread of its own.
-pub fn serve(
-    listener: TcpListener,
+/// The admin API as configured: checked from the settings (so `check-config` checks it too),
+/// bound before the shards start (so a configured address in use stops the broker before it
+/// listens), and served once the shards and the monitor run.
+#[derive(Debug)]
+pub struct Plan {
+    address: SocketAddr,
+    /// Whether the address was configured (else it is the default, whose port may be taken).
+    configured: bool,
     token: Option<String>,
-    handle: BrokerHandle,
-    monitor: Arc<Shared>,
-) -> io::Result<()> {
-    let admin = Admin {
-        token: token.filter(|t| !t.is_empty()),
-        handle,
-        monitor,
-    };
-    std::thread::Builder::new()
-        .name("admin".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(stream) => admin.serve_connection(stream),
-                    Err(err) => {
-                        warn!(cause = %err, "admin accept failed");
-                        std::thread::sleep(Duration::from_millis(50));
+    listener: Option<TcpListener>,
+}
+
+impl Plan {
+    /// The plan for these settings; `None` when the API is disabled (`listen = ""`).
+    pub fn from_settings(settings: &AdminSettings) -> anyhow::Result<Option<Plan>> {
+        Ok(settings.checked_address()?.map(|address| Plan {
+            address,
+            configured: settings.listen.is_some(),
+            token: settings.token().map(str::to_owned),
+            listener: None,
+        }))
+    }
+
+    /// Binds the listener (not yet serving). On its default address it is optional: if that
+    /// port is taken (a second broker on the host) the broker starts without the API and says
+    /// so. A configured address must bind.
+    pub fn bind(&mut self) -> anyhow::Result<()> {
+        let address = self.address;
+        match TcpListener::bind(address)
+            .with_context(|| format!("binding the admin listener on {address}"))
+        {
+            Ok(listener) => self.listener = Some(listener),
+            Err(err) if !self.configured => {
+                warn!(cause = %format!("{err:#}"), "admin API not started");
+            }
+            Err(err) => return Err(err),
+        }
+        Ok(())
+    }
+
+    /// Serves the API from a thread of its own, if [`Plan::bind`] bound it; returns the address
+    /// it listens on.
+    pub fn serve(
+        self,
+        handle: BrokerHandle,
+        shared: Arc<Shared>,
+    ) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(listener) = self.listener else {
+            return Ok(None);
+        };
+        let address = listener.local_addr()?;
+        let admin = Admin {
+            token: self.token,
+            handle,
+            shared,
+        };
+        std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    match stream {
+                        Ok(stream) => admin.serve_connection(stream),
+                        Err(err) => {
+                            warn!(cause = %err, "admin accept failed");
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
                     }
                 }
-            }
-        })?;
-    Ok(())
+            })
+            .context("starting the admin thread")?;
+        Ok(Some(address))
+    }
 }
 
 struct Admin {
     token: Option<String>,
     handle: BrokerHandle,
-    monitor: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
 impl Admin {
@@ -140,7 +166,7 @@ impl Admin {
             ("GET", "/metrics") => Response {
                 status: 200,
                 content_type: prometheus::CONTENT_TYPE,
-                body: prometheus::render(&self.monitor.status(), self.monitor.hot.untracked())
+                body: prometheus::render(&self.shared.status(), self.shared.hot_untracked())
                     .into_bytes(),
             },
             ("GET", "/api/v1/stats") => Response::json(200, &self.stats()),
@@ -162,22 +188,13 @@ impl Admin {
     }
 
     fn stats(&self) -> Value {
-        let status = self.monitor.status();
-        let figures = |snapshot: &shardmq_shard::stats::Snapshot| {
-            let mut object = serde_json::Map::new();
-            for (name, _, value, _) in snapshot.figures() {
-                object.insert(name.into(), value.into());
-            }
-            object
-        };
+        let status = self.shared.status();
         let shards: Vec<Value> = status
             .figures
-            .shards
-            .iter()
+            .shards_json()
+            .into_iter()
             .enumerate()
-            .map(|(shard, snapshot)| {
-                let mut object = figures(snapshot);
-                object.insert("shard".into(), shard.into());
+            .map(|(shard, mut object)| {
                 if let Some(load) = status.shard_load.get(shard) {
                     object.insert("load".into(), json!(load));
                 }
@@ -189,7 +206,7 @@ impl Admin {
             "uptime_seconds": status.uptime,
             "shard_count": status.figures.shards.len(),
             "clients_maximum": status.clients_maximum,
-            "total": figures(&status.figures.total),
+            "total": figures_json(&status.figures.total),
             "shards": shards,
             "load": status.load,
             "system": status.system,
@@ -241,6 +258,6 @@ impl Admin {
             Some(Ok(top)) => top.min(MAX_PER_PAGE),
             Some(Err(_)) => return Response::error(400, "top must be a non-negative integer"),
         };
-        Response::json(200, &json!(self.monitor.hot.ranking(top)))
+        Response::json(200, &json!(self.shared.ranking(top)))
     }
 }

@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use shardmq_shard::stats::Kind;
 
-use crate::monitor::Status;
+use crate::status::Status;
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -120,7 +120,7 @@ mod tests {
     use shardmq_shard::stats::Snapshot;
 
     use super::*;
-    use crate::monitor::figures::Figures;
+    use crate::status::figures::Figures;
 
     #[test]
     fn every_sample_has_help_and_type() {

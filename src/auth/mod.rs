@@ -3,7 +3,6 @@
 //! - [`password`]: the salted hash formats of Mosquitto password files, checked in constant time.
 //! - [`password_file`]: loads a `password_file` (`user:hash` lines) into a map the control core
 //!   checks CONNECT credentials against.
-//! - [`passwd`]: the `shardmq passwd` command, a drop-in for `mosquitto_passwd`.
 //! - [`acl_file`], [`relations_file`], [`auto_subscribe_file`]: parse the `acl_file`, the
 //!   `%f`/`%F` follow relations and the auto-subscribe table into the plain data types of
 //!   [`shardmq_shard::acl`]. The shard compiles those into a per-session matcher; parsing stays
@@ -16,7 +15,6 @@
 
 pub mod acl_file;
 pub mod auto_subscribe_file;
-pub mod passwd;
 pub mod password;
 pub mod password_file;
 pub mod relations_file;
@@ -108,7 +106,8 @@ pub enum FileErrorKind {
 }
 
 impl FileError {
-    fn at(path: &Path, line: usize, kind: FileErrorKind) -> FileError {
+    /// An error at `line` of `path`.
+    pub(crate) fn at(path: &Path, line: usize, kind: FileErrorKind) -> FileError {
         FileError {
             path: path.to_path_buf(),
             line: Some(line),

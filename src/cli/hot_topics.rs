@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::monitor::hot::Ranking;
+use crate::config::{AdminSettings, Settings};
 use crate::monitor::hot_redis;
+use crate::status::hot::Ranking;
 
 /// Arguments of `shardmq hot-topics`.
 #[derive(Args, Debug)]
@@ -30,14 +31,19 @@ pub struct HotTopicsArgs {
     pub redis: Option<String>,
 }
 
-/// Fetches and prints the ranking; `admin` and `token` are the defaults from the configuration.
-pub fn run(args: &HotTopicsArgs, admin: &str, token: Option<&str>) -> anyhow::Result<()> {
+/// Fetches and prints the ranking; the admin address and token default to the configuration's.
+pub fn run(args: &HotTopicsArgs, settings: &Settings) -> anyhow::Result<()> {
     if let Some(url) = &args.redis {
         print!("{}", format(&hot_redis::ranking(url, args.top)?));
         return Ok(());
     }
-    let admin = args.admin.as_deref().unwrap_or(admin);
-    let token = args.token.as_deref().or(token);
+    let configured = settings
+        .admin
+        .address()?
+        .unwrap_or(AdminSettings::DEFAULT_LISTEN);
+    let configured = format!("http://{configured}");
+    let admin = args.admin.as_deref().unwrap_or(&configured);
+    let token = args.token.as_deref().or(settings.admin.token.as_deref());
     let body = get(
         admin,
         &format!("/api/v1/topics/hot?top={}", args.top),
@@ -120,7 +126,7 @@ fn get(base: &str, path: &str, token: Option<&str>) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitor::hot::{FilterRank, TopicRank};
+    use crate::status::hot::{FilterRank, TopicRank};
 
     #[test]
     fn reads_what_the_api_writes() {

@@ -1,38 +1,60 @@
-//! Operator commands that read a running broker's monitoring: `shardmq hot-topics` (from the
-//! admin API) and `shardmq status` (from the Postgres history). Each reads its defaults from the
-//! same configuration as the broker (`--config`), so `shardmq --config broker.toml status` finds
-//! the broker's own Postgres and admin address.
+//! The operator commands, one file each: `shardmq <command> --help` describes each, and each
+//! file's doc says what it does beyond that.
+//!
+//! | command | file | reads |
+//! | --- | --- | --- |
+//! | `check-config` | [`check_config`] | the configuration, checked as start-up checks it |
+//! | `passwd` | [`passwd`] | a password file (no configuration) |
+//! | `hot-topics` | [`hot_topics`] | a running broker's admin API, or Redis |
+//! | `status` | [`status`] | the status history in Postgres |
+//! | `users` | [`users`] | the users in Redis |
+//! | `import` | [`import`] | the access files, written into Redis |
+//!
+//! Every command but `passwd` reads its defaults (admin address and token, Postgres and Redis
+//! URLs) from the same configuration as the broker (`--config` and flags), so
+//! `shardmq --config broker.toml status` finds the broker's own Postgres.
 
+pub mod check_config;
 pub mod hot_topics;
+pub mod import;
+pub mod passwd;
+mod redis;
 pub mod status;
+pub mod users;
 
-pub use hot_topics::HotTopicsArgs;
-pub use status::StatusArgs;
+use clap::Subcommand;
 
-/// Formats a byte count with a binary unit (`512 B`, `1.5 KiB`, `2.0 GiB`).
-pub fn bytes(value: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = value;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value:.0} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+use crate::config::Settings;
+
+/// A `shardmq` command other than running the broker.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Checks the configuration and exits.
+    CheckConfig,
+    /// Manages a password file (mosquitto_passwd compatible).
+    Passwd(passwd::PasswdArgs),
+    /// Prints the hot-topic ranking of a running broker (from its admin API).
+    HotTopics(hot_topics::HotTopicsArgs),
+    /// Prints the status history the monitor wrote to Postgres.
+    Status(status::StatusArgs),
+    /// Manages the users kept in Redis (add, passwd, delete, list).
+    Users(users::UsersArgs),
+    /// Loads password, ACL, relations and auto-subscribe files into Redis.
+    Import(import::ImportArgs),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_bytes() {
-        assert_eq!(bytes(512.0), "512 B");
-        assert_eq!(bytes(1536.0), "1.5 KiB");
-        assert_eq!(bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+/// Runs `command`. `settings` resolves the configuration; `passwd` never calls it, so a broken
+/// configuration file does not stop an operator from fixing a password file.
+pub fn run(
+    command: Command,
+    settings: impl FnOnce() -> anyhow::Result<Settings>,
+) -> anyhow::Result<()> {
+    match command {
+        Command::Passwd(args) => passwd::run(args),
+        Command::CheckConfig => check_config::run(&settings()?),
+        Command::HotTopics(args) => hot_topics::run(&args, &settings()?),
+        Command::Status(args) => status::run(&args, &settings()?),
+        Command::Users(args) => users::run(&args, &settings()?),
+        Command::Import(args) => import::run(&args, &settings()?),
     }
 }

@@ -2,8 +2,9 @@
 
 use clap::Args;
 
-use super::bytes;
-use crate::monitor::history::{self, StatusRow};
+use crate::config::Settings;
+use crate::monitor::history;
+use crate::status::row::StatusRow;
 
 /// Arguments of `shardmq status`.
 #[derive(Args, Debug)]
@@ -16,9 +17,13 @@ pub struct StatusArgs {
     pub since: f64,
 }
 
-/// Reads and prints the rows; `configured` is the configuration's Postgres URL.
-pub fn run(args: &StatusArgs, configured: Option<&str>) -> anyhow::Result<()> {
-    let Some(url) = args.postgres.as_deref().or(configured) else {
+/// Reads and prints the rows; the Postgres URL defaults to the configuration's.
+pub fn run(args: &StatusArgs, settings: &Settings) -> anyhow::Result<()> {
+    let Some(url) = args
+        .postgres
+        .as_deref()
+        .or(settings.monitor.postgres_url.as_deref())
+    else {
         anyhow::bail!("no Postgres URL: pass --postgres URL or set monitor.postgres_url");
     };
     let mut client = history::connect(url)?;
@@ -116,9 +121,32 @@ fn table(rows: &[(String, StatusRow)]) -> String {
     out
 }
 
+/// Formats a byte count with a binary unit (`512 B`, `1.5 KiB`, `2.0 GiB`).
+fn bytes(value: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = value;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_bytes() {
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(1536.0), "1.5 KiB");
+        assert_eq!(bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+    }
 
     #[test]
     fn parses_durations() {

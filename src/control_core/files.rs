@@ -1,8 +1,6 @@
 //! The embedded backend: a Mosquitto `password_file` and `acl_file`, plus the relations and
 //! auto-subscribe files, read into memory. It needs no external service and is the default.
 
-use std::path::PathBuf;
-
 use shardmq_codec::QoS;
 use shardmq_shard::acl::{AclRules, AutoSubscribe, Relations, SessionAcl};
 use tracing::{info, warn};
@@ -13,19 +11,7 @@ use crate::auth::auto_subscribe_file::load_auto_subscribe_file;
 use crate::auth::password::PasswordHash;
 use crate::auth::password_file::PasswordFile;
 use crate::auth::relations_file::load_relations_file;
-
-/// Which files to read; `None` for a file not configured.
-#[derive(Clone, Debug, Default)]
-pub struct FilePaths {
-    /// `password_file`.
-    pub password_file: Option<PathBuf>,
-    /// `acl_file`.
-    pub acl_file: Option<PathBuf>,
-    /// `relations_file`.
-    pub relations_file: Option<PathBuf>,
-    /// `auto_subscribe_file`.
-    pub auto_subscribe_file: Option<PathBuf>,
-}
+use crate::config::AccessFiles;
 
 #[derive(Debug, Default)]
 struct Data {
@@ -55,21 +41,21 @@ impl Data {
         info!(file = %passwords.path().display(), users = passwords.len(), "password file loaded");
     }
 
-    fn load(paths: &FilePaths) -> anyhow::Result<Data> {
+    fn load(files: &AccessFiles) -> anyhow::Result<Data> {
         Ok(Data {
-            passwords: paths
+            passwords: files
                 .password_file
                 .as_deref()
                 .map(PasswordFile::load)
                 .transpose()?,
-            rules: paths.acl_file.as_deref().map(load_acl_file).transpose()?,
-            relations: paths
+            rules: files.acl_file.as_deref().map(load_acl_file).transpose()?,
+            relations: files
                 .relations_file
                 .as_deref()
                 .map(load_relations_file)
                 .transpose()?
                 .unwrap_or_default(),
-            auto_subscribe: paths
+            auto_subscribe: files
                 .auto_subscribe_file
                 .as_deref()
                 .map(load_auto_subscribe_file)
@@ -82,18 +68,18 @@ impl Data {
 /// The embedded-file backend.
 #[derive(Debug)]
 pub struct FileBackend {
-    paths: FilePaths,
+    files: AccessFiles,
     allow_anonymous: bool,
     data: Data,
 }
 
 impl FileBackend {
     /// Reads every configured file; an error names the file and line.
-    pub fn load(paths: FilePaths, allow_anonymous: bool) -> anyhow::Result<FileBackend> {
-        let data = Data::load(&paths)?;
+    pub fn load(files: AccessFiles, allow_anonymous: bool) -> anyhow::Result<FileBackend> {
+        let data = Data::load(&files)?;
         data.log_summary();
         Ok(FileBackend {
-            paths,
+            files,
             allow_anonymous,
             data,
         })
@@ -143,7 +129,7 @@ impl Backend for FileBackend {
     }
 
     fn reload(&mut self) -> anyhow::Result<()> {
-        self.data = Data::load(&self.paths)?;
+        self.data = Data::load(&self.files)?;
         self.data.log_summary();
         Ok(())
     }

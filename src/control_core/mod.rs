@@ -17,6 +17,7 @@
 
 pub mod files;
 pub mod guard;
+pub mod plan;
 pub mod redis;
 
 use std::net::IpAddr;
@@ -32,6 +33,7 @@ use shardmq_shard::BrokerHandle;
 use tracing::{info, warn};
 
 use self::guard::LoginGuard;
+pub use self::plan::Plan;
 
 /// Requests queued for the control core at most; beyond this CONNECTs are refused at once.
 const QUEUE: usize = 4096;

@@ -18,6 +18,8 @@ use anyhow::Context;
 use postgres::{Client, NoTls};
 use tracing::{info, warn};
 
+use crate::status::row::StatusRow;
+
 /// The table the history lives in.
 pub const TABLE: &str = "shardmq_status";
 
@@ -64,45 +66,6 @@ const SELECT: &str = "SELECT to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:M
      memory_used, memory_total, disk_free, network_in_per_second, network_out_per_second, \
      shards::text, extract(epoch FROM time)::float8 FROM shardmq_status WHERE time >= now() - make_interval(secs => $1) \
      ORDER BY time";
-
-/// One status row.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct StatusRow {
-    /// When the row was taken, in seconds since the Unix epoch.
-    pub time: f64,
-    /// Clients connected.
-    pub clients: i64,
-    /// Persistent sessions without a connection.
-    pub sessions_offline: i64,
-    /// Subscriptions.
-    pub subscriptions: i64,
-    /// Retained messages.
-    pub retained: i64,
-    /// Client publications received per second over the interval.
-    pub messages_in_per_second: f64,
-    /// Deliveries per second.
-    pub messages_out_per_second: f64,
-    /// Bytes read from clients per second.
-    pub bytes_in_per_second: f64,
-    /// Bytes written to clients per second.
-    pub bytes_out_per_second: f64,
-    /// Messages dropped during the interval, for any reason.
-    pub dropped: i64,
-    /// Host CPU busy over the interval, percent.
-    pub cpu_percent: f64,
-    /// Host memory in use, bytes.
-    pub memory_used: i64,
-    /// Host memory, bytes.
-    pub memory_total: i64,
-    /// Free space of the data directory's file system, bytes.
-    pub disk_free: i64,
-    /// Host bytes received per second (every interface but loopback).
-    pub network_in_per_second: f64,
-    /// Host bytes sent per second.
-    pub network_out_per_second: f64,
-    /// Per-shard figures: a JSON array of objects, one per shard.
-    pub shards: String,
-}
 
 /// Parses `monitor.postgres_url`.
 pub fn check_url(url: &str) -> anyhow::Result<postgres::Config> {

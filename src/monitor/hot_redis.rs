@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use shardmq_shard::hot_topics::TopicCounts;
 
-use super::hot::{FilterRank, Ranking, TopicFilter, TopicRank, TopicSink};
+use super::hot::TopicSink;
+use crate::status::hot::{FilterRank, Ranking, TopicFilter, TopicRank};
 
 /// Sorted set of topics by publications.
 pub const PUBLISHES: &str = "shardmq:hot:publishes";

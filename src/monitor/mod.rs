@@ -10,18 +10,16 @@
 //! timer and hand hot-topic counts over a bounded channel that drops when the monitor is behind,
 //! so a stalled monitor costs the shards nothing.
 
-pub mod figures;
 pub mod history;
 pub mod hot;
 pub mod hot_redis;
 pub mod sys_tree;
 pub mod system;
 
-use std::net::{SocketAddr, TcpListener};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -30,14 +28,17 @@ use shardmq_shard::session::Message;
 use shardmq_shard::BrokerHandle;
 use tracing::{info, warn};
 
-use self::figures::{Figures, Load};
-use self::history::{History, StatusRow};
-use self::hot::{HotTable, SharedTable, TopicFilter, TopicSink};
+use self::history::History;
+use self::hot::TopicSink;
 use self::hot_redis::RedisTopics;
 use self::sys_tree::{SysInput, SysTree};
-use self::system::{Reading, SystemRates};
-use crate::admin;
+use self::system::Reading;
 use crate::config::Settings;
+use crate::status::figures::{Figures, Load};
+use crate::status::hot::{HotTable, TopicFilter};
+use crate::status::row::StatusRow;
+use crate::status::system::SystemRates;
+use crate::status::{Shared, Status};
 
 /// How often the monitor wakes.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -45,82 +46,27 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// Topics `$SYS/broker/topics/hot` ranks.
 const SYS_HOT_TOPICS: usize = 20;
 
-/// What the monitor is told to do.
+/// What the monitor is told to do, checked from the settings (so `check-config` checks them
+/// too); [`start`] starts the threads.
 #[derive(Debug)]
-pub struct MonitorOptions {
+pub struct Options {
     /// Seconds between `$SYS` publications; 0 disables them.
-    pub sys_interval: u32,
-    /// The Postgres writer and the seconds between rows, when history is on.
-    pub history: Option<(History, u32)>,
-    /// Directory whose file system's free space is reported.
-    pub data_dir: PathBuf,
-    /// Bound of the in-memory hot-topic table.
-    pub hot_capacity: usize,
-    /// Which topics the hot-topic statistics count.
-    pub hot_filter: TopicFilter,
-    /// Where hot-topic totals also go when `[redis] url` is set.
-    pub hot_redis: Option<RedisTopics>,
-}
-
-/// The monitor's latest view, as the admin API serves it.
-#[derive(Clone, Debug, Default)]
-pub struct Status {
-    /// Seconds since the monitor started (with the broker).
-    pub uptime: u64,
-    /// Shard and broker figures.
-    pub figures: Figures,
-    /// Most clients connected at once.
-    pub clients_maximum: u64,
-    /// Broker load averages.
-    pub load: Load,
-    /// Per-shard load averages.
-    pub shard_load: Vec<Load>,
-    /// Host figures over the last tick.
-    pub system: SystemRates,
-}
-
-/// State the monitor shares with the admin API.
-#[derive(Debug)]
-pub struct Shared {
-    status: Mutex<Status>,
-    /// Hot-topic totals.
-    pub hot: SharedTable,
-}
-
-impl Shared {
-    /// The latest status (at most one [`TICK`] old).
-    pub fn status(&self) -> Status {
-        self.status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-/// The monitor and admin API as configured. [`Plan::from_settings`] only checks the settings
-/// (so `check-config` checks them too); [`Plan::bind`] binds the admin listener before the shards
-/// start, so an address in use stops the broker before it listens; [`Plan::start`] starts the
-/// threads once the shards run. Both are called after the signal mask is set, so the threads
-/// inherit it.
-#[derive(Debug)]
-pub struct Plan {
-    options: MonitorOptions,
+    sys_interval: u32,
+    /// The Postgres URL and the seconds between rows, when history is on.
     history: Option<(String, u32)>,
-    admin: Option<AdminPlan>,
+    /// Directory whose file system's free space is reported.
+    data_dir: PathBuf,
+    /// Bound of the in-memory hot-topic table.
+    hot_capacity: usize,
+    /// Which topics the hot-topic statistics count.
+    hot_filter: TopicFilter,
+    /// Where hot-topic totals also go when `[redis] url` is set.
+    hot_redis: Option<RedisTopics>,
 }
 
-#[derive(Debug)]
-struct AdminPlan {
-    address: SocketAddr,
-    /// Whether the address was configured (else it is the default, whose port may be taken).
-    configured: bool,
-    token: Option<String>,
-    listener: Option<TcpListener>,
-}
-
-impl Plan {
+impl Options {
     /// Checks the monitoring settings.
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Plan> {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Options> {
         let history = match &settings.monitor.postgres_url {
             Some(url) if !url.is_empty() => {
                 history::check_url(url)?;
@@ -129,24 +75,11 @@ impl Plan {
             }
             _ => None,
         };
-        let token = settings.admin.token.clone().filter(|t| !t.is_empty());
-        let admin = match settings.admin.address()? {
-            None => None,
-            Some(address) => {
-                admin::check(address, token.as_deref())?;
-                Some(AdminPlan {
-                    address,
-                    configured: settings.admin.listen.is_some(),
-                    token,
-                    listener: None,
-                })
-            }
-        };
         let hot_capacity = settings.shard_config().hot_topics_max;
         let hot_filter = TopicFilter::new(settings.hot_topics_filters()?);
-        let options = MonitorOptions {
+        Ok(Options {
             sys_interval: settings.sys_interval.unwrap_or(10),
-            history: None,
+            history,
             data_dir: settings
                 .monitor
                 .data_dir
@@ -160,62 +93,22 @@ impl Plan {
                 }
                 _ => None,
             },
-        };
-        Ok(Plan {
-            options,
-            history,
-            admin,
         })
-    }
-
-    /// Binds the admin listener. On its default address it is optional: if that port is taken
-    /// (a second broker on the host) the broker starts without the API and says so. A
-    /// configured address must bind.
-    pub fn bind(&mut self) -> anyhow::Result<()> {
-        let Some(plan) = &mut self.admin else {
-            return Ok(());
-        };
-        match admin::bind(plan.address, plan.token.as_deref()) {
-            Ok(listener) => plan.listener = Some(listener),
-            Err(err) if !plan.configured => {
-                warn!(cause = %format!("{err:#}"), "admin API not started");
-            }
-            Err(err) => return Err(err),
-        }
-        Ok(())
-    }
-
-    /// Starts the monitor, the Postgres writer and the admin API on a running broker; returns
-    /// the admin address if it listens.
-    pub fn start(mut self, handle: BrokerHandle) -> anyhow::Result<Option<SocketAddr>> {
-        if let Some((url, interval)) = &self.history {
-            self.options.history = Some((History::start(url)?, *interval));
-        }
-        let shared = start(handle.clone(), self.options)?;
-        let Some(AdminPlan {
-            listener: Some(listener),
-            token,
-            ..
-        }) = self.admin
-        else {
-            return Ok(None);
-        };
-        let address = listener.local_addr()?;
-        admin::serve(listener, token, handle, shared).context("starting the admin thread")?;
-        Ok(Some(address))
     }
 }
 
-/// Starts the monitor thread.
-pub fn start(handle: BrokerHandle, options: MonitorOptions) -> anyhow::Result<Arc<Shared>> {
-    let shared = Arc::new(Shared {
-        status: Mutex::new(Status::default()),
-        hot: SharedTable(Arc::new(Mutex::new(HotTable::new(
-            options.hot_capacity,
-            options.hot_filter.clone(),
-        )))),
-    });
-    let monitor = Monitor::new(handle, options, Arc::clone(&shared));
+/// Starts the Postgres writer (when history is on) and the monitor thread on a running broker;
+/// returns the read model the monitor fills.
+pub fn start(handle: BrokerHandle, options: Options) -> anyhow::Result<Arc<Shared>> {
+    let history = match &options.history {
+        Some((url, interval)) => Some((History::start(url)?, *interval)),
+        None => None,
+    };
+    let shared = Arc::new(Shared::new(HotTable::new(
+        options.hot_capacity,
+        options.hot_filter.clone(),
+    )));
+    let monitor = Monitor::new(handle, options, history, Arc::clone(&shared));
     std::thread::Builder::new()
         .name("monitor".into())
         .spawn(move || monitor.run())
@@ -279,11 +172,16 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn new(handle: BrokerHandle, options: MonitorOptions, shared: Arc<Shared>) -> Monitor {
+    fn new(
+        handle: BrokerHandle,
+        options: Options,
+        history: Option<(History, u32)>,
+        shared: Arc<Shared>,
+    ) -> Monitor {
         let now = Instant::now();
         let reading = Reading::take(&options.data_dir);
         let shards = handle.shards();
-        let mut sinks: Vec<Box<dyn TopicSink>> = vec![Box::new(shared.hot.clone())];
+        let mut sinks: Vec<Box<dyn TopicSink>> = vec![Box::new(Arc::clone(&shared))];
         if let Some(redis) = options.hot_redis {
             sinks.push(Box::new(redis));
         }
@@ -303,8 +201,7 @@ impl Monitor {
                 period.due = now;
                 (period, SysTree::default())
             }),
-            history: options
-                .history
+            history: history
                 .map(|(history, seconds)| (Period::new(seconds.max(1), now, &reading), history)),
             sink_failing: false,
         }
@@ -376,20 +273,21 @@ impl Monitor {
         }
         status.clients_maximum = status.clients_maximum.max(figures.total.connections);
         status.uptime = now.duration_since(self.started).as_secs();
-        status.system = SystemRates::between(previous, current);
+        status.system = current.rates_since(previous);
         status.figures = figures;
-        *self
-            .shared
-            .status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = self.status.clone();
+        self.shared.set_status(self.status.clone());
 
         if let Some((period, history)) = &mut self.history {
             if let Some((seconds, before, reading)) =
                 period.turn(now, &self.status.figures, current)
             {
-                let system = SystemRates::between(&reading, current);
-                history.record(status_row(&before, &self.status.figures, seconds, &system));
+                let system = current.rates_since(&reading);
+                history.record(StatusRow::between(
+                    &before,
+                    &self.status.figures,
+                    seconds,
+                    &system,
+                ));
             }
         }
         let sys_due = self
@@ -397,7 +295,7 @@ impl Monitor {
             .as_mut()
             .and_then(|(period, _)| period.turn(now, &self.status.figures, current));
         if let Some((_, _, reading)) = sys_due {
-            self.publish_sys(&SystemRates::between(&reading, current));
+            self.publish_sys(&current.rates_since(&reading));
         }
     }
 
@@ -405,7 +303,7 @@ impl Monitor {
         let Some((_, tree)) = &mut self.sys else {
             return;
         };
-        let hot = self.shared.hot.ranking(SYS_HOT_TOPICS);
+        let hot = self.shared.ranking(SYS_HOT_TOPICS);
         let status = &self.status;
         let topics = sys_tree::topics(&SysInput {
             uptime: status.uptime,
@@ -430,77 +328,5 @@ impl Monitor {
             }
             tree.mark_published(topic, payload);
         }
-    }
-}
-
-/// The history row for the interval from `before` to `after`.
-fn status_row(before: &Figures, after: &Figures, seconds: f64, system: &SystemRates) -> StatusRow {
-    let per_second = |a: u64, b: u64| {
-        if seconds > 0.0 {
-            b.saturating_sub(a) as f64 / seconds
-        } else {
-            0.0
-        }
-    };
-    let (b, a) = (&before.total, &after.total);
-    let shards: Vec<serde_json::Value> = after
-        .shards
-        .iter()
-        .enumerate()
-        .map(|(shard, figures)| {
-            let mut object = serde_json::Map::new();
-            object.insert("shard".into(), shard.into());
-            for (name, _, value, _) in figures.figures() {
-                object.insert(name.into(), value.into());
-            }
-            serde_json::Value::Object(object)
-        })
-        .collect();
-    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    StatusRow {
-        time: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
-        clients: signed(a.connections),
-        sessions_offline: signed(a.sessions_offline),
-        subscriptions: signed(a.subscriptions),
-        retained: signed(a.retained),
-        messages_in_per_second: per_second(b.messages_received, a.messages_received),
-        messages_out_per_second: per_second(b.messages_delivered, a.messages_delivered),
-        bytes_in_per_second: per_second(b.bytes_received, a.bytes_received),
-        bytes_out_per_second: per_second(b.bytes_sent, a.bytes_sent),
-        dropped: signed(Figures::dropped(a).saturating_sub(Figures::dropped(b))),
-        cpu_percent: system.cpu_percent,
-        memory_used: signed(system.memory.used),
-        memory_total: signed(system.memory.total),
-        disk_free: signed(system.disk.free),
-        network_in_per_second: system.network_received_per_second,
-        network_out_per_second: system.network_sent_per_second,
-        shards: serde_json::Value::Array(shards).to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use shardmq_shard::stats::Snapshot;
-
-    use super::*;
-
-    #[test]
-    fn status_row_rates_and_shards() {
-        let before = Figures::new(vec![Snapshot::default()]);
-        let after = Figures::new(vec![Snapshot {
-            connections: 3,
-            messages_received: 20,
-            dropped_slow: 4,
-            ..Snapshot::default()
-        }]);
-        let row = status_row(&before, &after, 2.0, &SystemRates::default());
-        assert_eq!(row.clients, 3);
-        assert_eq!(row.messages_in_per_second, 10.0);
-        assert_eq!(row.dropped, 4);
-        let shards: serde_json::Value = serde_json::from_str(&row.shards).unwrap();
-        assert_eq!(shards[0]["shard"], 0);
-        assert_eq!(shards[0]["messages_received"], 20);
     }
 }

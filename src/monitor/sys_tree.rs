@@ -15,9 +15,9 @@ use std::collections::HashMap;
 
 use shardmq_shard::stats::Snapshot;
 
-use super::figures::{Figures, Load, LoadAverage};
-use super::hot::Ranking;
-use super::system::SystemRates;
+use crate::status::figures::{Figures, Load, LoadAverage};
+use crate::status::hot::Ranking;
+use crate::status::system::SystemRates;
 
 /// Everything one `$SYS` publication shows.
 pub struct SysInput<'a> {

@@ -1,20 +1,17 @@
-//! Host figures read from `/proc` and `statvfs`: CPU, memory, disk and network.
+//! Host counters read from `/proc` and `statvfs`: CPU, memory, disk and network.
 //!
-//! A [`Reading`] holds the kernel's cumulative counters at one moment; [`SystemRates::between`]
-//! turns two readings into percentages and per-second rates. Each consumer (the `$SYS` tree, the
-//! Postgres history, the admin API) keeps its own previous reading, so each sees rates over its
-//! own interval. Files that cannot be read give zeros: a container without `/proc/net/dev` still
-//! gets a broker.
-//!
-//! Network totals count every interface except loopback (`lo`), because traffic to clients on
-//! other hosts is what an operator plans for; each interface, loopback included, is listed too.
+//! A [`Reading`] holds the kernel's cumulative counters at one moment; [`Reading::rates_since`]
+//! turns two readings into the percentages and per-second rates of [`SystemRates`]. Each
+//! consumer (the `$SYS` tree, the Postgres history, the admin API) keeps its own previous
+//! reading, so each sees rates over its own interval. Files that cannot be read give zeros: a
+//! container without `/proc/net/dev` still gets a broker.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Instant;
 
-use serde::Serialize;
+use crate::status::system::{Disk, InterfaceRate, Memory, SystemRates};
 
 /// Cumulative host counters at one moment.
 #[derive(Clone, Debug)]
@@ -34,60 +31,12 @@ struct CpuTimes {
     total: u64,
 }
 
-/// Memory in bytes.
-#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Serialize)]
-pub struct Memory {
-    /// Memory in use (total minus what the kernel reports available).
-    pub used: u64,
-    /// Physical memory.
-    pub total: u64,
-}
-
-/// Space of the file system holding the data directory, in bytes.
-#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Serialize)]
-pub struct Disk {
-    /// Space available to the broker (unprivileged), in bytes.
-    pub free: u64,
-    /// Size of the file system, in bytes.
-    pub total: u64,
-}
-
 /// Bytes an interface has moved since boot.
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
 struct Interface {
     name: String,
     received: u64,
     sent: u64,
-}
-
-/// One interface's traffic per second.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct InterfaceRate {
-    /// Interface name (`eth0`, `lo`...).
-    pub name: String,
-    /// Bytes received per second.
-    pub received_per_second: f64,
-    /// Bytes sent per second.
-    pub sent_per_second: f64,
-}
-
-/// Host figures over one interval.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct SystemRates {
-    /// CPU busy time over the interval, as a percentage of all CPUs (0–100).
-    pub cpu_percent: f64,
-    /// The 1-minute load average.
-    pub load_1min: f64,
-    /// Memory at the end of the interval.
-    pub memory: Memory,
-    /// Disk space at the end of the interval.
-    pub disk: Disk,
-    /// Bytes received per second over every interface but loopback.
-    pub network_received_per_second: f64,
-    /// Bytes sent per second over every interface but loopback.
-    pub network_sent_per_second: f64,
-    /// Each interface, loopback included.
-    pub interfaces: Vec<InterfaceRate>,
 }
 
 impl Reading {
@@ -103,11 +52,10 @@ impl Reading {
             load_1min: parse_loadavg(&read("/proc/loadavg")),
         }
     }
-}
 
-impl SystemRates {
-    /// The figures over the interval from `previous` to `current`.
-    pub fn between(previous: &Reading, current: &Reading) -> SystemRates {
+    /// The figures over the interval from `previous` to this reading.
+    pub fn rates_since(&self, previous: &Reading) -> SystemRates {
+        let current = self;
         let seconds = current.at.duration_since(previous.at).as_secs_f64();
         let per_second = |before: u64, after: u64| {
             if seconds > 0.0 {
@@ -308,7 +256,7 @@ mod tests {
         after.interfaces[0].received += 400;
         after.interfaces[1].received += 2000;
         after.interfaces[1].sent += 1000;
-        let rates = SystemRates::between(&before, &after);
+        let rates = after.rates_since(&before);
         assert_eq!(rates.cpu_percent, 25.0);
         assert_eq!(rates.network_received_per_second, 1000.0);
         assert_eq!(rates.network_sent_per_second, 500.0);

@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::password::{PasswordHash, DEFAULT_ITERATIONS};
-use super::{FileError, FileErrorKind};
+use crate::auth::password::{PasswordHash, DEFAULT_ITERATIONS};
+use crate::auth::{FileError, FileErrorKind};
 
 /// Longest username or password accepted (an MQTT string length is a u16).
 const MAX_FIELD_LEN: usize = 65_535;
@@ -142,7 +142,7 @@ impl Action {
 }
 
 /// Runs `shardmq passwd`.
-pub fn run_passwd(args: PasswdArgs) -> anyhow::Result<()> {
+pub fn run(args: PasswdArgs) -> anyhow::Result<()> {
     let action = Action::from_args(&args)?;
     let iterations = args.iterations.unwrap_or(DEFAULT_ITERATIONS);
     let path = args.file.as_path();
@@ -499,24 +499,16 @@ mod tests {
         Cli::try_parse_from(argv).expect("valid arguments").args
     }
 
-    struct TempDir(PathBuf);
+    /// A real temporary directory, removed when dropped.
+    struct TempDir(tempfile::TempDir);
 
     impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!("shardmq-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).expect("temp dir");
-            TempDir(dir)
+        fn new() -> TempDir {
+            TempDir(tempfile::tempdir().expect("temp dir"))
         }
 
         fn file(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
+            self.0.path().join(name)
         }
     }
 
@@ -591,14 +583,14 @@ mod tests {
 
     #[test]
     fn create_add_update_delete() {
-        let dir = TempDir::new("passwd-cycle");
+        let dir = TempDir::new();
         let file = dir.file("passwd");
         let f = path_str(&file);
-        run_passwd(args(&["-c", "-b", f, "alice", "secret"])).expect("create");
+        run(args(&["-c", "-b", f, "alice", "secret"])).expect("create");
         let mode = fs::metadata(&file).expect("exists").mode() & 0o777;
         assert_eq!(mode, 0o600);
-        run_passwd(args(&["-b", f, "bob", "hunter2"])).expect("add");
-        run_passwd(args(&["-b", "-I", "7", f, "alice", "changed"])).expect("update");
+        run(args(&["-b", f, "bob", "hunter2"])).expect("add");
+        run(args(&["-b", "-I", "7", f, "alice", "changed"])).expect("update");
         let text = fs::read_to_string(&file).expect("read");
         assert_eq!(text.lines().count(), 2);
         assert!(text
@@ -609,35 +601,32 @@ mod tests {
         assert!(loaded.verify("alice", b"changed") && !loaded.verify("alice", b"secret"));
         assert!(loaded.verify("bob", b"hunter2"));
 
-        run_passwd(args(&["-D", f, "alice"])).expect("delete");
+        run(args(&["-D", f, "alice"])).expect("delete");
         let loaded = PasswordFile::load(&file).expect("loads");
         assert!(!loaded.contains("alice") && loaded.contains("bob"));
-        assert!(
-            run_passwd(args(&["-D", f, "alice"])).is_err(),
-            "already gone"
-        );
+        assert!(run(args(&["-D", f, "alice"])).is_err(), "already gone");
 
         // -c overwrites.
-        run_passwd(args(&["-c", "-b", f, "carol", "x"])).expect("recreate");
+        run(args(&["-c", "-b", f, "carol", "x"])).expect("recreate");
         let loaded = PasswordFile::load(&file).expect("loads");
         assert_eq!(loaded.len(), 1);
         assert!(loaded.verify("carol", b"x"));
         // No temporary files are left behind.
-        assert_eq!(fs::read_dir(&dir.0).expect("list").count(), 1);
+        assert_eq!(fs::read_dir(dir.0.path()).expect("list").count(), 1);
     }
 
     #[test]
     fn update_without_c_needs_the_file() {
-        let dir = TempDir::new("passwd-missing");
+        let dir = TempDir::new();
         let file = dir.file("none");
-        let err = run_passwd(args(&["-b", path_str(&file), "u", "p"])).expect_err("missing");
+        let err = run(args(&["-b", path_str(&file), "u", "p"])).expect_err("missing");
         assert!(format!("{err:#}").contains("use -c"), "{err:#}");
         assert!(!file.exists());
     }
 
     #[test]
     fn keeps_mode_comments_and_other_lines() {
-        let dir = TempDir::new("passwd-keep");
+        let dir = TempDir::new();
         let file = dir.file("passwd");
         let original = "\
 # managed by ops
@@ -647,7 +636,7 @@ alice:$md5$NaCl$b7ac67b360c24baef6ed28a919ddb6d5
 ";
         fs::write(&file, original).expect("write");
         fs::set_permissions(&file, Permissions::from_mode(0o640)).expect("chmod");
-        run_passwd(args(&["-b", path_str(&file), "alice", "new"])).expect("update");
+        run(args(&["-b", path_str(&file), "alice", "new"])).expect("update");
         let text = fs::read_to_string(&file).expect("read");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[..3], original.lines().collect::<Vec<_>>()[..3]);
@@ -657,12 +646,12 @@ alice:$md5$NaCl$b7ac67b360c24baef6ed28a919ddb6d5
 
     #[test]
     fn follows_symlinks() {
-        let dir = TempDir::new("passwd-link");
+        let dir = TempDir::new();
         let real = dir.file("real");
         let link = dir.file("link");
-        run_passwd(args(&["-c", "-b", path_str(&real), "a", "1"])).expect("create");
+        run(args(&["-c", "-b", path_str(&real), "a", "1"])).expect("create");
         std::os::unix::fs::symlink(&real, &link).expect("symlink");
-        run_passwd(args(&["-b", path_str(&link), "b", "2"])).expect("via link");
+        run(args(&["-b", path_str(&link), "b", "2"])).expect("via link");
         assert!(fs::symlink_metadata(&link)
             .expect("link")
             .file_type()
@@ -672,27 +661,27 @@ alice:$md5$NaCl$b7ac67b360c24baef6ed28a919ddb6d5
 
     #[test]
     fn converts_plain_text_once() {
-        let dir = TempDir::new("passwd-convert");
+        let dir = TempDir::new();
         let file = dir.file("passwd");
         fs::write(&file, "# plain\nu1:plain1\n u2 : pl:ain 2 \n\n").expect("write");
-        run_passwd(args(&["-U", path_str(&file)])).expect("convert");
+        run(args(&["-U", path_str(&file)])).expect("convert");
         let first = fs::read_to_string(&file).expect("read");
         let loaded = PasswordFile::load(&file).expect("loads");
         assert!(loaded.verify("u1", b"plain1"));
         assert!(loaded.verify("u2", b"pl:ain 2"));
         assert!(first.starts_with("# plain\n"));
         // A second run keeps the hashes.
-        run_passwd(args(&["-U", path_str(&file)])).expect("again");
+        run(args(&["-U", path_str(&file)])).expect("again");
         assert_eq!(fs::read_to_string(&file).expect("read"), first);
 
         fs::write(&file, "u1:\n").expect("write");
-        let err = run_passwd(args(&["-U", path_str(&file)])).expect_err("empty");
+        let err = run(args(&["-U", path_str(&file)])).expect_err("empty");
         assert!(
             err.to_string().contains(":1: empty password for user `u1`"),
             "{err}"
         );
         fs::write(&file, "u1 plain\n").expect("write");
-        let err = run_passwd(args(&["-U", path_str(&file)])).expect_err("corrupt");
+        let err = run(args(&["-U", path_str(&file)])).expect_err("corrupt");
         assert!(
             err.to_string().contains(":1: expected `user:hash`"),
             "{err}"

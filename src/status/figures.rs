@@ -1,15 +1,13 @@
-//! The broker's figures as the monitor shows them: per-shard snapshots, broker totals, and
-//! Mosquitto-style load averages.
+//! The broker's figures: per-shard snapshots, broker totals, Mosquitto-style load averages, and
+//! the one JSON form of a snapshot that the admin API and the status history both write.
 //!
-//! Two figures need care when summing shards: retained messages are replicated to every shard,
-//! so the broker's count is one shard's, not the sum; and the `$SYS` messages the monitor itself
-//! publishes go through shard 0's publish path, which counts them as received, so they are taken
-//! off shard 0's `messages_received` (Mosquitto counts only client publications there). The
-//! monitor computes [`Figures`] once a second, just before publishing that second's `$SYS`
-//! messages, so every earlier `$SYS` message has long been counted by the shard; a counter that
-//! would still go down (a shard more than a second behind) is held at its last value.
+//! Summing shards needs care for one figure: retained messages are replicated to every shard, so
+//! the broker's count is one shard's, not the sum. (The `$SYS` messages the monitor publishes are
+//! not counted as received at all: the shard leaves the broker's own publications out, as
+//! Mosquitto does.)
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 use shardmq_shard::stats::Snapshot;
 
 /// Figures of every shard and of the whole broker at one moment.
@@ -39,6 +37,30 @@ impl Figures {
             + snapshot.dropped_denied
             + snapshot.mesh_dropped
     }
+
+    /// Each shard's figures as a JSON object with the shard's id under `"shard"`: the `shards` of
+    /// `/api/v1/stats` (which adds each shard's `load`) and of a status history row.
+    pub fn shards_json(&self) -> Vec<Map<String, Value>> {
+        self.shards
+            .iter()
+            .enumerate()
+            .map(|(shard, snapshot)| {
+                let mut object = figures_json(snapshot);
+                object.insert("shard".into(), shard.into());
+                object
+            })
+            .collect()
+    }
+}
+
+/// Every figure of `snapshot` as a JSON object, `{"<figure>": value, ...}`, named as in
+/// `shardmq_shard::stats`, so a figure added to a shard appears here without an edit.
+pub fn figures_json(snapshot: &Snapshot) -> Map<String, Value> {
+    snapshot
+        .figures()
+        .into_iter()
+        .map(|(name, _, value, _)| (name.to_owned(), value.into()))
+        .collect()
 }
 
 /// Exponentially decayed per-minute rates over 1, 5 and 15 minutes, as Mosquitto computes its
@@ -129,6 +151,19 @@ mod tests {
         assert_eq!(figures.total.retained, 5);
         assert_eq!(figures.total.connections, 4);
         assert_eq!(figures.total.messages_received, 20);
+    }
+
+    #[test]
+    fn shards_as_json() {
+        let shard = Snapshot {
+            messages_received: 20,
+            ..Snapshot::default()
+        };
+        let shards = Figures::new(vec![Snapshot::default(), shard]).shards_json();
+        assert_eq!(shards[1]["shard"], 1);
+        assert_eq!(shards[1]["messages_received"], 20);
+        assert_eq!(shards[0]["messages_received"], 0);
+        assert_eq!(shards[0].len(), shard.figures().len() + 1);
     }
 
     #[test]

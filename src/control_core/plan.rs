@@ -1,5 +1,6 @@
 //! Who may connect: turns the authentication settings into a plan, applying Mosquitto 2's rule
-//! for anonymous clients, and starts the control core when anything is to be checked.
+//! for anonymous clients, and starts the control core when anything is to be checked. The plan
+//! is made (and so checked) before anything starts, which is also all `check-config` does.
 //!
 //! - Nothing configured: anonymous clients are allowed only because every listener is on
 //!   loopback; a non-loopback listener refuses to start unless `allow_anonymous = true`.
@@ -14,47 +15,34 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use shardmq_shard::control::Authenticator;
 
-use crate::config::Settings;
-use crate::control_core::files::{FileBackend, FilePaths};
-use crate::control_core::guard::{GuardLimits, LoginGuard};
-use crate::control_core::redis::RedisBackend;
-use crate::control_core::{Backend, ControlCore};
+use super::files::FileBackend;
+use super::guard::{GuardLimits, LoginGuard};
+use super::redis::RedisBackend;
+use super::{Backend, ControlCore};
+use crate::config::{AccessFiles, Settings};
 
 /// The resolved access settings.
 #[derive(Debug)]
-pub struct AccessPlan {
-    paths: FilePaths,
+pub struct Plan {
+    files: AccessFiles,
     redis_url: Option<String>,
     allow_anonymous: bool,
     guard: GuardLimits,
     control_core_cpu: Option<usize>,
 }
 
-impl AccessPlan {
+impl Plan {
     /// Resolves the settings; refuses an unauthenticated broker exposed beyond loopback.
-    pub fn from_settings(settings: &Settings, listen: &[SocketAddr]) -> anyhow::Result<AccessPlan> {
-        let paths = FilePaths {
-            password_file: settings.password_file.clone(),
-            acl_file: settings.acl_file.clone(),
-            relations_file: settings.relations_file.clone(),
-            auto_subscribe_file: settings.auto_subscribe_file.clone(),
-        };
+    pub fn from_settings(settings: &Settings, listen: &[SocketAddr]) -> anyhow::Result<Plan> {
+        let files = settings.access_files.clone();
         let redis_url = settings.redis.url.clone();
-        if redis_url.is_some() {
-            let files = [
-                ("password_file", paths.password_file.is_some()),
-                ("acl_file", paths.acl_file.is_some()),
-                ("relations_file", paths.relations_file.is_some()),
-                ("auto_subscribe_file", paths.auto_subscribe_file.is_some()),
-            ];
-            if let Some((name, _)) = files.iter().find(|(_, set)| *set) {
-                bail!(
-                    "`{name}` and `[redis] url` are both set: with Redis, users and rules live in \
-                     Redis (load the files with `shardmq import`)"
-                );
-            }
+        if let (Some(name), Some(_)) = (files.first_configured(), &redis_url) {
+            bail!(
+                "`{name}` and `[redis] url` are both set: with Redis, users and rules live in \
+                 Redis (load the files with `shardmq import`)"
+            );
         }
-        let authenticated = paths.password_file.is_some() || redis_url.is_some();
+        let authenticated = files.password_file.is_some() || redis_url.is_some();
         let loopback_only = listen.iter().all(|addr| addr.ip().is_loopback());
         let allow_anonymous = match settings.allow_anonymous {
             Some(allow) => allow,
@@ -79,8 +67,8 @@ impl AccessPlan {
                 .ban_seconds
                 .map_or(defaults.ban, |s| Duration::from_secs(s.get().into())),
         };
-        Ok(AccessPlan {
-            paths,
+        Ok(Plan {
+            files,
             redis_url,
             allow_anonymous,
             guard,
@@ -91,17 +79,11 @@ impl AccessPlan {
     /// Whether CONNECTs need the control core at all: with no file configured and anonymous
     /// clients allowed, every client is accepted with no ACL and the shards skip the round trip.
     fn needs_control_core(&self) -> bool {
-        let p = &self.paths;
-        !self.allow_anonymous
-            || self.redis_url.is_some()
-            || p.password_file.is_some()
-            || p.acl_file.is_some()
-            || p.relations_file.is_some()
-            || p.auto_subscribe_file.is_some()
+        !self.allow_anonymous || self.redis_url.is_some() || !self.files.is_empty()
     }
 
     /// Loads the files (or connects to Redis) and starts the control core, when needed.
-    pub fn start_control_core(&self) -> anyhow::Result<Option<(ControlCore, Authenticator)>> {
+    pub fn start(&self) -> anyhow::Result<Option<(ControlCore, Authenticator)>> {
         if !self.needs_control_core() {
             return Ok(None);
         }
@@ -110,7 +92,7 @@ impl AccessPlan {
                 RedisBackend::connect(url, self.allow_anonymous)
                     .context("starting the Redis backend")?,
             ),
-            None => Box::new(FileBackend::load(self.paths.clone(), self.allow_anonymous)?),
+            None => Box::new(FileBackend::load(self.files.clone(), self.allow_anonymous)?),
         };
         let started =
             ControlCore::start(backend, LoginGuard::new(self.guard), self.control_core_cpu)?;

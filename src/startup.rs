@@ -1,0 +1,153 @@
+//! Start-up and shutdown of the broker: which threads start, in which order, and why.
+//!
+//! [`Plan::from_settings`] checks every setting before anything starts (and is all that
+//! `check-config` runs). [`Plan::run`] then starts, in this order:
+//!
+//! 1. **Signal mask.** SIGINT, SIGTERM and SIGHUP are blocked in this thread before any other
+//!    starts, so every thread inherits the mask and the signals wait for [`Plan::run`]'s loop
+//!    (`sigwait`) instead of interrupting a shard.
+//! 2. **Admin listener, bound only.** A configured address that is taken stops the broker before
+//!    it listens for MQTT; the default address may be taken (a second broker on the host).
+//! 3. **Control core** (when anything is to be checked): it loads the files or reaches Redis
+//!    first, so a bad rule file stops the broker before any client can connect.
+//! 4. **Shards**, one per core, with the control core's request queue; then the control core is
+//!    given the broker handle it pushes refreshed ACLs through.
+//! 5. **Readiness line** on stdout (`shardmq ready: ...`), which tests and service managers wait
+//!    for: from here on MQTT clients are served.
+//! 6. **Monitor** (and its Postgres writer), then the **admin API** on the monitor's read model,
+//!    and its line `shardmq admin: listening on ...`.
+//!
+//! Then the thread waits for signals: SIGHUP reloads the control core's rules, SIGINT or SIGTERM
+//! stops the shards, which close every connection, within the configured grace.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use shardmq_shard::{Broker, ShardConfig};
+use tracing::{error, info};
+
+use crate::config::Settings;
+use crate::{admin, control_core, monitor};
+
+/// Everything the broker will start, checked.
+#[derive(Debug)]
+pub struct Plan {
+    config: ShardConfig,
+    pin_cores: bool,
+    monitor: monitor::Options,
+    admin: Option<admin::Plan>,
+    control: control_core::Plan,
+}
+
+impl Plan {
+    /// Checks the settings and plans the threads; starts nothing.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Plan> {
+        let config = settings.shard_config();
+        let monitor = monitor::Options::from_settings(settings)?;
+        let admin = admin::Plan::from_settings(&settings.admin)?;
+        let control = control_core::Plan::from_settings(settings, &config.listen)?;
+        Ok(Plan {
+            pin_cores: settings.pin_cores.unwrap_or(true),
+            config,
+            monitor,
+            admin,
+            control,
+        })
+    }
+
+    /// The shards' configuration.
+    pub fn shard_config(&self) -> &ShardConfig {
+        &self.config
+    }
+
+    /// Starts the broker (see the module doc for the order), serves until SIGINT or SIGTERM,
+    /// and stops it.
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let signals = block_signals();
+        if let Some(admin) = &mut self.admin {
+            admin.bind()?;
+        }
+        let control = self.control.start()?;
+        let authenticator = control
+            .as_ref()
+            .map(|(_, authenticator)| authenticator.clone());
+        let broker = Broker::start(self.config.clone(), self.pin_cores, authenticator)?;
+        if let Some((core, _)) = &control {
+            core.attach(broker.handle());
+        }
+        let addresses: Vec<String> = broker.listening().iter().map(ToString::to_string).collect();
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
+            "shardmq ready: {} shard(s), listening on {}",
+            self.config.shards,
+            addresses.join(" ")
+        )?;
+        stdout.flush()?;
+        drop(stdout);
+        info!(shards = self.config.shards, listen = %addresses.join(" "), "broker started");
+
+        let shared = monitor::start(broker.handle(), self.monitor)?;
+        if let Some(admin) = self.admin {
+            if let Some(address) = admin.serve(broker.handle(), shared)? {
+                let mut stdout = std::io::stdout().lock();
+                writeln!(stdout, "shardmq admin: listening on {address}")?;
+                stdout.flush()?;
+                info!(admin = %address, "admin API started");
+            }
+        }
+
+        let signal = loop {
+            let signal = wait_for_signal(&signals);
+            if signal != libc::SIGHUP {
+                break signal;
+            }
+            match &control {
+                Some((core, _)) => {
+                    info!("SIGHUP: reloading password, ACL, relations and auto-subscribe files");
+                    core.reload();
+                }
+                None => info!("SIGHUP: no authentication or ACL configured; nothing to reload"),
+            }
+        };
+        info!(signal, "shutting down");
+        broker.shutdown_flag().store(true, Ordering::Release);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            broker.join();
+            let _ = done_tx.send(());
+        });
+        if done_rx
+            .recv_timeout(self.config.shutdown_grace + Duration::from_secs(2))
+            .is_err()
+        {
+            error!("shards did not stop in time; exiting");
+        }
+        Ok(())
+    }
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread, before any other thread starts, so every
+/// thread inherits the mask and the signals wait for [`wait_for_signal`].
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a local, zero-initialised set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut signal = 0;
+    // SAFETY: `set` was initialised by `block_signals`; `signal` is a valid out-pointer.
+    unsafe {
+        libc::sigwait(set, &mut signal);
+    }
+    signal
+}
