@@ -24,6 +24,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use shardmq_shard::config::Limits;
 use shardmq_shard::{SessionLimits, ShardConfig};
 
 /// Broker settings; every field is both a TOML key and a `--flag` of the same name.
@@ -67,6 +68,54 @@ pub struct Settings {
     /// Capacity of each inter-shard ring, in messages (default 4096).
     #[arg(long)]
     pub mesh_capacity: Option<NonZeroUsize>,
+    /// Payload bytes one session may queue, online or offline (default 64 MiB).
+    #[arg(long)]
+    pub max_queued_bytes: Option<NonZeroUsize>,
+    /// Largest first packet (CONNECT) accepted before authentication, in bytes (default 64 KiB).
+    #[arg(long)]
+    pub max_connect_size: Option<NonZeroUsize>,
+    /// Connections from one address between accept and CONNACK, per shard (default 256).
+    #[arg(long)]
+    pub max_connecting_per_address: Option<NonZeroUsize>,
+    /// Seconds a socket may take no bytes before the connection is closed (default 30).
+    #[arg(long)]
+    pub write_timeout: Option<NonZeroU32>,
+    /// Largest keep-alive granted, in seconds; keep-alive 0 gets it too (default 65535).
+    #[arg(long)]
+    pub max_keepalive: Option<NonZeroU16>,
+    /// Subscriptions one session may hold (default 10000).
+    #[arg(long)]
+    pub max_subscriptions: Option<NonZeroUsize>,
+    /// Topic filters one SUBSCRIBE may carry (default 256).
+    #[arg(long)]
+    pub max_subscribe_filters: Option<NonZeroUsize>,
+    /// Retained messages stored (default 1000000).
+    #[arg(long)]
+    pub max_retained_messages: Option<usize>,
+    /// Payload bytes of all retained messages (default 1 GiB).
+    #[arg(long)]
+    pub max_retained_bytes: Option<usize>,
+    /// Offline persistent sessions kept (default 1000000).
+    #[arg(long)]
+    pub max_offline_sessions: Option<usize>,
+    /// Seconds an MQTT 3.x persistent session is kept offline; 0 keeps it (default 0).
+    #[arg(long)]
+    pub persistent_client_expiration: Option<u32>,
+    /// Longest topic name or filter, in bytes (default 4096).
+    #[arg(long)]
+    pub max_topic_length: Option<NonZeroUsize>,
+    /// Most levels in a topic name or filter (default 128).
+    #[arg(long)]
+    pub max_topic_levels: Option<NonZeroUsize>,
+    /// Longest client id, in bytes (default 256).
+    #[arg(long)]
+    pub max_client_id_length: Option<NonZeroUsize>,
+    /// Longest user name, in bytes (default 256).
+    #[arg(long)]
+    pub max_username_length: Option<NonZeroUsize>,
+    /// MQTT 5 topic aliases a client may set (default 64).
+    #[arg(long)]
+    pub max_topic_aliases: Option<u16>,
     /// Accept clients without a user name. Default: only when no authentication is configured
     /// and every listener is on loopback (as Mosquitto 2 does).
     #[arg(long)]
@@ -243,6 +292,22 @@ impl Settings {
             queue_qos0_messages,
             max_outbox_bytes,
             mesh_capacity,
+            max_queued_bytes,
+            max_connect_size,
+            max_connecting_per_address,
+            write_timeout,
+            max_keepalive,
+            max_subscriptions,
+            max_subscribe_filters,
+            max_retained_messages,
+            max_retained_bytes,
+            max_offline_sessions,
+            persistent_client_expiration,
+            max_topic_length,
+            max_topic_levels,
+            max_client_id_length,
+            max_username_length,
+            max_topic_aliases,
             allow_anonymous,
             access_files.password_file,
             access_files.acl_file,
@@ -314,14 +379,55 @@ impl Settings {
                 max_outbox_bytes: self
                     .max_outbox_bytes
                     .map_or(session_defaults.max_outbox_bytes, NonZeroUsize::get),
-                ..session_defaults
+                max_queued_bytes: self
+                    .max_queued_bytes
+                    .map_or(session_defaults.max_queued_bytes, NonZeroUsize::get),
             },
             mesh_capacity: self
                 .mesh_capacity
                 .map_or(defaults.mesh_capacity, NonZeroUsize::get),
             shutdown_grace: defaults.shutdown_grace,
             hot_topics_max: self.hot_topics_max.unwrap_or(defaults.hot_topics_max),
-            limits: defaults.limits.clone(),
+            limits: self.limits(),
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        let defaults = Limits::default();
+        let size = |value: Option<NonZeroUsize>, default| value.map_or(default, NonZeroUsize::get);
+        Limits {
+            max_connect_size: size(self.max_connect_size, defaults.max_connect_size),
+            max_connecting_per_address: size(
+                self.max_connecting_per_address,
+                defaults.max_connecting_per_address,
+            ),
+            write_timeout: self.write_timeout.map_or(defaults.write_timeout, |v| {
+                Duration::from_secs(v.get().into())
+            }),
+            max_keepalive: self
+                .max_keepalive
+                .map_or(defaults.max_keepalive, NonZeroU16::get),
+            max_subscriptions: size(self.max_subscriptions, defaults.max_subscriptions),
+            max_subscribe_filters: size(self.max_subscribe_filters, defaults.max_subscribe_filters),
+            max_retained_messages: self
+                .max_retained_messages
+                .unwrap_or(defaults.max_retained_messages),
+            max_retained_bytes: self
+                .max_retained_bytes
+                .unwrap_or(defaults.max_retained_bytes),
+            max_offline_sessions: self
+                .max_offline_sessions
+                .unwrap_or(defaults.max_offline_sessions),
+            persistent_client_expiration: match self.persistent_client_expiration {
+                Some(0) => None,
+                Some(seconds) => Some(Duration::from_secs(seconds.into())),
+                None => defaults.persistent_client_expiration,
+            },
+            max_topic_length: size(self.max_topic_length, defaults.max_topic_length),
+            max_topic_levels: size(self.max_topic_levels, defaults.max_topic_levels),
+            max_client_id_length: size(self.max_client_id_length, defaults.max_client_id_length),
+            max_username_length: size(self.max_username_length, defaults.max_username_length),
+            max_topic_aliases: self.max_topic_aliases.unwrap_or(defaults.max_topic_aliases),
         }
     }
 }

@@ -319,8 +319,9 @@ fn spawn_control_tasks(shard: &Rc<Shard>, control: ShardControl) {
             Timer::new(WRITER_IDLE_SWEEP).await;
             sweeper.retire_writers();
             let drops = sweeper.with_router(|router| {
+                let drops = router.drop_reports();
                 router.expire_sessions(Instant::now());
-                router.drop_reports()
+                drops
             });
             for (client_id, username, dropped) in drops {
                 warn!(%client_id, username = ?username.as_deref(), dropped, "messages dropped for a client that cannot keep up (queue or outbox full)");

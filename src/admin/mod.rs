@@ -238,6 +238,9 @@ impl Admin {
                     "connected_since": client.connected_since,
                     "subscriptions": client.subscriptions,
                     "connected": client.connected,
+                    "queued": client.queued,
+                    "inflight": client.inflight,
+                    "dropped": client.dropped,
                 })
             })
             .collect();

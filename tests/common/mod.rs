@@ -253,23 +253,46 @@ impl Broker {
         self.child.id()
     }
 
+    /// Starts the broker as [`Broker::start`] does, with these environment variables.
+    pub fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Broker {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shardmq"));
+        command.envs(env.iter().copied());
+        Broker::spawn(
+            command,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--shards",
+                "2",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            args,
+        )
+    }
+
+    /// The exit status, if the broker ends by itself within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(mut self) -> ExitStatus {
         // SAFETY: signalling our own child by PID.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_exit(Duration::from_secs(10))
+            .expect("broker did not exit after SIGTERM")
     }
 }
 
@@ -302,7 +325,11 @@ pub fn connect_packet(client_id: &str, clean: bool) -> Connect {
 impl RawClient {
     /// Opens a TCP connection without sending anything.
     pub fn open(addr: SocketAddr) -> RawClient {
-        let stream = TcpStream::connect(addr).expect("connect");
+        RawClient::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A client on a connection opened elsewhere (from another source address, say).
+    pub fn from_stream(stream: TcpStream) -> RawClient {
         stream.set_nodelay(true).unwrap();
         RawClient {
             stream,
