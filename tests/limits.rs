@@ -148,7 +148,7 @@ fn a_client_that_never_reads_is_paused_then_closed() {
     // Three million PINGREQs without reading one PINGRESP: more than the kernel's socket
     // buffers hold (4 MiB here), so replies pile up at the broker, which stops reading; this
     // write then ends in its own timeout.
-    let pings = vec![0xC0u8, 0x00].repeat(3_000_000);
+    let pings = [0xC0u8, 0x00].repeat(3_000_000);
     pinger
         .stream
         .set_write_timeout(Some(Duration::from_secs(3)))
