@@ -4,54 +4,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use bytes::Bytes;
 use common::external::{available, starts};
-use common::{check_push_server_chat, login, Broker, QUIET, RULES_RELOADED, T1, WAIT, X, YXQ};
+use common::files::Files;
+use common::{
+    check_push_server_chat, login, Broker, RawClient, QUIET, RULES_RELOADED, T1, WAIT, X, YXQ,
+};
 use shardmq_codec::{QoS, ReasonCode};
-
-struct Files {
-    dir: PathBuf,
-}
-
-impl Files {
-    fn new(name: &str) -> Files {
-        let dir =
-            std::env::temp_dir().join(format!("shardmq-access-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Files { dir }
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
-
-    /// A password file made by `shardmq passwd`, the way an operator makes one.
-    fn passwords(&self, users: &[(&str, &str)]) -> String {
-        let path = self.dir.join("passwd");
-        for (n, (user, password)) in users.iter().enumerate() {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_shardmq"));
-            command.arg("passwd").arg("-b");
-            if n == 0 {
-                command.arg("-c");
-            }
-            let status = command.arg(&path).arg(user).arg(password).status().unwrap();
-            assert!(status.success());
-        }
-        path.to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// The original system's functional test: mutual followers chat through auto-subscribed
 /// topics; a one-way follower may not write to the other's chat.
@@ -351,4 +313,28 @@ fn mosquitto_clients_log_in_with_a_password_file() {
         .unwrap();
     assert!(!refused.success());
     let _ = Path::new(&passwd);
+}
+
+/// A SIGHUP that revokes `read news/#` reaches every one of 3,000 connected sessions before the
+/// broker says the rules are reloaded.
+#[test]
+fn a_reload_reaches_every_session() {
+    let files = Files::new("revoke-all");
+    let acl = files.write(
+        "acl",
+        "pattern read news/#\npattern read probe/#\npattern write #\n",
+    );
+    let broker = Broker::start(&["--acl-file", &acl, "--allow-anonymous", "true"]);
+    common::check_revocation_reaches_every_session(
+        |client_id| RawClient::connect(broker.addr, client_id),
+        || {
+            files.write("acl", "pattern read probe/#\npattern write #\n");
+            // SAFETY: signalling our own child by PID.
+            unsafe {
+                libc::kill(broker.pid() as i32, libc::SIGHUP);
+            }
+            let sessions = format!("sessions={}", common::REVOKED_SESSIONS);
+            broker.wait_for_rules(&[RULES_RELOADED, &sessions], 1, WAIT * 4);
+        },
+    );
 }

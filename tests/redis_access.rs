@@ -697,3 +697,30 @@ fn sighup_rereads_the_shared_rules() {
         vec![ReasonCode::UnspecifiedError, ReasonCode::Success]
     );
 }
+
+/// An invalidation that revokes `read news/#` reaches every one of 3,000 connected sessions
+/// before the broker says the rules are reloaded.
+#[test]
+fn an_invalidation_reaches_every_session() {
+    let Some(redis) = RedisServer::start("revoke-all") else {
+        return;
+    };
+    for rule in [
+        "pattern read news/#",
+        "pattern read probe/#",
+        "pattern write #",
+    ] {
+        redis.run(&["RPUSH", "shardmq:acl", rule]);
+    }
+    let broker = redis.broker(&["--allow-anonymous", "true"]);
+    broker.wait_for_rules(&[RULES_RELOADED, "All"], 1, WAIT);
+    common::check_revocation_reaches_every_session(
+        |client_id| RawClient::connect(broker.addr, client_id),
+        || {
+            redis.run(&["LREM", "shardmq:acl", "0", "pattern read news/#"]);
+            redis.run(&["PUBLISH", "shardmq:invalidate", "*"]);
+            let sessions = format!("sessions={}", common::REVOKED_SESSIONS);
+            broker.wait_for_rules(&[RULES_RELOADED, &sessions], 1, WAIT * 4);
+        },
+    );
+}

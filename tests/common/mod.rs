@@ -648,3 +648,38 @@ pub fn check_push_server_chat(broker: &Broker) {
         "0x80 for a refused filter"
     );
 }
+
+/// Sessions that must all lose a revoked `read` (3,000, as an operator's reload would reach).
+pub const REVOKED_SESSIONS: usize = 3000;
+
+/// [`REVOKED_SESSIONS`] clients subscribed to `news/#` and `probe/#`; `revoke` changes the rules
+/// so that `news/#` may no longer be read (and `probe/#` still may) and returns once the broker
+/// logged that the new rules are applied. Then not one client receives `news/x`: each reads
+/// until the `probe/x` published after it, which the same publisher's order puts behind it.
+pub fn check_revocation_reaches_every_session(
+    login: impl Fn(&str) -> RawClient,
+    revoke: impl FnOnce(),
+) {
+    let mut clients: Vec<RawClient> = (0..REVOKED_SESSIONS)
+        .map(|n| {
+            let mut client = login(&format!("reader-{n}"));
+            let codes = client
+                .subscribe(&[("news/#", QoS::AtMostOnce), ("probe/#", QoS::AtMostOnce)])
+                .codes;
+            assert_eq!(codes, [ReasonCode::Success, ReasonCode::Success]);
+            client
+        })
+        .collect();
+    revoke();
+    let mut publisher = login("publisher");
+    publisher.publish("news/x", b"revoked", QoS::AtMostOnce, false);
+    publisher.publish("probe/x", b"probe", QoS::AtMostOnce, false);
+    for (n, client) in clients.iter_mut().enumerate() {
+        let first = client.next_publish(WAIT).expect("the probe arrives");
+        assert_eq!(
+            first.topic.as_str(),
+            "probe/x",
+            "reader-{n} still received news/x"
+        );
+    }
+}
