@@ -80,6 +80,8 @@ struct Reader {
     buf: BytesMut,
     decoder: Decoder,
     deadline: ReadDeadline,
+    /// When the last read returned: the time every packet it completed arrived.
+    filled_at: Instant,
 }
 
 impl Reader {
@@ -87,6 +89,7 @@ impl Reader {
         loop {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(packet)) => {
+                    self.deadline.handle_packet(self.filled_at);
                     if self.buf.is_empty() {
                         // Drop this handle on the read allocation; decoded frames keep what they use.
                         self.buf = BytesMut::new();
@@ -128,6 +131,7 @@ impl Reader {
             io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => ReadError::Closed,
             _ => ReadError::Io(err),
         })?;
+        self.filled_at = Instant::now();
         if n == 0 {
             return Err(ReadError::Closed);
         }
@@ -260,6 +264,7 @@ async fn drive(
         // Until the client is authenticated, only a small first packet is buffered.
         decoder: Decoder::new(shard.config().limits.max_connect_size),
         deadline: ReadDeadline::connect(accepted, shard.config().connect_timeout),
+        filled_at: accepted,
     };
     shard.add_socket(&socket);
     let online = Box::pin(handshake(&shard, &socket, peer, &mut reader)).await;
@@ -345,7 +350,7 @@ async fn handshake(
         return false;
     }
     writer::flush_now(shard, socket);
-    reader.deadline = ReadDeadline::keep_alive(Instant::now(), keep_alive);
+    reader.deadline = ReadDeadline::keep_alive(reader.filled_at, keep_alive);
     debug!(
         conn = conn.0,
         shard = shard.id().0,
@@ -488,7 +493,8 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
     let conn = socket.conn();
     let mut handled = 0u32;
     loop {
-        if shard.pending_bytes(conn) > shard.config().session.max_outbox_bytes {
+        let turn_over = handled % PACKETS_PER_TURN == 0;
+        if turn_over && shard.pending_bytes(conn) > shard.config().session.max_outbox_bytes {
             // The client sends but does not read what it is sent: read nothing more from it
             // until its outbox drains; a socket that stays full ends in the write timeout.
             Stats::add(&shard.stats().limit_outbox, 1);
@@ -516,7 +522,6 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
                 return End::Violation(err.reason_code());
             }
         };
-        reader.deadline.handle_packet(Instant::now());
         trace!(conn = conn.0, packet = ?packet.packet_type(), "packet");
         match shard.with_router(|router| router.handle_packet(conn, packet)) {
             Ok(Handled::Done) => {}
@@ -530,8 +535,12 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
                 }
             }
             Ok(Handled::FanOut(fanout)) => {
-                Box::pin(shard.fan_out(fanout)).await;
-                shard.mesh_room().await;
+                if let Some(large) = shard.fan_out_now(fanout) {
+                    Box::pin(shard.fan_out(large)).await;
+                }
+                if shard.mesh_full() {
+                    shard.mesh_room().await;
+                }
             }
             Ok(Handled::Disconnect { publish_will }) => return End::Disconnect { publish_will },
             Err(code) => {
@@ -548,7 +557,7 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
         // A socket that always has data makes every read complete at once: without a yield, one
         // flooding client would hold its shard, and every protocol that waits on that shard.
         handled = handled.wrapping_add(1);
-        if handled % PACKETS_PER_TURN == 0 {
+        if turn_over {
             futures_lite::future::yield_now().await;
         }
     }

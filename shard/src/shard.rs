@@ -239,6 +239,16 @@ impl Shard {
 
     // ----- publishing ------------------------------------------------------------------------
 
+    /// Delivers a fan-out that fits one slice at once, without a future; returns a larger one,
+    /// for [`Shard::fan_out`].
+    pub fn fan_out_now(self: &Rc<Self>, fanout: FanOut) -> Option<FanOut> {
+        if fanout.len() > FANOUT_BATCH {
+            return Some(fanout);
+        }
+        self.with_router(|router| router.deliver(&fanout, 0..fanout.len()));
+        None
+    }
+
     /// Delivers a fan-out in slices, yielding to the executor between them.
     pub async fn fan_out(self: &Rc<Self>, fanout: FanOut) {
         let len = fanout.len();
@@ -316,14 +326,17 @@ impl Shard {
         backlog.draining.set(false);
     }
 
-    /// Waits while any peer's backlog is above the ring capacity (see the module doc).
+    /// Whether any peer's backlog is at or above the ring capacity (see the module doc).
+    pub fn mesh_full(&self) -> bool {
+        self.backlogs
+            .iter()
+            .any(|backlog| backlog.queue.borrow().len() >= self.config.mesh_capacity)
+    }
+
+    /// Waits while [`Shard::mesh_full`].
     pub async fn mesh_room(&self) {
         poll_fn(|cx| {
-            let full = self
-                .backlogs
-                .iter()
-                .any(|backlog| backlog.queue.borrow().len() >= self.config.mesh_capacity);
-            if full {
+            if self.mesh_full() {
                 self.mesh_waiters.borrow_mut().push(cx.waker().clone());
                 Poll::Pending
             } else {
@@ -335,8 +348,9 @@ impl Shard {
 
     /// Applies one message from a peer shard.
     pub async fn handle_mesh(self: &Rc<Self>, msg: ShardMsg) {
-        if let Some(fanout) = self.with_router(|router| router.handle_mesh(msg)) {
-            self.fan_out(fanout).await;
+        let fanout = self.with_router(|router| router.handle_mesh(msg));
+        if let Some(large) = fanout.and_then(|fanout| self.fan_out_now(fanout)) {
+            self.fan_out(large).await;
         }
     }
 
