@@ -161,6 +161,38 @@ fn a_client_that_never_reads_is_paused_then_closed() {
     });
 }
 
+/// A kick takes effect on a client whose socket is full and who never reads.
+#[test]
+fn a_kick_closes_a_client_that_never_reads() {
+    let broker = Broker::start(&["--write-timeout", "30"]);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&broker.addr.into()).unwrap();
+    let mut stuck = RawClient::from_stream(socket.into());
+    stuck.send(&Packet::Connect(Box::new(connect_packet("stuck", true))));
+    stuck.subscribe(&[("bulk", QoS::AtLeastOnce)]);
+    let mut publisher = RawClient::connect(broker.addr, "bulk-publisher");
+    // 40 × 256 KiB: the 32 in flight alone are more than the kernel's buffers hold (4 MiB
+    // here), so the broker's writer waits on a full socket.
+    let payload = vec![b'x'; 256 * 1024];
+    for n in 0..40u16 {
+        publisher.publish_with_id("bulk", &payload, QoS::AtLeastOnce, false, n + 1);
+        assert!(matches!(publisher.recv(WAIT), Some(Packet::PubAck(_))));
+    }
+    let client = broker.client("stuck").expect("listed");
+    assert!(client["queued"].as_u64().unwrap() > 0, "{client}");
+    let kicked = Instant::now();
+    let (status, _) = common::http(broker.admin(), "DELETE", "/api/v1/clients/stuck", None);
+    assert_eq!(status, 204);
+    broker.wait_for_stats("the stuck client gone", |stats| {
+        stats["total"]["connections"].as_u64() == Some(1)
+    });
+    assert!(
+        kicked.elapsed() < Duration::from_secs(10),
+        "closed at once, not after the 30 s write timeout"
+    );
+}
+
 /// Keep-alive 0 (none) and keep-alives above `max_keepalive` get the server's maximum; MQTT 5
 /// clients are told in the CONNACK.
 #[test]

@@ -563,8 +563,9 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
     }
 }
 
-/// Ends a connection that was online: a last DISCONNECT (MQTT 5) and everything still queued
-/// go out before the socket closes, then the will, then the session goes offline or away.
+/// Ends a connection that was online: unless the broker closed it, a last DISCONNECT (MQTT 5)
+/// and everything still queued go out before the socket closes (bounded by the write timeout);
+/// then the will, then the session goes offline or away.
 async fn teardown(shard: &Rc<Shard>, socket: &Rc<Socket>, end: End) {
     let conn = socket.conn();
     debug!(
@@ -585,7 +586,13 @@ async fn teardown(shard: &Rc<Shard>, socket: &Rc<Socket>, end: End) {
             }
         });
     }
-    socket.close();
+    if matches!(end, End::Closed) {
+        // Taken over, kicked or shut down: the broker is done with this socket, and a peer that
+        // does not read must not delay that by a write timeout.
+        socket.abort();
+    } else {
+        socket.close();
+    }
     writer::flush_now(shard, socket);
     // The writer ends by itself within the write timeout; this bound holds even if it did not.
     let drained = futures_lite::future::or(
