@@ -1,12 +1,12 @@
-//! Authentication and access-control sources: the embedded-file backend of the control core.
+//! Credentials and the access files: what the control core's file backend reads, what the Redis
+//! backend parses its lists with, and what `shardmq passwd` and `shardmq import` check.
 //!
 //! - [`password`]: the salted hash formats of Mosquitto password files, checked in constant time.
 //! - [`password_file`]: loads a `password_file` (`user:hash` lines) into a map the control core
 //!   checks CONNECT credentials against.
 //! - [`acl_file`], [`relations_file`], [`auto_subscribe_file`]: parse the `acl_file`, the
-//!   `%f`/`%F` follow relations and the auto-subscribe table into the plain data types of
-//!   [`shardmq_shard::acl`]. The shard compiles those into a per-session matcher; parsing stays
-//!   here because only the control core reads files.
+//!   `%f`/`%F` follow relations and the auto-subscribe table into the rule model of
+//!   [`crate::access`], which the control core expands into each session's matcher.
 //!
 //! Everything here runs on the control core or in the CLI, never on a shard, so it may block on
 //! the file system. A bad file is an operator error: loading stops at the first bad line and the
@@ -70,7 +70,7 @@ pub enum FileErrorKind {
         /// The filter as written.
         filter: String,
         /// Why.
-        reason: shardmq_shard::acl::TemplateError,
+        reason: crate::access::TemplateError,
     },
     /// A `user` line has no name.
     #[error("`user` needs a username")]

@@ -10,11 +10,11 @@
 //! separated by spaces or tabs, so a name cannot contain blanks. Following is one-way; two users
 //! who follow each other are friends (`%F`). A line with a user and no followee is allowed and
 //! adds nothing. Names with `+`, `#` or `/` are kept but never fill an allowing rule (see
-//! [`shardmq_shard::acl`]).
+//! [`crate::access`]).
 
 use std::path::Path;
 
-use shardmq_shard::acl::Relations;
+use crate::access::Relations;
 
 use super::{content_lines, read_text, FileError};
 

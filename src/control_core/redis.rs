@@ -72,11 +72,12 @@ use anyhow::{anyhow, Context};
 use crossbeam::channel::{self, Receiver, Sender, TrySendError};
 use redis::{Client, Connection, FromRedisValue, Pipeline, RedisError, RetryMethod, Value};
 use shardmq_codec::QoS;
-use shardmq_shard::acl::{AclRules, AutoSubscribe, SessionAcl};
+use shardmq_shard::acl::SessionAcl;
 use shardmq_shard::control::ClientInfo;
 use tracing::{debug, error, info, warn};
 
 use super::{Backend, Refresh, Verdict};
+use crate::access::{AclRules, AutoSubscribe};
 use crate::auth::acl_file::parse_acl;
 use crate::auth::auto_subscribe_file::parse_auto_subscribe;
 use crate::auth::password::{PasswordHash, DEFAULT_ITERATIONS};
@@ -374,7 +375,8 @@ impl UserData {
     fn session_acl(&self, client_id: &str) -> SessionAcl {
         let follows: Vec<&str> = self.follows.iter().map(String::as_str).collect();
         let friends: Vec<&str> = self.friends.iter().map(String::as_str).collect();
-        SessionAcl::compile(&self.acl, Some(&self.name), client_id, &follows, &friends)
+        self.acl
+            .compile(Some(&self.name), client_id, &follows, &friends)
     }
 
     fn auto_subscribe(&self, client_id: &str) -> Vec<(String, QoS)> {
@@ -816,7 +818,7 @@ impl RedisBackend {
                 // Anonymous sessions depend on the shared rules only.
                 None if *refresh == Refresh::All => Some((
                     client.client_id.clone(),
-                    SessionAcl::compile(&shared.acl, None, &client.client_id, &[], &[]),
+                    shared.acl.compile(None, &client.client_id, &[], &[]),
                 )),
                 None => None,
             })
@@ -898,7 +900,7 @@ impl Backend for RedisBackend {
             (Some(name), Some(user)) if user.name == name => Some(user.session_acl(client_id)),
             (None, _) => {
                 let shared = self.shared.as_ref()?;
-                Some(SessionAcl::compile(&shared.acl, None, client_id, &[], &[]))
+                Some(shared.acl.compile(None, client_id, &[], &[]))
             }
             // Not the user just authenticated: nothing is known, so nothing is allowed.
             (Some(_), _) => Some(SessionAcl::deny_all()),
