@@ -198,12 +198,8 @@ pattern deny secret/%c
 
     #[test]
     fn load_reads_the_file() {
-        let dir = std::env::temp_dir().join(format!("shardmq-aclfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("acl");
-        std::fs::write(&path, "user a\ntopic a/#\n").expect("write");
-        let rules = load_acl_file(&path).expect("loads");
+        let file = crate::auth::temp_file("user a\ntopic a/#\n");
+        let rules = load_acl_file(file.path()).expect("loads");
         assert_eq!(rules.user("a"), [rule(Access::ReadWrite, "a/#")]);
-        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -144,15 +144,11 @@ rooms/with space 1
 
     #[test]
     fn load_reads_the_file() {
-        let dir = std::env::temp_dir().join(format!("shardmq-autosub-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("auto");
-        std::fs::write(&path, "a/%c 1\n").expect("write");
-        let table = load_auto_subscribe_file(&path).expect("loads");
+        let file = crate::auth::temp_file("a/%c 1\n");
+        let table = load_auto_subscribe_file(file.path()).expect("loads");
         assert_eq!(
             table.expand(None, "dev1", &[], &[]),
             [("a/dev1".to_string(), QoS::AtLeastOnce)]
         );
-        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -70,13 +70,11 @@ loner
 
     #[test]
     fn load_reads_the_file() {
-        let dir = std::env::temp_dir().join(format!("shardmq-relations-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("relations");
-        std::fs::write(&path, "a b\nb a\n").expect("write");
+        let file = crate::auth::temp_file("a b\nb a\n");
+        let path = file.path().to_path_buf();
         let relations = load_relations_file(&path).expect("loads");
         assert_eq!(relations.friends("a"), ["b"]);
-        std::fs::remove_dir_all(&dir).expect("cleanup");
+        drop(file);
         let err = load_relations_file(&path).expect_err("gone");
         assert_eq!(err.line, None);
     }

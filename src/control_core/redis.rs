@@ -65,7 +65,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -80,7 +80,7 @@ use super::{Backend, Refresh, Verdict};
 use crate::access::{AclRules, AutoSubscribe};
 use crate::auth::acl_file::parse_acl;
 use crate::auth::auto_subscribe_file::parse_auto_subscribe;
-use crate::auth::password::{PasswordHash, DEFAULT_ITERATIONS};
+use crate::auth::password::PasswordHash;
 
 /// Key and channel names (see the module doc).
 pub mod keys {
@@ -516,7 +516,7 @@ fn parse_user_list<T, E: std::fmt::Display>(
 /// Checks `password` against the stored hash of user `name` (`None`: no such user).
 fn verify(name: &str, stored: Option<&str>, password: &[u8]) -> Result<bool, FetchError> {
     let Some(encoded) = stored else {
-        let _ = dummy_hash().verify(password);
+        let _ = PasswordHash::dummy().verify(password);
         return Ok(false);
     };
     let hash = PasswordHash::parse(encoded).map_err(|err| {
@@ -527,13 +527,6 @@ fn verify(name: &str, stored: Option<&str>, password: &[u8]) -> Result<bool, Fet
         ))
     })?;
     Ok(hash.verify(password))
-}
-
-/// The hash an unknown user's password is checked against, so that answering takes as long as
-/// for a known user with a wrong password.
-fn dummy_hash() -> &'static PasswordHash {
-    static DUMMY: OnceLock<PasswordHash> = OnceLock::new();
-    DUMMY.get_or_init(|| PasswordHash::pbkdf2_with_salt(b"", b"shardmq-dummy", DEFAULT_ITERATIONS))
 }
 
 /// The Redis backend (see the module doc).
