@@ -1,5 +1,7 @@
 //! The embedded backend: a Mosquitto `password_file` and `acl_file`, plus the relations and
-//! auto-subscribe files, read into memory. It needs no external service and is the default.
+//! auto-subscribe files ([`AccessFiles`]), read into memory. It needs no external service and is
+//! the default. A reload (SIGHUP) reads every file again; one that does not parse leaves all the
+//! previous data in force.
 
 use shardmq_codec::QoS;
 use shardmq_shard::acl::SessionAcl;
