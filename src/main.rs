@@ -7,15 +7,17 @@
 //! | [`startup`] | which threads start, in which order, and shutdown |
 //! | [`cli`] | the operator commands, a file each |
 //! | [`control_core`] | the thread that authenticates CONNECTs and compiles ACLs, and its backends |
+//! | [`access`] | the access rules, relations and auto-subscriptions, and their expansion |
 //! | [`auth`] | password hashes and the access files' parsers |
 //! | [`status`] | the read model: what the broker shows about itself |
 //! | [`monitor`] | the thread that fills the read model, `$SYS` and the Postgres history |
 //! | [`admin`] | the HTTP admin API over the read model |
 //!
-//! Dependencies point one way: `config`, `status` and `auth` depend on nothing here; the threads'
-//! modules on those; `startup` on the threads' modules; `cli` on all of them; `main` on `cli` and
-//! `startup`.
+//! Dependencies point one way: `config`, `status` and `access` depend on nothing here, `auth` only
+//! on `access` (whose types its parsers build); the threads' modules on those; `startup` on the
+//! threads' modules; `cli` on all of them; `main` on `cli` and `startup`.
 
+mod access;
 mod admin;
 mod auth;
 mod cli;

@@ -302,6 +302,12 @@ impl<N> Levels<N> {
     }
 }
 
+impl<N: fmt::Debug> fmt::Debug for Levels<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 /// Iterator of [`Levels::iter`].
 pub(crate) enum LevelsIter<'a, N> {
     Few(std::slice::Iter<'a, (Box<str>, N)>),

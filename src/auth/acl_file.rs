@@ -12,7 +12,7 @@
 //! A `topic` / `pattern` line is the keyword, an optional access word (`read`, `write`,
 //! `readwrite`, `deny`; `readwrite` when omitted) and the filter: the rest of the line, so a
 //! filter may contain spaces. Filters may use `+`, `#` and the substitutions `%u`, `%c`, `%f`,
-//! `%F` as whole levels; what they mean is documented in [`shardmq_shard::acl`]. A `user` line
+//! `%F` as whole levels; what they mean is documented in [`crate::access`]. A `user` line
 //! names the user (rest of the line). Words are separated by spaces or tabs.
 //!
 //! One departure from Mosquitto: there `topic deny` (an access word and no filter) is a rule on
@@ -20,7 +20,9 @@
 
 use std::path::Path;
 
-use shardmq_shard::acl::{Access, AclRule, AclRules, FilterTemplate};
+use shardmq_shard::acl::Access;
+
+use crate::access::{AclRule, AclRules, FilterTemplate};
 
 use super::{content_lines, first_word, read_text, FileError, FileErrorKind};
 
@@ -61,15 +63,15 @@ pub fn parse_acl(text: &str, path: &Path) -> Result<AclRules, FileError> {
 fn parse_rule(keyword: &str, rest: &str) -> Result<AclRule, FileErrorKind> {
     let (first, remainder) = first_word(rest);
     let (access, filter) = if remainder.is_empty() {
-        if first.is_empty() || Access::from_keyword(first).is_some() {
+        if first.is_empty() || parse_access(first).is_some() {
             return Err(FileErrorKind::MissingFilter(
                 format!("{keyword} {first}").trim_end().to_string(),
             ));
         }
         (Access::ReadWrite, first)
     } else {
-        let access = Access::from_keyword(first)
-            .ok_or_else(|| FileErrorKind::UnknownAccess(first.to_string()))?;
+        let access =
+            parse_access(first).ok_or_else(|| FileErrorKind::UnknownAccess(first.to_string()))?;
         (access, remainder)
     };
     let template =
@@ -80,21 +82,27 @@ fn parse_rule(keyword: &str, rest: &str) -> Result<AclRule, FileErrorKind> {
     Ok(AclRule::new(access, template))
 }
 
+/// The access of an access word: `read`, `write`, `readwrite` or `deny`.
+fn parse_access(word: &str) -> Option<Access> {
+    match word {
+        "read" => Some(Access::Read),
+        "write" => Some(Access::Write),
+        "readwrite" => Some(Access::ReadWrite),
+        "deny" => Some(Access::Deny),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use shardmq_shard::acl::SessionAcl;
-
     use super::*;
 
     fn parse(text: &str) -> Result<AclRules, FileError> {
         parse_acl(text, Path::new("/etc/shardmq/acl"))
     }
 
-    fn rules_of(rules: &[AclRule]) -> Vec<(Access, &str)> {
-        rules
-            .iter()
-            .map(|r| (r.access(), r.filter().as_str()))
-            .collect()
+    fn rule(access: Access, filter: &str) -> AclRule {
+        AclRule::new(access, FilterTemplate::parse(filter).expect("valid filter"))
     }
 
     #[test]
@@ -114,23 +122,29 @@ pattern deny secret/%c
 ";
         let rules = parse(text).expect("valid");
         assert_eq!(
-            rules_of(rules.anonymous()),
+            rules.anonymous(),
             [
-                (Access::Read, "public/#"),
-                (Access::ReadWrite, "weather/today")
+                rule(Access::Read, "public/#"),
+                rule(Access::ReadWrite, "weather/today")
             ]
         );
         assert_eq!(
-            rules_of(rules.user("t1.qq.com")),
-            [(Access::Write, "/%F/chat"), (Access::Deny, "secret/x")]
+            rules.user("t1.qq.com"),
+            [
+                rule(Access::Write, "/%F/chat"),
+                rule(Access::Deny, "secret/x")
+            ]
         );
         assert_eq!(
-            rules_of(rules.user("x.sina.com")),
-            [(Access::ReadWrite, "x y/with space")]
+            rules.user("x.sina.com"),
+            [rule(Access::ReadWrite, "x y/with space")]
         );
         assert_eq!(
-            rules_of(rules.patterns()),
-            [(Access::Read, "/%u/chat"), (Access::Deny, "secret/%c")]
+            rules.patterns(),
+            [
+                rule(Access::Read, "/%u/chat"),
+                rule(Access::Deny, "secret/%c")
+            ]
         );
         assert!(rules.user("nobody").is_empty());
     }
@@ -139,14 +153,17 @@ pattern deny secret/%c
     fn parsed_rules_drive_the_matcher() {
         let text = "pattern read /%u/chat\npattern write /%F/chat\n";
         let rules = parse(text).expect("valid");
-        let acl = SessionAcl::compile(&rules, Some("t1.qq.com"), "c", &["yxq"], &["yxq"]);
+        let acl = rules.compile(Some("t1.qq.com"), "c", &["yxq"], &["yxq"]);
         assert!(acl.can_publish("/yxq/chat") && acl.can_receive("/t1.qq.com/chat"));
         assert!(!acl.can_publish("/other/chat"));
     }
 
     #[test]
     fn empty_file_is_no_rules() {
-        assert!(parse("\n# only comments\n\n").expect("valid").is_empty());
+        assert_eq!(
+            parse("\n# only comments\n\n").expect("valid"),
+            AclRules::new()
+        );
     }
 
     #[test]
@@ -181,12 +198,8 @@ pattern deny secret/%c
 
     #[test]
     fn load_reads_the_file() {
-        let dir = std::env::temp_dir().join(format!("shardmq-aclfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("acl");
-        std::fs::write(&path, "user a\ntopic a/#\n").expect("write");
-        let rules = load_acl_file(&path).expect("loads");
-        assert_eq!(rules_of(rules.user("a")), [(Access::ReadWrite, "a/#")]);
-        std::fs::remove_dir_all(&dir).expect("cleanup");
+        let file = crate::auth::temp_file("user a\ntopic a/#\n");
+        let rules = load_acl_file(file.path()).expect("loads");
+        assert_eq!(rules.user("a"), [rule(Access::ReadWrite, "a/#")]);
     }
 }

@@ -11,13 +11,14 @@
 //!
 //! Same shape as the ACL file: the QoS is the last word of the line and the filter is everything
 //! before it, so a filter may contain spaces. Filters use the same substitutions as ACL rules
-//! (see [`shardmq_shard::acl`]); [`AutoSubscribe::expand`] turns them into concrete filters, and
+//! (see [`crate::access`]); [`AutoSubscribe::expand`] turns them into concrete filters, and
 //! the broker subscribes those the session's ACL allows.
 
 use std::path::Path;
 
 use shardmq_codec::QoS;
-use shardmq_shard::acl::{AutoSubscribe, AutoSubscription, FilterTemplate};
+
+use crate::access::{AutoSubscribe, AutoSubscription, FilterTemplate};
 
 use super::{content_lines, first_word, read_text, FileError, FileErrorKind};
 
@@ -89,29 +90,22 @@ ops/alerts 2
 rooms/with space 1
 ";
         let table = parse(text).expect("valid");
-        let everyone: Vec<_> = table
-            .everyone()
-            .iter()
-            .map(|s| (s.filter().as_str(), s.qos()))
-            .collect();
+        let line = |filter: &str, qos| {
+            AutoSubscription::new(FilterTemplate::parse(filter).expect("valid filter"), qos)
+        };
         assert_eq!(
-            everyone,
+            table.everyone(),
             [
-                ("notices/all", QoS::AtMostOnce),
-                ("/%u/chat", QoS::AtLeastOnce),
-                ("user/%F/presence/+", QoS::AtMostOnce),
+                line("notices/all", QoS::AtMostOnce),
+                line("/%u/chat", QoS::AtLeastOnce),
+                line("user/%F/presence/+", QoS::AtMostOnce),
             ]
         );
-        let own: Vec<_> = table
-            .user("t1.qq.com")
-            .iter()
-            .map(|s| (s.filter().as_str(), s.qos()))
-            .collect();
         assert_eq!(
-            own,
+            table.user("t1.qq.com"),
             [
-                ("ops/alerts", QoS::ExactlyOnce),
-                ("rooms/with space", QoS::AtLeastOnce)
+                line("ops/alerts", QoS::ExactlyOnce),
+                line("rooms/with space", QoS::AtLeastOnce)
             ]
         );
         let expanded = table.expand(Some("t1.qq.com"), "c", &[], &["yxq"]);
@@ -150,15 +144,11 @@ rooms/with space 1
 
     #[test]
     fn load_reads_the_file() {
-        let dir = std::env::temp_dir().join(format!("shardmq-autosub-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("auto");
-        std::fs::write(&path, "a/%c 1\n").expect("write");
-        let table = load_auto_subscribe_file(&path).expect("loads");
+        let file = crate::auth::temp_file("a/%c 1\n");
+        let table = load_auto_subscribe_file(file.path()).expect("loads");
         assert_eq!(
             table.expand(None, "dev1", &[], &[]),
             [("a/dev1".to_string(), QoS::AtLeastOnce)]
         );
-        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

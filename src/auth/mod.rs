@@ -1,12 +1,12 @@
-//! Authentication and access-control sources: the embedded-file backend of the control core.
+//! Credentials and the access files: what the control core's file backend reads, what the Redis
+//! backend parses its lists with, and what `shardmq passwd` and `shardmq import` check.
 //!
 //! - [`password`]: the salted hash formats of Mosquitto password files, checked in constant time.
 //! - [`password_file`]: loads a `password_file` (`user:hash` lines) into a map the control core
 //!   checks CONNECT credentials against.
 //! - [`acl_file`], [`relations_file`], [`auto_subscribe_file`]: parse the `acl_file`, the
-//!   `%f`/`%F` follow relations and the auto-subscribe table into the plain data types of
-//!   [`shardmq_shard::acl`]. The shard compiles those into a per-session matcher; parsing stays
-//!   here because only the control core reads files.
+//!   `%f`/`%F` follow relations and the auto-subscribe table into the rule model of
+//!   [`crate::access`], which the control core expands into each session's matcher.
 //!
 //! Everything here runs on the control core or in the CLI, never on a shard, so it may block on
 //! the file system. A bad file is an operator error: loading stops at the first bad line and the
@@ -70,7 +70,7 @@ pub enum FileErrorKind {
         /// The filter as written.
         filter: String,
         /// Why.
-        reason: shardmq_shard::acl::TemplateError,
+        reason: crate::access::TemplateError,
     },
     /// A `user` line has no name.
     #[error("`user` needs a username")]
@@ -147,6 +147,14 @@ fn first_word(line: &str) -> (&str, &str) {
     }
 }
 
+/// A real temporary file holding `contents`, removed when dropped: for the loaders' tests.
+#[cfg(test)]
+pub(crate) fn temp_file(contents: impl AsRef<[u8]>) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temporary file");
+    std::io::Write::write_all(&mut file, contents.as_ref()).expect("write");
+    file
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,19 +185,16 @@ mod tests {
 
     #[test]
     fn read_text_reports_bad_utf8_line_and_missing_files() {
-        let dir = std::env::temp_dir().join(format!("shardmq-auth-utf8-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("f");
-        std::fs::write(&path, b"ok\nok\nbad \xff\n").expect("write");
-        let err = read_text(&path).expect_err("not utf-8");
+        let file = temp_file(b"ok\nok\nbad \xff\n");
+        let err = read_text(file.path()).expect_err("not utf-8");
         assert_eq!(err.line, Some(3));
         assert!(matches!(err.kind, FileErrorKind::Utf8));
-        let missing = read_text(&dir.join("missing")).expect_err("missing");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = read_text(&dir.path().join("missing")).expect_err("missing");
         assert_eq!(missing.line, None);
         assert!(
             missing.to_string().contains("missing: cannot read"),
             "{missing}"
         );
-        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

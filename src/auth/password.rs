@@ -24,6 +24,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -128,6 +129,14 @@ pub enum PasswordHash {
 }
 
 impl PasswordHash {
+    /// A fixed `$7$` hash with the default cost. An unknown user's password is checked against
+    /// it, so the answer takes as long as for a known user with a wrong password and does not
+    /// tell which user names exist.
+    pub fn dummy() -> &'static PasswordHash {
+        static DUMMY: OnceLock<PasswordHash> = OnceLock::new();
+        DUMMY.get_or_init(|| PasswordHash::pbkdf2_with_salt(b"", &[0; 12], DEFAULT_ITERATIONS))
+    }
+
     /// Parses a stored hash in any of the forms in the module doc.
     pub fn parse(encoded: &str) -> Result<PasswordHash, HashParseError> {
         let rest = encoded.strip_prefix('$').ok_or(HashParseError::NotAHash)?;

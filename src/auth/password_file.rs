@@ -13,9 +13,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-use super::password::{PasswordHash, DEFAULT_ITERATIONS};
+use super::password::PasswordHash;
 use super::{content_lines, read_text, FileError, FileErrorKind};
 
 /// The users of a password file and their hashes.
@@ -64,7 +63,7 @@ impl PasswordFile {
             Some(hash) => hash.verify(password),
             None => {
                 // Same work as a default `$7$` check; the result is irrelevant.
-                let _ = dummy_hash().verify(password);
+                let _ = PasswordHash::dummy().verify(password);
                 false
             }
         }
@@ -104,24 +103,25 @@ impl PasswordFile {
 
 /// Splits a trimmed, non-comment line into its user and parsed hash.
 fn parse_entry(line: &str) -> Result<(&str, PasswordHash), FileErrorKind> {
-    let (user, hash) = line
-        .split_once(':')
-        .ok_or_else(|| FileErrorKind::MissingColon(line.to_string()))?;
-    let user = user.trim();
-    if user.is_empty() {
-        return Err(FileErrorKind::EmptyUsername);
-    }
-    let hash = PasswordHash::parse(hash.trim()).map_err(|reason| FileErrorKind::Hash {
+    let (user, hash) = split_entry(line)?;
+    let hash = PasswordHash::parse(hash).map_err(|reason| FileErrorKind::Hash {
         user: user.to_string(),
         reason,
     })?;
     Ok((user, hash))
 }
 
-/// A fixed `$7$` hash with the default cost, for timing parity on unknown users.
-fn dummy_hash() -> &'static PasswordHash {
-    static DUMMY: OnceLock<PasswordHash> = OnceLock::new();
-    DUMMY.get_or_init(|| PasswordHash::pbkdf2_with_salt(b"", &[0; 12], DEFAULT_ITERATIONS))
+/// Splits a trimmed, non-comment line at its first `:` into the user and what follows (the
+/// hash, or a plain-text password before `shardmq passwd -U`), both trimmed.
+pub(crate) fn split_entry(line: &str) -> Result<(&str, &str), FileErrorKind> {
+    let (user, rest) = line
+        .split_once(':')
+        .ok_or_else(|| FileErrorKind::MissingColon(line.to_string()))?;
+    let user = user.trim();
+    if user.is_empty() {
+        return Err(FileErrorKind::EmptyUsername);
+    }
+    Ok((user, rest.trim()))
 }
 
 #[cfg(test)]
@@ -201,13 +201,11 @@ legacy:$md5$NaCl$b7ac67b360c24baef6ed28a919ddb6d5
 
     #[test]
     fn load_reads_the_file() {
-        let dir = std::env::temp_dir().join(format!("shardmq-pwfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("passwd");
-        std::fs::write(&path, FILE).expect("write");
+        let temp = crate::auth::temp_file(FILE);
+        let path = temp.path().to_path_buf();
         let file = PasswordFile::load(&path).expect("loads");
         assert!(file.verify("alice", b"secret"));
-        std::fs::remove_dir_all(&dir).expect("cleanup");
+        drop(temp);
         assert!(PasswordFile::load(&path).is_err());
     }
 }

@@ -10,11 +10,11 @@
 //! separated by spaces or tabs, so a name cannot contain blanks. Following is one-way; two users
 //! who follow each other are friends (`%F`). A line with a user and no followee is allowed and
 //! adds nothing. Names with `+`, `#` or `/` are kept but never fill an allowing rule (see
-//! [`shardmq_shard::acl`]).
+//! [`crate::access`]).
 
 use std::path::Path;
 
-use shardmq_shard::acl::Relations;
+use crate::access::Relations;
 
 use super::{content_lines, read_text, FileError};
 
@@ -70,13 +70,11 @@ loner
 
     #[test]
     fn load_reads_the_file() {
-        let dir = std::env::temp_dir().join(format!("shardmq-relations-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("relations");
-        std::fs::write(&path, "a b\nb a\n").expect("write");
+        let file = crate::auth::temp_file("a b\nb a\n");
+        let path = file.path().to_path_buf();
         let relations = load_relations_file(&path).expect("loads");
         assert_eq!(relations.friends("a"), ["b"]);
-        std::fs::remove_dir_all(&dir).expect("cleanup");
+        drop(file);
         let err = load_relations_file(&path).expect_err("gone");
         assert_eq!(err.line, None);
     }

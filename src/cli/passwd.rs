@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::auth::password::{PasswordHash, DEFAULT_ITERATIONS};
+use crate::auth::password_file::split_entry;
 use crate::auth::{FileError, FileErrorKind};
 
 /// Longest username or password accepted (an MQTT string length is a u16).
@@ -209,14 +210,7 @@ fn line_user(line: &str) -> Result<Option<&str>, FileErrorKind> {
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
-    let (user, _) = line
-        .split_once(':')
-        .ok_or_else(|| FileErrorKind::MissingColon(line.to_string()))?;
-    let user = user.trim();
-    if user.is_empty() {
-        return Err(FileErrorKind::EmptyUsername);
-    }
-    Ok(Some(user))
+    split_entry(line).map(|(user, _)| Some(user))
 }
 
 /// Replaces the entry of `user` with `entry` (a whole `user:hash` line), or appends it. Other

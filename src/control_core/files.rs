@@ -1,11 +1,14 @@
 //! The embedded backend: a Mosquitto `password_file` and `acl_file`, plus the relations and
-//! auto-subscribe files, read into memory. It needs no external service and is the default.
+//! auto-subscribe files ([`AccessFiles`]), read into memory. It needs no external service and is
+//! the default. A reload (SIGHUP) reads every file again; one that does not parse leaves all the
+//! previous data in force.
 
 use shardmq_codec::QoS;
-use shardmq_shard::acl::{AclRules, AutoSubscribe, Relations, SessionAcl};
+use shardmq_shard::acl::SessionAcl;
 use tracing::{info, warn};
 
 use super::{Backend, Verdict};
+use crate::access::{AclRules, AutoSubscribe, Relations};
 use crate::auth::acl_file::load_acl_file;
 use crate::auth::auto_subscribe_file::load_auto_subscribe_file;
 use crate::auth::password::PasswordHash;
@@ -116,9 +119,7 @@ impl Backend for FileBackend {
     fn session_acl(&mut self, username: Option<&str>, client_id: &str) -> Option<SessionAcl> {
         let rules = self.data.rules.as_ref()?;
         let (follows, friends) = self.relations_of(username);
-        Some(SessionAcl::compile(
-            rules, username, client_id, &follows, &friends,
-        ))
+        Some(rules.compile(username, client_id, &follows, &friends))
     }
 
     fn auto_subscribe(&mut self, username: Option<&str>, client_id: &str) -> Vec<(String, QoS)> {

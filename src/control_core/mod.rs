@@ -14,6 +14,11 @@
 //! A backend that learns of changes by itself (Redis pub/sub, [`redis::RedisBackend`]) reports
 //! them from [`Backend::poll`], which the thread calls between requests and at least every
 //! [`POLL`]; the sessions concerned get recompiled rules the same way.
+//!
+//! What it decides with is not here: the rules and their expansion are [`crate::access`], the
+//! file formats and password hashes [`crate::auth`]. Here are the thread and its [`Backend`]s
+//! ([`files`], [`redis`]), the brute-force [`guard`], and the [`Plan`] that start-up makes from
+//! the settings to choose a backend and start the thread.
 
 pub mod files;
 pub mod guard;

@@ -65,21 +65,22 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use crossbeam::channel::{self, Receiver, Sender, TrySendError};
 use redis::{Client, Connection, FromRedisValue, Pipeline, RedisError, RetryMethod, Value};
 use shardmq_codec::QoS;
-use shardmq_shard::acl::{AclRules, AutoSubscribe, SessionAcl};
+use shardmq_shard::acl::SessionAcl;
 use shardmq_shard::control::ClientInfo;
 use tracing::{debug, error, info, warn};
 
 use super::{Backend, Refresh, Verdict};
+use crate::access::{AclRules, AutoSubscribe};
 use crate::auth::acl_file::parse_acl;
 use crate::auth::auto_subscribe_file::parse_auto_subscribe;
-use crate::auth::password::{PasswordHash, DEFAULT_ITERATIONS};
+use crate::auth::password::PasswordHash;
 
 /// Key and channel names (see the module doc).
 pub mod keys {
@@ -374,7 +375,8 @@ impl UserData {
     fn session_acl(&self, client_id: &str) -> SessionAcl {
         let follows: Vec<&str> = self.follows.iter().map(String::as_str).collect();
         let friends: Vec<&str> = self.friends.iter().map(String::as_str).collect();
-        SessionAcl::compile(&self.acl, Some(&self.name), client_id, &follows, &friends)
+        self.acl
+            .compile(Some(&self.name), client_id, &follows, &friends)
     }
 
     fn auto_subscribe(&self, client_id: &str) -> Vec<(String, QoS)> {
@@ -514,7 +516,7 @@ fn parse_user_list<T, E: std::fmt::Display>(
 /// Checks `password` against the stored hash of user `name` (`None`: no such user).
 fn verify(name: &str, stored: Option<&str>, password: &[u8]) -> Result<bool, FetchError> {
     let Some(encoded) = stored else {
-        let _ = dummy_hash().verify(password);
+        let _ = PasswordHash::dummy().verify(password);
         return Ok(false);
     };
     let hash = PasswordHash::parse(encoded).map_err(|err| {
@@ -525,13 +527,6 @@ fn verify(name: &str, stored: Option<&str>, password: &[u8]) -> Result<bool, Fet
         ))
     })?;
     Ok(hash.verify(password))
-}
-
-/// The hash an unknown user's password is checked against, so that answering takes as long as
-/// for a known user with a wrong password.
-fn dummy_hash() -> &'static PasswordHash {
-    static DUMMY: OnceLock<PasswordHash> = OnceLock::new();
-    DUMMY.get_or_init(|| PasswordHash::pbkdf2_with_salt(b"", b"shardmq-dummy", DEFAULT_ITERATIONS))
 }
 
 /// The Redis backend (see the module doc).
@@ -816,7 +811,7 @@ impl RedisBackend {
                 // Anonymous sessions depend on the shared rules only.
                 None if *refresh == Refresh::All => Some((
                     client.client_id.clone(),
-                    SessionAcl::compile(&shared.acl, None, &client.client_id, &[], &[]),
+                    shared.acl.compile(None, &client.client_id, &[], &[]),
                 )),
                 None => None,
             })
@@ -898,7 +893,7 @@ impl Backend for RedisBackend {
             (Some(name), Some(user)) if user.name == name => Some(user.session_acl(client_id)),
             (None, _) => {
                 let shared = self.shared.as_ref()?;
-                Some(SessionAcl::compile(&shared.acl, None, client_id, &[], &[]))
+                Some(shared.acl.compile(None, client_id, &[], &[]))
             }
             // Not the user just authenticated: nothing is known, so nothing is allowed.
             (Some(_), _) => Some(SessionAcl::deny_all()),

@@ -1,8 +1,9 @@
 //! The monitor: one OS thread (not a shard) that watches the broker and the host.
 //!
 //! Once a second ([`TICK`]) it drains the shards' hot-topic counts into the [`hot::TopicSink`]s,
-//! reads every shard's published figures and the host's `/proc` counters, and updates the
-//! [`Status`] the admin API serves. Every `sys_interval` seconds it publishes the changed part of
+//! reads every shard's published figures and the host's `/proc` counters, and updates the read
+//! model ([`Shared`], defined in [`crate::status`]) that the admin API serves; it knows nothing of
+//! the admin API itself. Every `sys_interval` seconds it publishes the changed part of
 //! the retained `$SYS` tree ([`sys_tree`]) through [`BrokerHandle::publish`]; every
 //! `monitor.interval` seconds it hands a status row to the Postgres writer ([`history`]).
 //!

@@ -1,5 +1,6 @@
 //! One row of the status history: what the monitor appends to Postgres every
-//! `monitor.interval` and `shardmq status` prints back.
+//! `monitor.interval` and `shardmq status` prints back. The table's schema and the SQL stay with
+//! the writer (`crate::monitor::history`); the row is here because both sides read it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
