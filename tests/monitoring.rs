@@ -697,6 +697,15 @@ fn postgres_history_survives_an_outage() {
         "{buffered} rows for a {outage:.1}s outage"
     );
     assert!(count_rows(&mut db, "clients = 3") >= 1);
+    // The writer logs the recovery after committing the rows the test has just read.
+    assert!(
+        broker
+            .broker
+            .wait_for_log(&["postgres reachable again"], WAIT)
+            .is_some(),
+        "the recovery is reported: {:?}",
+        broker.broker.log()
+    );
     assert_eq!(broker.log_lines("postgres reachable again"), 1);
     let gaps: i64 = db
         .query_one(

@@ -14,7 +14,7 @@ pub mod files;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -23,6 +23,9 @@ use shardmq_codec::{
     encode, ByteStr, ConnAck, Connect, Decoder, LastWill, Packet, PacketId, Protocol, Publish, QoS,
     ReasonCode, SubAck, Subscribe, SubscribeFilter, SubscriptionOptions,
 };
+
+/// How long the broker may take to print its readiness line.
+const START: Duration = Duration::from_secs(30);
 
 /// A running broker process.
 pub struct Broker {
@@ -103,9 +106,33 @@ impl Broker {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("readiness line");
+        // The first stdout line is the readiness line; the rest are kept for `admin`.
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            let mut ready = Some(ready_tx);
+            for line in stdout.lines().map_while(Result::ok) {
+                match ready.take() {
+                    Some(ready) => {
+                        let _ = ready.send(line);
+                    }
+                    None => sink.lock().unwrap().push(line),
+                }
+            }
+        });
+        let line = match ready_rx.recv_timeout(START) {
+            Ok(line) => line,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "no readiness line within {START:?} ({err}); log: {:?}",
+                    log.lock().unwrap()
+                );
+            }
+        };
         let addr = line
             .split("listening on ")
             .nth(1)
@@ -118,13 +145,6 @@ impl Broker {
             })
             .parse()
             .expect("address");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
         Broker {
             child,
             addr,
