@@ -255,3 +255,102 @@ fn nothing_precedes_the_connack() {
     stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
 }
+
+/// `$` topics are the broker's: a client may write one only where a rule names it explicitly, and
+/// a client id or user name that starts with `$` or holds `+`, `#` or `/` never widens a `%c` or
+/// `%u` rule.
+#[test]
+fn dollar_topics_and_odd_identifiers_do_not_widen_the_acl() {
+    let files = Files::new("dollar");
+    let acl = files.write(
+        "acl",
+        "pattern readwrite #\npattern read $SYS/#\npattern readwrite $app/events\n",
+    );
+    let broker = Broker::start(&["--acl-file", &acl, "--allow-anonymous", "true"]);
+    let mut watcher = RawClient::connect(broker.addr, "watcher");
+    let codes = watcher
+        .subscribe(&[
+            ("$SYS/broker/fake", QoS::AtMostOnce),
+            ("$app/events", QoS::AtMostOnce),
+        ])
+        .codes;
+    assert_eq!(codes, [ReasonCode::Success, ReasonCode::Success]);
+    // `#` does not match `$` topics [MQTT-4.7.2-1], and `$SYS/#` is read-only.
+
+    let mut client = RawClient::connect(broker.addr, "plain");
+    client.publish("$SYS/broker/fake", b"forged", QoS::AtMostOnce, false);
+    client.publish("$app/events", b"named", QoS::AtMostOnce, false);
+    let got = watcher.next_publish(WAIT).expect("the named $ topic");
+    assert_eq!(
+        got.topic.as_str(),
+        "$app/events",
+        "no forged $SYS message first"
+    );
+
+    // Identifiers that would widen a `%c` or `%u` rule fill none of them.
+    let acl = files.write(
+        "acl2",
+        "pattern readwrite own/%c/#\npattern readwrite %c/#\npattern readwrite $app/events\n",
+    );
+    let broker = Broker::start(&["--acl-file", &acl, "--allow-anonymous", "true"]);
+    let refused = [ReasonCode::UnspecifiedError];
+    let mut plus = RawClient::connect(broker.addr, "+");
+    assert_eq!(
+        plus.subscribe(&[("own/victim/x", QoS::AtMostOnce)]).codes,
+        refused
+    );
+    assert_eq!(
+        plus.subscribe(&[("victim/x", QoS::AtMostOnce)]).codes,
+        refused
+    );
+    let mut slash = RawClient::connect(broker.addr, "a/b");
+    assert_eq!(
+        slash.subscribe(&[("own/a/b/x", QoS::AtMostOnce)]).codes,
+        refused
+    );
+    let mut dollar = RawClient::connect(broker.addr, "$SYS");
+    assert_eq!(
+        dollar.subscribe(&[("$SYS/#", QoS::AtMostOnce)]).codes,
+        refused
+    );
+    let mut watcher = RawClient::connect(broker.addr, "watcher2");
+    watcher.subscribe(&[("$app/events", QoS::AtMostOnce)]);
+    dollar.publish("$app/events", b"second", QoS::AtMostOnce, false);
+    let got = watcher.next_publish(WAIT).expect("the named $ topic");
+    assert_eq!(got.payload, Bytes::from_static(b"second"));
+}
+
+/// A client id of 30,000 `+/` levels under `pattern deny secret/%c` is matched without deep
+/// recursion: the broker keeps serving.
+#[test]
+fn a_deep_client_id_does_not_exhaust_the_stack() {
+    let files = Files::new("deep");
+    let acl = files.write("acl", "pattern deny secret/%c\npattern readwrite #\n");
+    let broker = Broker::start(&[
+        "--acl-file",
+        &acl,
+        "--allow-anonymous",
+        "true",
+        "--max-client-id-length",
+        "65535",
+        "--max-connect-size",
+        "131072",
+        "--max-topic-levels",
+        "65535",
+        "--max-topic-length",
+        "65535",
+    ]);
+    let deep = "+/".repeat(30_000);
+    let (mut client, ack) =
+        RawClient::connect_with(broker.addr, connect_packet(&deep[..60_000], true));
+    assert_eq!(ack.code, ReasonCode::Success);
+    let topic = format!("secret/{}", "x/".repeat(20_000));
+    client.publish_with_id(&topic, b"deep", QoS::AtLeastOnce, false, 1);
+    assert!(matches!(client.recv(WAIT), Some(Packet::PubAck(_))));
+    let mut probe = RawClient::connect(broker.addr, "probe");
+    assert_eq!(
+        probe.subscribe(&[("ok", QoS::AtMostOnce)]).codes,
+        [ReasonCode::Success],
+        "still serving"
+    );
+}

@@ -36,8 +36,9 @@
 //! expanded filters (the push-server rules `/%u/chat` + `/%F/chat` for a user with 100 friends are
 //! 101 filters); relations change rarely, so recompiling on change is cheap.
 //!
-//! A value that is empty or contains `+`, `#` or `/` would make a rule match topics it was not
-//! written for, so it never fills an *allowing* rule or an auto-subscription: a client whose
+//! A value that is empty, contains `+`, `#` or `/`, or starts with `$` would make a rule match
+//! topics it was not written for (`%c/#` for a client id `$SYS` is the broker's own tree), so it
+//! never fills an *allowing* rule or an auto-subscription: a client whose
 //! username or client id contains them cannot match rules that use that substitution, and such a
 //! related user is skipped. (Mosquitto refuses such a client every `pattern` rule, whether it
 //! uses the value or not: 1.x for `+#/`, 2.0 for `+#`.) A *deny* rule instead takes the value

@@ -149,9 +149,10 @@ impl FilterTemplate {
 }
 
 /// True if `value` may fill a substitution level of an allowing rule: it is one non-empty level
-/// without wildcards, so the expanded filter matches exactly what the template says.
+/// without wildcards, so the expanded filter matches exactly what the template says, and it does
+/// not start with `$`, so it cannot reach the broker's `$` topics.
 fn usable(value: &str) -> bool {
-    !value.is_empty() && !value.contains(['+', '#', '/'])
+    !value.is_empty() && !value.contains(['+', '#', '/']) && !value.starts_with('$')
 }
 
 /// The identity a template is expanded for.
