@@ -354,3 +354,60 @@ fn a_deep_client_id_does_not_exhaust_the_stack() {
         "still serving"
     );
 }
+
+/// A persistent session taken over by a new connection, on whichever shard it lands, loses
+/// nothing that was acknowledged to a publisher meanwhile: its old place keeps its routes and
+/// forwards until the move completes.
+#[test]
+fn messages_published_while_a_session_moves_are_kept() {
+    const MESSAGES: u16 = 20_000;
+    let broker = Broker::start(&[]);
+    let (mut mover, _) = RawClient::connect_with(broker.addr, connect_packet("mover", false));
+    assert_eq!(
+        mover.subscribe(&[("move/#", QoS::AtLeastOnce)]).codes,
+        [ReasonCode::GrantedQoS1]
+    );
+    let addr = broker.addr;
+    let publisher = std::thread::spawn(move || {
+        let mut publisher = RawClient::connect(addr, "mover-feed");
+        for n in 1..=MESSAGES {
+            publisher.publish_with_id("move/x", &n.to_be_bytes(), QoS::AtLeastOnce, false, n);
+            assert!(matches!(publisher.recv(WAIT), Some(Packet::PubAck(_))));
+        }
+    });
+    let mut received = std::collections::HashSet::new();
+    let take = |client: &mut RawClient, received: &mut std::collections::HashSet<u16>, wait| {
+        while let Some(publish) = client.next_publish(wait) {
+            received.insert(u16::from_be_bytes(publish.payload[..].try_into().unwrap()));
+            client.send(&Packet::PubAck(shardmq_codec::PubAck::new(
+                publish.packet_id.unwrap(),
+            )));
+            if received.len() % 50 == 0 {
+                break;
+            }
+        }
+    };
+    // Take the session over again and again while the publisher runs.
+    let mut moves = 0;
+    while !publisher.is_finished() {
+        moves += 1;
+        take(&mut mover, &mut received, QUIET);
+        let (next, ack) = RawClient::connect_with(broker.addr, connect_packet("mover", false));
+        assert!(ack.session_present);
+        mover = next;
+    }
+    publisher.join().unwrap();
+    let deadline = std::time::Instant::now() + WAIT * 2;
+    while received.len() < usize::from(MESSAGES) && std::time::Instant::now() < deadline {
+        take(&mut mover, &mut received, QUIET);
+    }
+    assert_eq!(
+        received.len(),
+        usize::from(MESSAGES),
+        "every acknowledged message arrived"
+    );
+    assert!(
+        broker.log_lines("client connected") > 5,
+        "the session moved several times"
+    );
+}

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use shardmq_codec::ByteStr;
+use shardmq_codec::{ByteStr, QoS};
 
 use crate::session::{Message, Session};
 
@@ -149,6 +149,47 @@ pub enum ShardMsg {
         conn: ConnId,
         /// The session state, or `None` when there is none to resume.
         session: Option<Box<Session>>,
+        /// The previous owner, which keeps the session's routes and forwards what still reaches
+        /// it until the move completes (`Moved`).
+        forwarder: Option<Owner>,
+    },
+    /// From a forwarder (`from`) to the session's new owner `conn`: a delivery that reached the
+    /// old place.
+    Forward {
+        /// The new owner's connection.
+        conn: ConnId,
+        /// The forwarder, which the new owner must be expecting.
+        from: Owner,
+        /// The message.
+        message: Arc<Message>,
+        /// QoS granted by the subscription that matched.
+        qos: QoS,
+        /// RETAIN flag to deliver with.
+        retain: bool,
+    },
+    /// To a forwarder: the session it forwards to is online with its own routes in place.
+    Moved {
+        /// The forwarder.
+        previous: ConnId,
+    },
+    /// To every peer: reply `Drained` once everything sent here before is handled.
+    Drain {
+        /// Echoed.
+        token: u64,
+        /// Who asks.
+        from: ShardId,
+    },
+    /// A `Drain` was handled.
+    Drained {
+        /// The token of the `Drain`.
+        token: u64,
+    },
+    /// From a forwarder to the session's new owner: nothing more will be forwarded.
+    ForwardEnd {
+        /// The new owner's connection.
+        conn: ConnId,
+        /// The forwarder that ended.
+        from: Owner,
     },
     /// To the home shard: `owner` ended and left no session; forget it if it is still the owner.
     Release {

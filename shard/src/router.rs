@@ -40,7 +40,7 @@ use crate::mesh::{ConnId, Owner, Routed, ShardId, ShardMsg, ShardSet};
 use crate::retained::RetainedIndex;
 use crate::session::{Drops, Message, PublishVerdict, Session};
 use crate::stats::Stats;
-use crate::takeover::{home_shard, Registry, Step, TakeoverOutcome};
+use crate::takeover::{home_shard, Handed, Registry, Step, TakeoverOutcome};
 use crate::trie::Trie;
 
 /// This shard's subscribers to one filter.
@@ -244,6 +244,22 @@ struct Client {
     offline_since: Option<Instant>,
     /// The session's drop total at the last [`Router::drop_reports`].
     reported_drops: u64,
+    /// The forwarder at the session's previous place, until it says `ForwardEnd`: deliveries
+    /// forwarded from it are this session's.
+    upstream: Option<Owner>,
+}
+
+/// A session that moved away (see [`Router::leave_forwarder`]): what still reaches this shard for
+/// it is forwarded to its new owner until the move completes.
+#[derive(Debug)]
+struct Forward {
+    to: Owner,
+    /// Its filters, still in the local trie under the old connection id.
+    filters: Vec<ByteStr>,
+    /// The forwarder before this one, until it says `ForwardEnd`.
+    upstream: Option<Owner>,
+    /// After `Moved`: the peers whose `Drained` is still awaited.
+    draining: Option<usize>,
 }
 
 impl Client {
@@ -285,6 +301,8 @@ pub struct Router {
     registry: Registry,
     /// Payload bytes of the retained messages.
     retained_bytes: usize,
+    /// Sessions that moved away, by their old connection id here.
+    forwards: HashMap<ConnId, Forward>,
     outputs: Vec<Output>,
 }
 
@@ -303,6 +321,7 @@ impl Router {
             retained: RetainedIndex::new(),
             registry: Registry::default(),
             retained_bytes: 0,
+            forwards: HashMap::new(),
             outputs: Vec::new(),
         }
     }
@@ -337,6 +356,11 @@ impl Router {
     /// Whether `conn` is still registered here (not taken over).
     pub fn owns(&self, conn: ConnId) -> bool {
         self.clients.contains_key(&conn)
+    }
+
+    /// Sessions that moved away and are still forwarded from here.
+    pub fn forwarding(&self) -> usize {
+        self.forwards.len()
     }
 
     /// Whether `conn` is online (its CONNACK sent).
@@ -435,6 +459,7 @@ impl Router {
             aliases: HashMap::new(),
             offline_since: None,
             reported_drops: 0,
+            upstream: None,
         };
         self.clients.insert(conn, client);
         self.by_client_id.insert(new.client_id.clone(), conn);
@@ -474,14 +499,14 @@ impl Router {
         };
         let clean_start = handshake.clean_start;
         match previous {
-            None => self.session_arrived(conn, None),
+            None => self.session_arrived(conn, Handed::nothing()),
             Some(previous) if previous.shard == self.id => {
                 handshake.step = Step::AwaitingHandover;
                 let by = self.owner(conn);
-                if let TakeoverOutcome::HandOver(session) =
+                if let TakeoverOutcome::HandOver(handed) =
                     self.take_over(previous.conn, by, clean_start)
                 {
-                    self.session_arrived(conn, session);
+                    self.session_arrived(conn, handed);
                 }
             }
             Some(previous) => {
@@ -507,52 +532,99 @@ impl Router {
         clean_start: bool,
     ) -> TakeoverOutcome<Box<Session>> {
         let Some(client) = self.clients.get_mut(&previous) else {
-            return TakeoverOutcome::HandOver(None);
+            return TakeoverOutcome::HandOver(Handed::nothing());
         };
         if let Some(handshake) = client.connecting() {
             handshake.superseded_by = Some(by);
             return TakeoverOutcome::Deferred;
         }
-        let mut client = self.remove_client(previous);
+        let client = self.remove_client(previous);
         Stats::add(&self.stats.takeovers, 1);
         match client.phase {
             Phase::Offline => Stats::sub(&self.stats.sessions_offline, 1),
             _ => self.outputs.push(Output::Close(previous)),
         }
-        self.drop_subscriptions(previous, &client.session);
-        let keep = !client.clean && !clean_start;
-        TakeoverOutcome::HandOver(keep.then(|| Box::new(client.session.take_state())))
+        if client.clean || clean_start {
+            self.drop_subscriptions(previous, &client.session);
+            if let Some(upstream) = client.upstream {
+                self.send_moved(upstream);
+            }
+            return TakeoverOutcome::HandOver(Handed::nothing());
+        }
+        TakeoverOutcome::HandOver(self.leave_forwarder(previous, client, by))
     }
 
-    fn hand_over(&mut self, to: Owner, session: Option<Box<Session>>) {
+    /// `conn` leaves with its session for `to`: its subscriptions stay in the trie (and so the
+    /// routes to this shard) as a forwarder until `to` is online with routes of its own, so a
+    /// message published while the session moves reaches it here and is forwarded.
+    fn leave_forwarder(
+        &mut self,
+        conn: ConnId,
+        mut client: Client,
+        to: Owner,
+    ) -> Handed<Box<Session>> {
+        let filters = client.session.subscriptions().keys().cloned().collect();
+        self.forwards.insert(
+            conn,
+            Forward {
+                to,
+                filters,
+                upstream: client.upstream,
+                draining: None,
+            },
+        );
+        Handed {
+            session: Some(Box::new(client.session.take_state())),
+            forwarder: Some(self.owner(conn)),
+        }
+    }
+
+    fn hand_over(&mut self, to: Owner, handed: Handed<Box<Session>>) {
         if to.shard == self.id {
-            self.session_arrived(to.conn, session);
+            self.session_arrived(to.conn, handed);
         } else {
             self.transmit(
                 to.shard,
                 ShardMsg::Handover {
                     conn: to.conn,
-                    session,
+                    session: handed.session,
+                    forwarder: handed.forwarder,
                 },
             );
         }
     }
 
     /// The session to resume (if any) reached the connecting client `conn`.
-    fn session_arrived(&mut self, conn: ConnId, session: Option<Box<Session>>) {
+    fn session_arrived(&mut self, conn: ConnId, handed: Handed<Box<Session>>) {
         let Some(client) = self.clients.get_mut(&conn) else {
+            if let Some(forwarder) = handed.forwarder {
+                self.send_moved(forwarder);
+            }
             return;
         };
         let Phase::Connecting(handshake) = &mut client.phase else {
             return;
         };
         if let Some(next) = handshake.superseded_by {
-            // A newer connection claimed the id while this one was connecting: pass it on.
+            // A newer connection claimed the id while this one was connecting: pass it on,
+            // relaying what the forwarder (if any) still sends here.
             self.remove_client(conn);
             self.outputs.push(Output::Close(conn));
-            self.hand_over(next, session);
+            let forwarder = handed.forwarder.map(|upstream| {
+                let relay = Forward {
+                    to: next,
+                    filters: Vec::new(),
+                    upstream: Some(upstream),
+                    draining: None,
+                };
+                self.forwards.insert(conn, relay);
+                self.owner(conn)
+            });
+            let session = handed.session;
+            self.hand_over(next, Handed { session, forwarder });
             return;
         }
+        let session = handed.session;
         handshake.step = Step::Subscribing;
         let auto_subscribe = std::mem::take(&mut handshake.auto_subscribe);
         // A session belongs to the user who created it: another user's connection with the same
@@ -560,8 +632,10 @@ impl Router {
         let resumable = session.filter(|session| {
             !handshake.clean_start && session.owner() == client.identity.username.as_ref()
         });
+        let unwanted_forwarder = handed.forwarder.filter(|_| resumable.is_none());
         if let Some(session) = resumable {
             handshake.session_present = !client.clean;
+            client.upstream = handed.forwarder;
             client.session = *session;
             client.session.handle_connecting();
             // What the session kept is checked against the rules of the connection resuming it.
@@ -577,6 +651,13 @@ impl Router {
             .iter()
             .map(|(filter, options)| (filter.clone(), *options))
             .collect();
+        if let Some(forwarder) = unwanted_forwarder {
+            // Not resumed (a clean start, or another user's session): nothing of it is wanted.
+            self.send_moved(forwarder);
+        }
+        let Some(client) = self.clients.get(&conn) else {
+            return;
+        };
         // Auto-subscriptions are routed everywhere before the CONNACK, so nothing published
         // after it is missed; each is still subject to the ACL.
         for (filter, qos) in auto_subscribe {
@@ -621,13 +702,27 @@ impl Router {
             return;
         };
         if let Some(next) = handshake.superseded_by {
-            let mut client = self.remove_client(conn);
-            self.drop_subscriptions(conn, &client.session);
-            let session = (!client.clean).then(|| Box::new(client.session.take_state()));
+            let client = self.remove_client(conn);
             self.outputs.push(Output::Close(conn));
-            self.hand_over(next, session);
+            let handed = if client.clean {
+                self.drop_subscriptions(conn, &client.session);
+                if let Some(upstream) = client.upstream {
+                    self.send_moved(upstream);
+                }
+                Handed::nothing()
+            } else {
+                self.leave_forwarder(conn, client, next)
+            };
+            self.hand_over(next, handed);
             return;
         }
+        if let Some(upstream) = client.upstream {
+            // This session's routes are in place everywhere: the old place may stop forwarding.
+            self.send_moved(upstream);
+        }
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
         let protocol = client.session.protocol();
         let mut properties = Properties::default();
         if protocol.is_v5() {
@@ -732,6 +827,9 @@ impl Router {
         let client = self.remove_client(conn);
         if matches!(client.phase, Phase::Offline) {
             Stats::sub(&self.stats.sessions_offline, 1);
+        }
+        if let Some(upstream) = client.upstream {
+            self.send_moved(upstream);
         }
         self.drop_subscriptions(conn, &client.session);
         let owner = self.owner(conn);
@@ -1203,8 +1301,9 @@ impl Router {
 
     /// This shard's subscribers to `message`. A client matched by several filters receives the
     /// message once, at the highest granted QoS [MQTT-3.3.5-1].
-    fn fan_out(&self, message: Arc<Message>, origin: Owner) -> FanOut {
+    fn fan_out(&mut self, message: Arc<Message>, origin: Owner) -> FanOut {
         let mut targets: Vec<Target> = Vec::new();
+        let mut forwarded: Vec<Target> = Vec::new();
         let mut matched = 0usize;
         self.subscriptions
             .for_each_match(&message.topic, |subscribers| {
@@ -1214,6 +1313,13 @@ impl Router {
                         continue;
                     }
                     let Some(client) = self.clients.get(conn) else {
+                        if self.forwards.contains_key(conn) {
+                            forwarded.push(Target {
+                                conn: *conn,
+                                qos: options.qos,
+                                retain: options.retain_as_published && message.retain,
+                            });
+                        }
                         continue;
                     };
                     if !client.can_receive(&message.topic) {
@@ -1238,7 +1344,154 @@ impl Router {
                 }
             });
         }
+        for target in forwarded {
+            self.forward(target.conn, &message, target.qos, target.retain);
+        }
         FanOut { message, targets }
+    }
+
+    // ----- sessions that move ----------------------------------------------------------------
+    //
+    // A persistent session taken over by a connection on another shard (or this one) keeps its
+    // routes here until its new owner is online with routes of its own: `leave_forwarder` keeps
+    // its subscriptions in the trie under the old connection id, and deliveries to them are
+    // forwarded (`Forward`). The new owner sends `Moved` once online; the forwarder then asks
+    // every peer to `Drain` (whatever a peer routed here before it learnt the new routes arrives
+    // before its `Drained`), and only then drops the subscriptions and tells the new owner
+    // `ForwardEnd`. A connection superseded while connecting relays forwards to its successor
+    // the same way, with no subscriptions of its own.
+
+    /// Forwards a delivery for the moved session `conn` to its new owner.
+    fn forward(&mut self, conn: ConnId, message: &Arc<Message>, qos: QoS, retain: bool) {
+        let Some(forward) = self.forwards.get(&conn) else {
+            return;
+        };
+        let (to, from) = (forward.to, self.owner(conn));
+        if to.shard == self.id {
+            self.receive_forward(to.conn, from, message, qos, retain);
+        } else {
+            let message = Arc::clone(message);
+            self.transmit(
+                to.shard,
+                ShardMsg::Forward {
+                    conn: to.conn,
+                    from,
+                    message,
+                    qos,
+                    retain,
+                },
+            );
+        }
+    }
+
+    /// A forwarded delivery for `conn`: its session's if `from` is the forwarder it expects,
+    /// relayed if `conn` itself moved on.
+    fn receive_forward(
+        &mut self,
+        conn: ConnId,
+        from: Owner,
+        message: &Arc<Message>,
+        qos: QoS,
+        retain: bool,
+    ) {
+        if let Some(client) = self.clients.get_mut(&conn) {
+            if client.upstream != Some(from) || !client.can_receive(&message.topic) {
+                return;
+            }
+            let session = &mut client.session;
+            let before = session.pending_bytes();
+            session.handle_delivery(message, qos, retain);
+            let drops = session.take_drops();
+            if before == 0 && session.pending_bytes() > 0 {
+                self.outputs.push(Output::Flush(conn));
+            }
+            self.count_drops(drops);
+            self.stats.add_delivered(1);
+        } else if self
+            .forwards
+            .get(&conn)
+            .is_some_and(|forward| forward.upstream == Some(from))
+        {
+            self.forward(conn, message, qos, retain);
+        }
+    }
+
+    /// Tells the forwarder `forwarder` that its session's new owner is online.
+    fn send_moved(&mut self, forwarder: Owner) {
+        if forwarder.shard == self.id {
+            self.handle_moved(forwarder.conn);
+        } else {
+            let msg = ShardMsg::Moved {
+                previous: forwarder.conn,
+            };
+            self.transmit(forwarder.shard, msg);
+        }
+    }
+
+    fn handle_moved(&mut self, conn: ConnId) {
+        let peers = self.config.shards - 1;
+        let Some(forward) = self.forwards.get_mut(&conn) else {
+            return;
+        };
+        if forward.draining.is_some() {
+            return;
+        }
+        forward.draining = Some(peers);
+        // The forwarder before this one may stop too.
+        if let Some(upstream) = forward.upstream {
+            self.send_moved(upstream);
+        }
+        let from = self.id;
+        for peer in self.peers().collect::<Vec<_>>() {
+            self.transmit(
+                peer,
+                ShardMsg::Drain {
+                    token: conn.0,
+                    from,
+                },
+            );
+        }
+        self.finish_forward(conn);
+    }
+
+    /// Drops the forwarder `conn` once it is drained and nothing comes from upstream any more.
+    fn finish_forward(&mut self, conn: ConnId) {
+        let done = self
+            .forwards
+            .get(&conn)
+            .is_some_and(|f| f.draining == Some(0) && f.upstream.is_none());
+        if !done {
+            return;
+        }
+        let Some(forward) = self.forwards.remove(&conn) else {
+            return;
+        };
+        for filter in &forward.filters {
+            self.remove_subscriber(conn, filter);
+        }
+        let from = self.owner(conn);
+        if forward.to.shard == self.id {
+            self.handle_forward_end(forward.to.conn, from);
+        } else {
+            let msg = ShardMsg::ForwardEnd {
+                conn: forward.to.conn,
+                from,
+            };
+            self.transmit(forward.to.shard, msg);
+        }
+    }
+
+    fn handle_forward_end(&mut self, conn: ConnId, from: Owner) {
+        if let Some(client) = self.clients.get_mut(&conn) {
+            if client.upstream == Some(from) {
+                client.upstream = None;
+            }
+        } else if let Some(forward) = self.forwards.get_mut(&conn) {
+            if forward.upstream == Some(from) {
+                forward.upstream = None;
+                self.finish_forward(conn);
+            }
+        }
     }
 
     /// Delivers `fanout` to its subscribers in `range` (the driver yields between slices).
@@ -1326,13 +1579,33 @@ impl Router {
                 by,
                 clean_start,
             } => {
-                if let TakeoverOutcome::HandOver(session) =
-                    self.take_over(previous, by, clean_start)
+                if let TakeoverOutcome::HandOver(handed) = self.take_over(previous, by, clean_start)
                 {
-                    self.hand_over(by, session);
+                    self.hand_over(by, handed);
                 }
             }
-            ShardMsg::Handover { conn, session } => self.session_arrived(conn, session),
+            ShardMsg::Handover {
+                conn,
+                session,
+                forwarder,
+            } => self.session_arrived(conn, Handed { session, forwarder }),
+            ShardMsg::Forward {
+                conn,
+                from,
+                message,
+                qos,
+                retain,
+            } => self.receive_forward(conn, from, &message, qos, retain),
+            ShardMsg::Moved { previous } => self.handle_moved(previous),
+            ShardMsg::Drain { token, from } => self.transmit(from, ShardMsg::Drained { token }),
+            ShardMsg::Drained { token } => {
+                let conn = ConnId(token);
+                if let Some(forward) = self.forwards.get_mut(&conn) {
+                    forward.draining = forward.draining.map(|left| left.saturating_sub(1));
+                    self.finish_forward(conn);
+                }
+            }
+            ShardMsg::ForwardEnd { conn, from } => self.handle_forward_end(conn, from),
             ShardMsg::Release { client_id, owner } => {
                 self.registry.release(&client_id, owner);
             }

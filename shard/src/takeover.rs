@@ -107,10 +107,30 @@ pub enum Step {
 /// What the previous owner's shard does with a `Takeover`.
 #[derive(Debug)]
 pub enum TakeoverOutcome<S> {
-    /// The previous owner is gone from this shard; hand this session (if any) to the new owner.
-    HandOver(Option<S>),
+    /// The previous owner is gone from this shard; hand this to the new owner.
+    HandOver(Handed<S>),
     /// The previous owner is still connecting: it hands over once its own session arrives.
     Deferred,
+}
+
+/// What a new owner receives: the session to resume, if any, and the forwarder that keeps the
+/// session's routes at its old place until the new owner's own are in place.
+#[derive(Debug)]
+pub struct Handed<S> {
+    /// The session state, if it persists.
+    pub session: Option<S>,
+    /// The previous owner, forwarding until it receives `Moved`.
+    pub forwarder: Option<Owner>,
+}
+
+impl<S> Handed<S> {
+    /// Nothing to resume, nothing forwarded.
+    pub fn nothing() -> Self {
+        Self {
+            session: None,
+            forwarder: None,
+        }
+    }
 }
 
 #[cfg(test)]

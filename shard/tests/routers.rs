@@ -11,6 +11,8 @@
 //! - a persistent session that moves between shards keeps every message it had queued (the
 //!   test clients never acknowledge, so every QoS 1 message stays queued or in flight and is
 //!   sent again to each new connection);
+//! - a persistent session that moves while messages are on their way to its old place gets them
+//!   too (the old place forwards until the move completes), and every forwarder ends;
 //! - once settled, the shards' connection gauges match the connections the clients hold open.
 
 use std::collections::VecDeque;
@@ -194,6 +196,11 @@ impl World {
                 settle_first,
             } => self.connect(id, shard, persistent, settle_first),
             Op::Subscribe { id, filter, qos } => {
+                if self.ids[id].subscriptions.contains_key(&filter) {
+                    // A new QoS for a filter already held applies to messages still in flight
+                    // towards it: settle first, as for an unsubscribe.
+                    self.settle();
+                }
                 let Some(h) = self.online(id) else { return };
                 let subscribe = Subscribe {
                     packet_id: self.packet_id(),
@@ -284,9 +291,7 @@ impl World {
     fn owe(&mut self, topic: usize, payload: u64) {
         for identity in &mut self.ids {
             let Some(h) = identity.current else { continue };
-            // While the session moves (its new connection has no CONNACK yet) a message may be
-            // routed to the shard it is leaving: not counted (see the module doc).
-            if !identity.persistent || self.conns[h].state == State::Connecting {
+            if !identity.persistent {
                 continue;
             }
             // QoS 0 subscriptions are not queued for an offline session.
@@ -323,7 +328,7 @@ impl World {
             identity.session_confirmed = false;
         }
         identity.chain_intact = if resumes {
-            identity.chain_intact && settle_first
+            identity.chain_intact
         } else {
             identity.owed.clear();
             true
@@ -566,6 +571,13 @@ impl World {
             .count() as u64;
         let gauges: u64 = self.stats.iter().map(|s| s.connections.get()).sum();
         assert_eq!(gauges, open, "connection gauges match open connections");
+        for router in &self.routers {
+            assert_eq!(
+                router.forwarding(),
+                0,
+                "every move completed and its forwarder ended"
+            );
+        }
     }
 }
 
