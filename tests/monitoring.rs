@@ -762,13 +762,15 @@ impl Redis {
         ) {
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("shardmq-hot-redis-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        // One directory per server: the tests of this file run in parallel.
+        let dir =
+            std::env::temp_dir().join(format!("shardmq-hot-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -888,4 +890,130 @@ fn hot_topics_are_flushed_to_redis() {
         Duration::from_secs(10),
         || score(&mut db, "shardmq:hot:subscribers", "r/#").is_none(),
     );
+}
+
+#[test]
+fn hot_topic_keys_in_redis_stay_bounded() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let mut db = redis.connection().expect("redis connection");
+    redis::cmd("RPUSH")
+        .arg("shardmq:acl")
+        .arg("pattern readwrite #")
+        .query::<()>(&mut db)
+        .unwrap();
+    let broker = Monitored::start(&[
+        "--redis-url",
+        &redis.url(),
+        "--allow-anonymous",
+        "true",
+        "--sys-interval",
+        "0",
+        "--hot-topics-max",
+        "5",
+    ]);
+    // Every transaction trims, so the sorted sets never hold more than five, whenever looked at.
+    let ranked = |db: &mut redis::Connection, key: &str| -> Vec<(String, f64)> {
+        let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(db)
+            .unwrap();
+        assert!(members.len() <= 5, "{key}: {members:?}");
+        members
+    };
+    let names = |members: Vec<(String, f64)>| -> Vec<String> {
+        let mut names: Vec<String> = members.into_iter().map(|(name, _)| name).collect();
+        names.sort();
+        names
+    };
+    let exists = |db: &mut redis::Connection, key: &str| -> bool {
+        redis::cmd("EXISTS").arg(key).query::<u32>(db).unwrap() == 1
+    };
+    let ttl = |db: &mut redis::Connection, key: &str| -> i64 {
+        redis::cmd("TTL").arg(key).query(db).unwrap()
+    };
+    let old: Vec<String> = (0..5).map(|i| format!("h/a/{i}")).collect();
+    let new: Vec<String> = (0..5).map(|i| format!("h/b/{i}")).collect();
+
+    // Five topics published once each fill the ranking.
+    let mut publisher = RawClient::connect(broker.addr, "bounded-pub");
+    for topic in &old {
+        publisher.publish(topic, b"x", QoS::AtMostOnce, false);
+    }
+    wait_until(
+        "the first five topics ranked",
+        Duration::from_secs(10),
+        || names(ranked(&mut db, "shardmq:hot:publishes")) == old,
+    );
+    // Five more, three times each, outrank them (and, on a tie, sort after them): the first
+    // five are trimmed, their counters deleted and their publications counted as untracked.
+    for topic in &new {
+        for _ in 0..3 {
+            publisher.publish(topic, b"x", QoS::AtMostOnce, false);
+        }
+    }
+    wait_until(
+        "the new topics to replace the old",
+        Duration::from_secs(10),
+        || {
+            ranked(&mut db, "shardmq:hot:publishes")
+                == new.iter().map(|t| (t.clone(), 3.0)).collect::<Vec<_>>()
+        },
+    );
+    wait_until(
+        "the trimmed topics' counters deleted and counted",
+        Duration::from_secs(10),
+        || {
+            old.iter()
+                .all(|topic| !exists(&mut db, &format!("shardmq:topic:publishes:{topic}")))
+                && redis::cmd("GET")
+                    .arg("shardmq:hot:untracked")
+                    .query::<Option<u64>>(&mut db)
+                    .unwrap()
+                    == Some(5)
+        },
+    );
+    for topic in &new {
+        let counter = format!("shardmq:topic:publishes:{topic}");
+        let count: u64 = redis::cmd("GET").arg(&counter).query(&mut db).unwrap();
+        assert_eq!(count, 3, "{counter}");
+        let left = ttl(&mut db, &counter);
+        assert!(
+            (1..=86_400).contains(&left),
+            "{counter} expires: TTL {left}"
+        );
+    }
+
+    // Filters: five with one subscriber each, then a sixth with two, which pushes out the
+    // lowest (on a tie, the first in byte order).
+    let filters: Vec<String> = (1..=5).map(|i| format!("f/a/{i}")).collect();
+    let mut one = RawClient::connect(broker.addr, "bounded-sub-1");
+    let wanted: Vec<(&str, QoS)> = filters
+        .iter()
+        .map(|f| (f.as_str(), QoS::AtMostOnce))
+        .collect();
+    one.subscribe(&wanted);
+    wait_until("five filters ranked", Duration::from_secs(10), || {
+        names(ranked(&mut db, "shardmq:hot:subscribers")) == filters
+    });
+    let mut two = RawClient::connect(broker.addr, "bounded-sub-2");
+    let mut three = RawClient::connect(broker.addr, "bounded-sub-3");
+    two.subscribe(&[("f/b", QoS::AtMostOnce)]);
+    three.subscribe(&[("f/b", QoS::AtMostOnce)]);
+    wait_until("the sixth filter ranked", Duration::from_secs(10), || {
+        ranked(&mut db, "shardmq:hot:subscribers").last() == Some(&("f/b".to_owned(), 2.0))
+    });
+    let kept = names(ranked(&mut db, "shardmq:hot:subscribers"));
+    assert_eq!(kept, ["f/a/2", "f/a/3", "f/a/4", "f/a/5", "f/b"]);
+    wait_until(
+        "the trimmed filter's counter deleted",
+        Duration::from_secs(10),
+        || !exists(&mut db, "shardmq:topic:subscribers:f/a/1"),
+    );
+    let left = ttl(&mut db, "shardmq:topic:subscribers:f/b");
+    assert!((1..=86_400).contains(&left), "filter counter TTL {left}");
 }

@@ -7,11 +7,24 @@
 //!
 //! | key | type | content |
 //! | --- | --- | --- |
-//! | `shardmq:hot:publishes` | sorted set | topic → publications (ZINCRBY) |
-//! | `shardmq:hot:subscribers` | sorted set | filter → subscribers (ZINCRBY with ±1 changes) |
-//! | `shardmq:topic:publishes:<topic>` | string | publications to the topic (INCRBY) |
-//! | `shardmq:topic:subscribers:<filter>` | string | subscribers of the filter (INCRBY/DECRBY) |
-//! | `shardmq:hot:untracked` | string | publications over the shards' tracking bound (INCRBY) |
+//! | `shardmq:hot:publishes` | sorted set | topic → publications (ZINCRBY), the top `hot_topics_max` |
+//! | `shardmq:hot:subscribers` | sorted set | filter → subscribers (ZINCRBY with ±1 changes), the top `hot_topics_max` |
+//! | `shardmq:topic:publishes:<topic>` | string | publications to the topic (INCRBY); expires a day after its last change |
+//! | `shardmq:topic:subscribers:<filter>` | string | subscribers of the filter (INCRBY/DECRBY); expires a day after its last change |
+//! | `shardmq:hot:untracked` | string | publications counted under no ranked topic (INCRBY) |
+//!
+//! **Bounded key count.** A client publishing to millions of distinct topics must not leave
+//! millions of keys behind. So the transaction that writes a batch also trims both sorted sets to
+//! their `hot_topics_max` highest members (`ZREMRANGEBYRANK`), reading first, in the same
+//! transaction, which members that removes (`ZRANGE` with the same range); filters whose
+//! subscribers fell to zero leave as before (`ZREMRANGEBYSCORE`). When anything left, one more
+//! transaction right after deletes those members' counters and adds the trimmed topics'
+//! publications to `untracked` (if it fails, the next flush carries both), so the ranking plus `untracked` still sums to every publication
+//! counted. Deleting the counters cannot share the first transaction (`MULTI` cannot act on its
+//! own replies), so a trimmed topic that another broker publishes to between the two loses its
+//! earlier count; it had just fallen off the bottom of the ranking. Every counter write also
+//! refreshes the counter's expiry ([`COUNTER_TTL`]), so a counter left outside the rankings (the
+//! broker stopped between the two transactions) goes away by itself.
 //!
 //! While Redis is unreachable the batch keeps growing, bounded like the shards' maps (topics
 //! beyond the bound only add to `untracked`), and reconnection is tried with a back-off, so a
@@ -33,6 +46,9 @@ pub const SUBSCRIBERS: &str = "shardmq:hot:subscribers";
 /// Publications counted under no topic.
 pub const UNTRACKED: &str = "shardmq:hot:untracked";
 
+/// Seconds a per-topic counter lives after its last write.
+pub const COUNTER_TTL: u64 = 24 * 60 * 60;
+
 /// Time allowed to connect, and for each reply.
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -48,6 +64,8 @@ pub struct RedisTopics {
     publishes: hashbrown::HashMap<String, u64>,
     subscribers: hashbrown::HashMap<String, i64>,
     untracked: u64,
+    /// Counters of members trimmed from a ranking, to delete.
+    stale: Vec<String>,
     backoff: Duration,
     retry_at: Instant,
 }
@@ -63,7 +81,7 @@ impl std::fmt::Debug for RedisTopics {
 
 impl RedisTopics {
     /// A sink writing to the Redis at `url`, keeping at most `capacity` topics (and as many
-    /// filters) pending. Connects on the first flush.
+    /// filters) pending and ranked. Connects on the first flush.
     pub fn new(url: &str, capacity: usize, filter: TopicFilter) -> anyhow::Result<RedisTopics> {
         Ok(RedisTopics {
             client: redis::Client::open(url).context("invalid Redis URL ([redis] url)")?,
@@ -73,13 +91,17 @@ impl RedisTopics {
             publishes: hashbrown::HashMap::new(),
             subscribers: hashbrown::HashMap::new(),
             untracked: 0,
+            stale: Vec::new(),
             backoff: Duration::from_secs(1),
             retry_at: Instant::now(),
         })
     }
 
     fn is_empty(&self) -> bool {
-        self.publishes.is_empty() && self.subscribers.is_empty() && self.untracked == 0
+        self.publishes.is_empty()
+            && self.subscribers.is_empty()
+            && self.untracked == 0
+            && self.stale.is_empty()
     }
 
     fn write(&mut self) -> anyhow::Result<()> {
@@ -92,37 +114,58 @@ impl RedisTopics {
             connection.set_write_timeout(Some(IO_TIMEOUT))?;
             self.connection = Some(connection);
         }
+        let transaction = self.transaction();
+        let Some(connection) = self.connection.as_mut() else {
+            return Ok(());
+        };
+        let (trimmed, emptied, outranked): (Scored, Vec<String>, Vec<String>) = transaction
+            .query(connection)
+            .context("writing hot-topic counts to Redis")?;
+        self.publishes.clear();
+        self.subscribers.clear();
+        self.untracked = 0;
+        self.stale.clear();
+        for (topic, publications) in trimmed {
+            self.untracked += publications as u64;
+            self.stale.push(publishes_key(&topic));
+        }
+        let filters = emptied.into_iter().chain(outranked);
+        self.stale
+            .extend(filters.map(|filter| subscribers_key(&filter)));
+        Ok(())
+    }
+
+    /// The one transaction that writes the pending batch, deletes stale counters and trims the
+    /// rankings. Its replies: the topics trimmed with their publications, the filters that fell
+    /// to zero subscribers, and the filters trimmed.
+    fn transaction(&self) -> redis::Pipeline {
+        // Ranks 0 up to this one (counted from the top, -1 being the highest) are all but the
+        // `capacity` highest.
+        let beyond = -1 - i64::try_from(self.capacity).unwrap_or(i64::MAX - 1);
         let mut pipe = redis::pipe();
         pipe.atomic();
+        if !self.stale.is_empty() {
+            pipe.cmd("DEL").arg(&self.stale).ignore();
+        }
         for (topic, n) in &self.publishes {
+            let counter = publishes_key(topic);
             pipe.cmd("ZINCRBY")
                 .arg(PUBLISHES)
                 .arg(*n)
                 .arg(topic)
                 .ignore();
-            pipe.cmd("INCRBY")
-                .arg(format!("shardmq:topic:publishes:{topic}"))
-                .arg(*n)
-                .ignore();
+            pipe.cmd("INCRBY").arg(&counter).arg(*n).ignore();
+            pipe.cmd("EXPIRE").arg(&counter).arg(COUNTER_TTL).ignore();
         }
         for (filter, delta) in &self.subscribers {
+            let counter = subscribers_key(filter);
             pipe.cmd("ZINCRBY")
                 .arg(SUBSCRIBERS)
                 .arg(*delta)
                 .arg(filter)
                 .ignore();
-            pipe.cmd("INCRBY")
-                .arg(format!("shardmq:topic:subscribers:{filter}"))
-                .arg(*delta)
-                .ignore();
-        }
-        if !self.subscribers.is_empty() {
-            // Filters nobody subscribes to any more leave the ranking.
-            pipe.cmd("ZREMRANGEBYSCORE")
-                .arg(SUBSCRIBERS)
-                .arg("-inf")
-                .arg(0)
-                .ignore();
+            pipe.cmd("INCRBY").arg(&counter).arg(*delta).ignore();
+            pipe.cmd("EXPIRE").arg(&counter).arg(COUNTER_TTL).ignore();
         }
         if self.untracked > 0 {
             pipe.cmd("INCRBY")
@@ -130,12 +173,45 @@ impl RedisTopics {
                 .arg(self.untracked)
                 .ignore();
         }
-        let Some(connection) = self.connection.as_mut() else {
-            return Ok(());
-        };
-        pipe.query::<()>(connection)
-            .context("writing hot-topic counts to Redis")
+        pipe.cmd("ZRANGE")
+            .arg(PUBLISHES)
+            .arg(0)
+            .arg(beyond)
+            .arg("WITHSCORES");
+        pipe.cmd("ZREMRANGEBYRANK")
+            .arg(PUBLISHES)
+            .arg(0)
+            .arg(beyond)
+            .ignore();
+        // Filters nobody subscribes to any more leave the ranking.
+        pipe.cmd("ZRANGEBYSCORE")
+            .arg(SUBSCRIBERS)
+            .arg("-inf")
+            .arg(0);
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(SUBSCRIBERS)
+            .arg("-inf")
+            .arg(0)
+            .ignore();
+        pipe.cmd("ZRANGE").arg(SUBSCRIBERS).arg(0).arg(beyond);
+        pipe.cmd("ZREMRANGEBYRANK")
+            .arg(SUBSCRIBERS)
+            .arg(0)
+            .arg(beyond)
+            .ignore();
+        pipe
     }
+}
+
+/// Members with their scores, as `ZRANGE ... WITHSCORES` replies.
+type Scored = Vec<(String, f64)>;
+
+fn publishes_key(topic: &str) -> String {
+    format!("shardmq:topic:publishes:{topic}")
+}
+
+fn subscribers_key(filter: &str) -> String {
+    format!("shardmq:topic:subscribers:{filter}")
 }
 
 impl TopicSink for RedisTopics {
@@ -165,25 +241,22 @@ impl TopicSink for RedisTopics {
         }
     }
 
+    /// Writes the batch; when that trimmed a ranking, a second transaction at once deletes the
+    /// trimmed members' counters and counts their publications as untracked.
     fn flush(&mut self) -> anyhow::Result<()> {
-        if self.is_empty() || Instant::now() < self.retry_at {
-            return Ok(());
-        }
-        match self.write() {
-            Ok(()) => {
-                self.publishes.clear();
-                self.subscribers.clear();
-                self.untracked = 0;
-                self.backoff = Duration::from_secs(1);
-                Ok(())
+        for _ in 0..2 {
+            if self.is_empty() || Instant::now() < self.retry_at {
+                return Ok(());
             }
-            Err(err) => {
+            if let Err(err) = self.write() {
                 self.connection = None;
                 self.retry_at = Instant::now() + self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                Err(err)
+                return Err(err);
             }
+            self.backoff = Duration::from_secs(1);
         }
+        Ok(())
     }
 }
 
@@ -197,7 +270,6 @@ pub fn ranking(url: &str, top: usize) -> anyhow::Result<Ranking> {
         .get_connection_with_timeout(Duration::from_secs(5))
         .context("connecting to Redis")?;
     let last = isize::try_from(top).unwrap_or(isize::MAX) - 1;
-    type Scored = Vec<(String, f64)>;
     let (topics, filters, untracked): (Scored, Scored, Option<u64>) = redis::pipe()
         .cmd("ZREVRANGE")
         .arg(PUBLISHES)
@@ -258,5 +330,33 @@ mod tests {
         // Within the back-off nothing is attempted, and nothing is lost.
         assert!(sink.flush().is_ok());
         assert_eq!(sink.publishes["b"], 2);
+    }
+
+    #[test]
+    fn one_transaction_writes_expires_and_trims() {
+        let mut sink = RedisTopics::new("redis://127.0.0.1:1/", 2, TopicFilter::default()).unwrap();
+        sink.add(&TopicCounts {
+            publishes: vec![("a/b".into(), 2)],
+            subscribers: vec![("f/#".into(), 1)],
+            untracked: 0,
+        });
+        sink.stale.push("shardmq:topic:publishes:gone".into());
+        let packed = sink.transaction().get_packed_pipeline();
+        let commands = String::from_utf8_lossy(&packed);
+        let position = |needle: &str| {
+            commands
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {commands:?}"))
+        };
+        // MULTI first, the stale counters deleted before anything is counted, each counter
+        // given its expiry, both rankings trimmed to the two highest (ranks 0 to -3), EXEC last.
+        assert!(position("MULTI") < position("DEL"));
+        assert!(position("shardmq:topic:publishes:gone") < position("INCRBY"));
+        assert_eq!(commands.matches("EXPIRE").count(), 2);
+        assert!(commands.contains("$5\r\n86400\r\n"));
+        assert_eq!(commands.matches("ZREMRANGEBYRANK").count(), 2);
+        assert!(commands
+            .contains("ZREMRANGEBYRANK\r\n$21\r\nshardmq:hot:publishes\r\n$1\r\n0\r\n$2\r\n-3"));
+        assert!(position("ZREMRANGEBYRANK") < position("EXEC"));
     }
 }
