@@ -290,8 +290,7 @@ impl World {
     /// Records that every intact persistent session subscribed to `topic` now owes `payload`.
     fn owe(&mut self, topic: usize, payload: u64) {
         for identity in &mut self.ids {
-            let Some(h) = identity.current else { continue };
-            if !identity.persistent {
+            if identity.current.is_none() || !identity.persistent {
                 continue;
             }
             // QoS 0 subscriptions are not queued for an offline session.
