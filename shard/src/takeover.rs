@@ -17,26 +17,36 @@
 //!     ◄──────────────────────  Claimed{C, previous}
 //!  previous = None: go to Subscribing with no session
 //!  ── AwaitingHandover ──
-//!     Takeover{P, by C, clean_start} ──────────────────►  P online or offline: P is removed, its
-//!                                                         connection closed, its subscriptions
-//!                                                         dropped (RouteRemove), its session
-//!                                                         taken unless C or P is clean
-//!     ◄──────────────────────────────────────────────────  Handover{C, session}
+//!     Takeover{P, by C, clean_start} ──────────────────►  P online or offline: P is removed and
+//!                                                         its connection closed. A session that
+//!                                                         persists is taken, and P's
+//!                                                         subscriptions stay in the trie as a
+//!                                                         forwarder (P's routes stay valid);
+//!                                                         otherwise they are dropped
+//!     ◄──────────────────────────────────────────────────  Handover{C, session, forwarder P}
+//!     ◄─────────────────────────────────────────────────── Forward{C, from P, message}...
 //!                                                         P still connecting: P is marked
 //!                                                         superseded by C and hands over when
 //!                                                         its own session arrives (below)
 //!  ── Subscribing ──
 //!     the session's subscriptions and the auto-subscriptions go into S's trie; RouteAdd to
 //!     every shard for each filter new to S; once every RouteAck is in: CONNACK, online.
+//!     Moved{P} ──────────────────────────────────────────►  Drain to every peer; once every
+//!                                                          Drained is back, nothing routed to P
+//!                                                          is on its way: drop P's
+//!                                                          subscriptions (RouteRemove)
+//!     ◄─────────────────────────────────────────────────── ForwardEnd{C, from P}
 //!  superseded meanwhile by D: C never goes online; its session (what it obtained) is handed
-//!  over to D, and C is closed without a CONNACK.
+//!  over to D, and C is closed without a CONNACK; C relays forwards to D until its own
+//!  upstream ends, and D's Moved reaches P through C.
 //!
 //!  C ends without a session to keep:  Release{id, C} ───► forgotten only if C still owns id
 //! ```
 //!
-//! Invariants (checked by the in-memory tests of `router`): one id is connected at most once at
-//! any moment a client can observe (the previous connection is closed before the new one's
-//! CONNACK); a persistent session that moves keeps every queued and in-flight message.
+//! Invariants (checked by the in-memory tests in `shard/tests/routers.rs`): one id is connected
+//! at most once at any moment a client can observe (the previous connection is closed before
+//! the new one's CONNACK); a persistent session that moves keeps every queued and in-flight
+//! message, and every message published while it moves; every forwarder ends.
 
 use std::hash::BuildHasher;
 
