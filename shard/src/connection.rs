@@ -2,7 +2,7 @@
 //!
 //! Each accepted connection runs one task on its shard. It reads CONNECT, asks the control core,
 //! hands the client to the [`Router`], and then feeds it every packet it decodes; what the router
-//! answers is written by the [`writer`](crate::writer), mostly without this task. The task waits
+//! answers is written by the [`writer`], mostly without this task. The task waits
 //! only where the protocol makes the client wait: for the CONNACK, and for a SUBACK whose routes
 //! peer shards are still acknowledging.
 //!

@@ -17,7 +17,7 @@
 //! subscribers. A publish goes at most once to each interested shard, the message shared by
 //! `Arc`. The first local subscriber to a filter sends `RouteAdd` to every peer, and the SUBACK
 //! (or CONNACK, for restored and automatic subscriptions) waits for every peer's `RouteAck`, so a
-//! message published anywhere after it is delivered. The client-id protocol is in [`takeover`].
+//! message published anywhere after it is delivered. The client-id protocol is in [`crate::takeover`].
 
 use std::net::SocketAddr;
 use std::ops::Range;

@@ -3,7 +3,7 @@
 //!
 //! A [`Shard`] lives on one executor and is shared by its tasks through `Rc`. Its router sits in
 //! a `RefCell` that is borrowed for one input at a time and never across an `.await`; after each
-//! input the driver carries out the router's [`Output`]s ([`Shard::dispatch`]).
+//! input the driver carries out the router's [`Output`]s (`Shard::dispatch`).
 //!
 //! **Mesh sends never wait.** A message for a peer is put straight into its ring when the ring
 //! has room and nothing is queued before it; otherwise it joins that peer's backlog, which one

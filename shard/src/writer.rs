@@ -9,7 +9,7 @@
 //!   task sends every marked socket's outbox in one vectored `sendmsg` right after the burst of
 //!   work that filled it, so a fan-out costs one write per subscriber, not one per message.
 //! - **Writer task**: only a socket that does not take everything at once gets a task of its own
-//!   ([`write_loop`]), which waits for the socket to drain and parks between sends. The shard's
+//!   (`write_loop`), which waits for the socket to drain and parks between sends. The shard's
 //!   sweep retires writers idle for two sweeps ([`retire_idle`]), so an idle connection holds no
 //!   task; the next byte to send starts a new one.
 //!
