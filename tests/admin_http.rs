@@ -28,13 +28,7 @@ fn read_response(stream: &mut TcpStream, timeout: Duration) -> (u16, String) {
     let mut response = Vec::new();
     stream.read_to_end(&mut response).expect("a whole response");
     let response = String::from_utf8(response).expect("UTF-8 response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, body.to_owned())
+    common::parse_response(&response)
 }
 
 /// Sends `request` as it is on a new connection; status and body.

@@ -217,17 +217,7 @@ fn keep_alive_is_capped_by_the_server() {
 /// retained messages go out in slices, and another client's PINGRESP stays under 100 ms.
 #[test]
 fn one_subscribe_does_not_freeze_the_shard() {
-    let broker = Broker::start_with(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let broker = Broker::start_one_shard(&[]);
     let mut publisher = RawClient::connect(broker.addr, "retainer");
     for n in 0..2000u16 {
         publisher.publish(&format!("r/{n}"), b"retained", QoS::AtMostOnce, true);
@@ -417,24 +407,14 @@ fn retained_messages_are_capped() {
 /// drops are listed per session in the admin API.
 #[test]
 fn offline_sessions_are_bounded() {
-    let broker = Broker::start_with(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &[
-            "--max-offline-sessions",
-            "1",
-            "--persistent-client-expiration",
-            "1",
-            "--max-queued-bytes",
-            "1000",
-        ],
-    );
+    let broker = Broker::start_one_shard(&[
+        "--max-offline-sessions",
+        "1",
+        "--persistent-client-expiration",
+        "1",
+        "--max-queued-bytes",
+        "1000",
+    ]);
     let (mut first, _) = RawClient::connect_with(broker.addr, connect_packet("first", false));
     first.subscribe(&[("q/#", QoS::AtLeastOnce)]);
     first.disconnect();

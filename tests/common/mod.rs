@@ -35,21 +35,21 @@ pub struct Broker {
     stdout: Arc<Mutex<Vec<String>>>,
 }
 
+/// What [`Broker::start`] runs the broker with: two shards on 127.0.0.1:0, the admin API on
+/// 127.0.0.1:0.
+const BASE: [&str; 6] = [
+    "--listen",
+    "127.0.0.1:0",
+    "--shards",
+    "2",
+    "--admin-listen",
+    "127.0.0.1:0",
+];
+
 impl Broker {
-    /// Starts the broker with two shards on 127.0.0.1:0, the admin API on 127.0.0.1:0, plus
-    /// `args` (which may override any of these).
+    /// Starts the broker with [`BASE`] plus `args` (which may override any of these).
     pub fn start(args: &[&str]) -> Broker {
-        Broker::start_with(
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--shards",
-                "2",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ],
-            args,
-        )
+        Broker::start_with(&BASE, args)
     }
 
     /// Starts the broker with exactly `base` + `args`.
@@ -74,18 +74,7 @@ impl Broker {
                 Ok(())
             });
         }
-        Broker::spawn(
-            command,
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--shards",
-                "2",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ],
-            args,
-        )
+        Broker::spawn(command, &BASE, args)
     }
 
     fn spawn(mut command: Command, base: &[&str], args: &[&str]) -> Broker {
@@ -273,22 +262,18 @@ impl Broker {
         self.child.id()
     }
 
+    /// Starts the broker as [`Broker::start`] does, but with one shard (every client on it).
+    pub fn start_one_shard(args: &[&str]) -> Broker {
+        let mut base = BASE;
+        base[3] = "1";
+        Broker::start_with(&base, args)
+    }
+
     /// Starts the broker as [`Broker::start`] does, with these environment variables.
     pub fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Broker {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shardmq"));
         command.envs(env.iter().copied());
-        Broker::spawn(
-            command,
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--shards",
-                "2",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ],
-            args,
-        )
+        Broker::spawn(command, &BASE, args)
     }
 
     /// The exit status, if the broker ends by itself within `timeout`.
@@ -589,6 +574,11 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> 
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
+    parse_response(&response)
+}
+
+/// The status code and body of a whole HTTP/1.1 response.
+pub fn parse_response(response: &str) -> (u16, String) {
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
     let status = head
         .split(' ')
