@@ -35,8 +35,9 @@ const BACKLOG: i32 = 65_535;
 /// connection's writer ends after one to two of these without a send.
 const WRITER_IDLE_SWEEP: Duration = Duration::from_secs(5);
 
-/// Mesh messages a receiver handles before it lets the shard's other tasks run.
-const MESSAGES_PER_TURN: u32 = 64;
+/// Mesh messages a receiver handles before it lets the shard's other tasks run (as
+/// `PACKETS_PER_TURN` in `connection`).
+const MESSAGES_PER_TURN: u32 = 1024;
 
 /// How often a shard looks at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);

@@ -56,8 +56,10 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// keep-alive is long: probes after this much silence, every 30 s, 4 of them.
 const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(120);
 
-/// Packets a connection handles before it lets the shard's other tasks run.
-const PACKETS_PER_TURN: u32 = 64;
+/// Packets a connection handles before it lets the shard's other tasks run: about one read
+/// buffer of small PUBLISHes, so a burst still leaves in few large writes (the flusher runs when
+/// this task yields) while a client that never stops sending cannot hold the shard.
+const PACKETS_PER_TURN: u32 = 1024;
 
 /// Size of the per-shard scratch buffer every socket read lands in.
 pub const READ_SCRATCH: usize = 64 * 1024;
