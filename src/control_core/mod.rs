@@ -14,6 +14,11 @@
 //! A backend that learns of changes by itself (Redis pub/sub, [`redis::RedisBackend`]) reports
 //! them from [`Backend::poll`], which the thread calls between requests and at least every
 //! [`POLL`]; the sessions concerned get recompiled rules the same way.
+//!
+//! Before a backend sees a CONNECT, the [`LoginGuard`] refuses a banned source address, and a
+//! user name longer than [`MAX_USERNAME_LEN`] is refused as bad credentials (counted against
+//! the address), so neither the guard's table nor a backend query is keyed by it. Refusals of
+//! failed logins are held back by the guard's penalty without blocking this thread.
 
 pub mod files;
 pub mod guard;
@@ -32,6 +37,7 @@ use shardmq_shard::BrokerHandle;
 use tracing::{info, warn};
 
 use self::guard::LoginGuard;
+use crate::auth::MAX_USERNAME_LEN;
 
 /// Requests queued for the control core at most; beyond this CONNECTs are refused at once.
 const QUEUE: usize = 4096;
@@ -220,6 +226,7 @@ impl Worker {
         let usernames: Vec<&str> = batch
             .iter()
             .filter_map(|request| request.username.as_deref())
+            .filter(|name| name.len() <= MAX_USERNAME_LEN)
             .collect();
         self.backend.prefetch(&usernames);
         for request in batch {
@@ -272,14 +279,20 @@ impl Worker {
         let now = Instant::now();
         let address: Option<IpAddr> = request.peer.map(|peer| peer.ip());
         let username = request.username.as_deref();
-        if self.guard.is_banned(address, username, now) {
+        if self.guard.is_banned(address, now) {
             return ConnectDecision::refuse(ReasonCode::Banned);
+        }
+        if username.is_some_and(|name| name.len() > MAX_USERNAME_LEN) {
+            // Never looked up (see MAX_USERNAME_LEN); the guard counts the failure against the
+            // address only.
+            self.guard.record_failure(address, username, now);
+            return ConnectDecision::refuse(ReasonCode::BadUserNameOrPassword);
         }
         match self
             .backend
             .authenticate(username, request.password.as_deref())
         {
-            Verdict::Allowed => self.guard.record_success(address, username),
+            Verdict::Allowed => self.guard.record_success(username),
             Verdict::BadCredentials => {
                 self.guard.record_failure(address, username, now);
                 return ConnectDecision::refuse(ReasonCode::BadUserNameOrPassword);
