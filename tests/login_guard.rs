@@ -1,6 +1,7 @@
 //! Login hardening through the real binary, played as an attacker would: failing on purpose
 //! with someone else's user name, logging in to an own account between guesses, an overlong
-//! user name.
+//! user name, a password hash that asks for hours of work, and an Argon2id entry as Mosquitto
+//! 2.1 writes it.
 //!
 //! Every client of the broker comes from loopback; clients that must be told apart bind their
 //! socket to another address of 127.0.0.0/8 before connecting ([`common::login_from`]).
@@ -10,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::files::Files;
-use common::{login_from, Broker};
+use common::{login_from, Broker, WAIT};
 
 /// CONNACK return codes of MQTT 3.1.1 (a ban reads as "not authorized").
 const ACCEPTED: Option<u8> = Some(0);
@@ -103,5 +104,59 @@ fn an_overlong_user_name_is_refused_even_with_its_password() {
     let (_, code) = login_from(&broker, ATTACKER, "long", &overlong, b"pw");
     assert_eq!(code, BAD_CREDENTIALS);
     let (_, code) = login_from(&broker, VICTIM, "longest", &longest, b"pw");
+    assert_eq!(code, ACCEPTED);
+}
+
+/// A `$7$` entry asking for four billion PBKDF2 iterations (hours of work) is refused at once,
+/// with a log line naming its user, and the control core goes on deciding other logins.
+#[test]
+fn a_hash_too_costly_to_verify_is_refused_without_freezing_logins() {
+    let files = Files::new("costly-hash");
+    let passwd = files.passwords(&[("alice", "secret")]);
+    let text = std::fs::read_to_string(&passwd).expect("password file");
+    let alice_hash = text
+        .lines()
+        .find_map(|line| line.strip_prefix("alice:"))
+        .expect("alice's entry");
+    assert!(alice_hash.starts_with("$7$101$"), "{alice_hash}");
+    let slow_hash = alice_hash.replacen("$7$101$", "$7$4000000000$", 1);
+    files.write("passwd", &format!("{text}slow:{slow_hash}\n"));
+    let broker = Broker::start(&["--password-file", &passwd]);
+    assert!(
+        broker.wait_for_log(&["slow", "too costly"], WAIT).is_some(),
+        "named at start-up: {:?}",
+        broker.log()
+    );
+
+    let (_, code) = login_from(&broker, ATTACKER, "slow", "slow", b"secret");
+    assert_eq!(code, BAD_CREDENTIALS, "refused, within the CONNACK wait");
+    assert!(
+        broker
+            .wait_for_log(&["login refused", "slow", "too costly"], WAIT)
+            .is_some(),
+        "{:?}",
+        broker.log()
+    );
+    let (_alice, code) = login_from(&broker, VICTIM, "alice", "alice", b"secret");
+    assert_eq!(code, ACCEPTED, "the control core is not frozen");
+}
+
+/// An Argon2id entry as Mosquitto 2.1's `mosquitto_passwd` writes it (`t=1, m=47104, p=1`,
+/// 64-byte salt and hash; this one made by argon2-cffi 25.1.0, i.e. libargon2) logs in.
+#[test]
+fn an_argon2id_user_logs_in() {
+    const ARGON2ID: &str = "$argon2id$v=19$m=47104,t=1,p=1$AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaG\
+        xwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw$sPEIinca8RYJDxlc8jKe8jHjzxdTavdKcP76J1S7\
+        ooh3DLbwJDJDDG1g0m72j5JdJsuYN3v4eY69IUNv3kZWEA";
+    let files = Files::new("argon2id");
+    let passwd = files.passwords(&[("alice", "secret")]);
+    let text = std::fs::read_to_string(&passwd).expect("password file");
+    files.write("passwd", &format!("{text}mosq21:{ARGON2ID}\n"));
+    let broker = Broker::start(&["--password-file", &passwd]);
+    let (_, code) = login_from(&broker, ATTACKER, "wrong", "mosq21", b"argon-pw!");
+    assert_eq!(code, BAD_CREDENTIALS);
+    let (_mosq21, code) = login_from(&broker, VICTIM, "mosq21", "mosq21", b"argon-pw");
+    assert_eq!(code, ACCEPTED);
+    let (_alice, code) = login_from(&broker, VICTIM, "alice", "alice", b"secret");
     assert_eq!(code, ACCEPTED);
 }

@@ -56,6 +56,16 @@ impl Data {
                     "user name longer than {MAX_USERNAME_LEN} bytes: this user cannot log in"
                 );
             }
+            if let Some(Err(cost)) = passwords.get(user).map(PasswordHash::check_cost) {
+                // Loaded so that the other users can log in; this one cannot until its hash is
+                // replaced (`shardmq passwd`).
+                warn!(
+                    file = %passwords.path().display(),
+                    %user,
+                    error = %cost,
+                    "password hash too costly to verify: this user cannot log in"
+                );
+            }
         }
         if legacy > 0 {
             // Legacy salted MD5 and $6$ hashes are verified for migration; `shardmq passwd`
