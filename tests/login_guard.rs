@@ -1,13 +1,15 @@
 //! Login hardening through the real binary, played as an attacker would: failing on purpose
 //! with someone else's user name, logging in to an own account between guesses, an overlong
-//! user name, a password hash that asks for hours of work, and an Argon2id entry as Mosquitto
-//! 2.1 writes it.
+//! user name, a password hash that asks for hours of work, an Argon2id entry as Mosquitto 2.1
+//! writes it, and a `control_core` CPU that does not exist.
 //!
 //! Every client of the broker comes from loopback; clients that must be told apart bind their
 //! socket to another address of 127.0.0.0/8 before connecting ([`common::login_from`]).
 
 mod common;
 
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::files::Files;
@@ -159,4 +161,45 @@ fn an_argon2id_user_logs_in() {
     assert_eq!(code, ACCEPTED);
     let (_alice, code) = login_from(&broker, VICTIM, "alice", "alice", b"secret");
     assert_eq!(code, ACCEPTED);
+}
+
+/// `--control-core 999` on a machine without CPU 999 stops the broker with an error naming the
+/// key, instead of running with the control core unpinned.
+#[test]
+fn a_control_core_cpu_out_of_range_is_a_configuration_error() {
+    let files = Files::new("control-core-cpu");
+    let passwd = files.passwords(&[("alice", "secret")]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .args(["--listen", "127.0.0.1:0", "--shards", "1"])
+        .args(["--admin-listen", "127.0.0.1:0", "--password-file", &passwd])
+        .args(["--control-core", "999"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shardmq");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the broker started with --control-core 999");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`control_core` = 999"),
+        "the error names the key: {stderr}"
+    );
 }

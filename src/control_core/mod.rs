@@ -344,13 +344,65 @@ impl Worker {
     }
 }
 
+/// Pins the calling thread to `cpu`. The setting was checked at start-up against the CPUs this
+/// process may use ([`usable_cpus`]); should that change meanwhile, the thread runs unpinned
+/// with a warning rather than not at all.
 fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it.
+    if cpu >= CPU_SET_SIZE {
+        warn!(cpu, "could not pin the control core: no such CPU");
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it, as `cpu` is
+    // below its size (checked above).
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             warn!(cpu, "could not pin the control core");
         }
+    }
+}
+
+/// CPUs a `cpu_set_t` can name.
+const CPU_SET_SIZE: usize = 8 * std::mem::size_of::<libc::cpu_set_t>();
+
+/// The CPUs the calling thread may run on (its affinity mask: the online CPUs, less any that
+/// `taskset`, cgroups or the like exclude), in ascending order; `None` if the system will not
+/// say.
+pub fn usable_cpus() -> Option<Vec<usize>> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, filled in by sched_getaffinity within
+    // its size; CPU_ISSET reads indexes below that size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        Some(
+            (0..CPU_SET_SIZE)
+                .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usable_cpus_are_the_ones_this_thread_may_run_on() {
+        let cpus = usable_cpus().expect("sched_getaffinity");
+        let available = std::thread::available_parallelism().map_or(1, usize::from);
+        // The standard library counts the same mask (less any cgroup quota).
+        assert!(!cpus.is_empty() && available <= cpus.len());
+        assert!(cpus.windows(2).all(|pair| pair[0] < pair[1]), "ascending");
+        assert!(cpus.iter().all(|&cpu| cpu < CPU_SET_SIZE));
+    }
+
+    #[test]
+    fn pinning_to_a_cpu_beyond_the_set_warns_instead_of_panicking() {
+        std::thread::spawn(|| pin_to_cpu(CPU_SET_SIZE + 7))
+            .join()
+            .expect("no panic");
     }
 }
