@@ -127,8 +127,8 @@ pub struct Settings {
     /// CPU to pin the control core thread to (default: not pinned).
     #[arg(long)]
     pub control_core: Option<usize>,
-    /// Failed logins from one address or for one user name, within a minute, before a ban
-    /// (default 10; 0 disables banning).
+    /// Failed logins from one address within a minute before that address is banned; failures
+    /// for one user name only delay its answers (default 10; 0 disables bans and delays).
     #[arg(long)]
     pub max_login_failures: Option<u32>,
     /// Seconds a ban lasts (default 300).

@@ -234,6 +234,8 @@ fn bad_files_name_file_and_line_at_start() {
     );
 }
 
+/// The ban falls on the address the failures came from (every client here is 127.0.0.1), not
+/// on the user name: tests/login_guard.rs shows the user still logging in from elsewhere.
 #[test]
 fn repeated_failures_ban_the_user() {
     let files = Files::new("ban");
@@ -259,7 +261,7 @@ fn repeated_failures_ban_the_user() {
     assert_eq!(
         code.to_v3_connack(),
         5,
-        "banned, even with the right password"
+        "the address is banned, even with the right password"
     );
 }
 

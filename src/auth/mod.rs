@@ -22,6 +22,12 @@ pub mod relations_file;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// Longest user name, in bytes, that may log in; a CONNECT with a longer one is refused as bad
+/// credentials before any lookup, so that no table or backend query is keyed by kilobytes an
+/// attacker chose (MQTT allows 65,535). `shardmq passwd` and `shardmq users` refuse longer
+/// names too.
+pub const MAX_USERNAME_LEN: usize = 256;
+
 /// A configuration file that could not be read or parsed, with where and why.
 #[derive(Debug)]
 pub struct FileError {

@@ -7,12 +7,17 @@
 //! a broker silently started without some users is harder to debug than one that refuses to
 //! start.
 //!
-//! Checking a password runs PBKDF2 (see [`crate::auth::password`]), a few tens of microseconds,
-//! on the control core. An unknown user costs the same derivation against a dummy hash, so the
-//! answer time does not tell which usernames exist.
+//! Checking a password runs PBKDF2 or Argon2 (see [`crate::auth::password`]) on the control
+//! core. An unknown user costs the same work against a dummy hash shaped like the file's most
+//! common kind of entry (same scheme and parameters), so the answer time does not tell which
+//! usernames exist, whatever the operator chose to hash with. A user whose hash asks for more
+//! work than the limits allow cannot log in: each attempt is refused unverified and logged with
+//! the user's name.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use tracing::warn;
 
 use super::password::PasswordHash;
 use super::{content_lines, read_text, FileError, FileErrorKind};
@@ -22,6 +27,8 @@ use super::{content_lines, read_text, FileError, FileErrorKind};
 pub struct PasswordFile {
     path: PathBuf,
     users: HashMap<String, PasswordHash>,
+    /// Checked for unknown users; see [`typical_dummy`].
+    dummy: PasswordHash,
 }
 
 impl PasswordFile {
@@ -50,20 +57,33 @@ impl PasswordFile {
             defined_on.insert(user.to_string(), number);
             users.insert(user.to_string(), hash);
         }
+        let dummy = typical_dummy(users.values());
         Ok(PasswordFile {
             path: path.to_path_buf(),
             users,
+            dummy,
         })
     }
 
     /// True if `username` is in the file and `password` matches its hash. Takes about as long
-    /// for an unknown user as for a wrong password.
+    /// for an unknown user as for a wrong password. A hash too costly to check is refused
+    /// unverified, with a warning naming the user.
     pub fn verify(&self, username: &str, password: &[u8]) -> bool {
-        match self.users.get(username) {
-            Some(hash) => hash.verify(password),
-            None => {
-                // Same work as a default `$7$` check; the result is irrelevant.
-                let _ = PasswordHash::dummy().verify(password);
+        let Some(hash) = self.users.get(username) else {
+            // The same work as checking a typical user; the result is irrelevant.
+            let _ = self.dummy.verify(password);
+            return false;
+        };
+        match hash.verify(password) {
+            Ok(matched) => matched,
+            Err(cost) => {
+                warn!(
+                    user = %username,
+                    file = %self.path.display(),
+                    error = %cost,
+                    "login refused: the password hash is too costly to verify"
+                );
+                let _ = self.dummy.verify(password);
                 false
             }
         }
@@ -124,6 +144,21 @@ pub(crate) fn split_entry(line: &str) -> Result<(&str, &str), FileErrorKind> {
     Ok((user, rest.trim()))
 }
 
+/// The dummy of the most common shape (scheme, parameters, lengths) among `hashes` that may be
+/// checked at all; ties go to the one that sorts last in file form, so the choice does not
+/// depend on hash-map order. The default `$7$` dummy for a file with no such entry.
+fn typical_dummy<'a>(hashes: impl Iterator<Item = &'a PasswordHash>) -> PasswordHash {
+    let mut counts: HashMap<PasswordHash, usize> = HashMap::new();
+    for hash in hashes.filter(|hash| hash.check_cost().is_ok()) {
+        *counts.entry(hash.dummy()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(dummy, count)| (count, dummy.to_string(), dummy))
+        .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))
+        .map_or_else(PasswordHash::default_dummy, |(_, _, dummy)| dummy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +197,35 @@ legacy:$md5$NaCl$b7ac67b360c24baef6ed28a919ddb6d5
     fn empty_file_has_no_users() {
         let file = parse("# nothing\n\n").expect("valid");
         assert!(file.is_empty());
+        assert_eq!(file.dummy, PasswordHash::default_dummy());
+    }
+
+    #[test]
+    fn unknown_users_cost_what_the_common_entry_costs() {
+        // Two Argon2id users (Mosquitto 2.1's parameters), one `$7$`: the dummy is Argon2id
+        // with the same parameters, not the cheaper `$7$` default.
+        let argon = "$argon2id$v=19$m=47104,t=1,p=1$AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gI\
+                     SIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw$sPEIinca8RYJDxlc8jKe8jHjzxdTavdKcP7\
+                     6J1S7ooh3DLbwJDJDDG1g0m72j5JdJsuYN3v4eY69IUNv3kZWEA";
+        let text = format!(
+            "a:{argon}\nb:{argon}\n{}",
+            FILE.lines().nth(1).expect("alice")
+        );
+        let file = parse(&text).expect("valid");
+        assert_eq!(file.dummy, file.get("a").expect("a").dummy());
+        assert!(file.verify("a", b"argon-pw") && !file.verify("nobody", b"argon-pw"));
+        // An entry too costly to check is never the model, and its user cannot log in.
+        let slow =
+            "$7$4000000000$gpQgGDHjUhTtOFv1$vKhxZ3O143abpGPbffl7fWCfZOey8QKE9uIY47tuWdWni+Ygia\
+                    OeJ8A6TMzlu+yH4qdBU77XYqOVDd4ZbJpMSw==";
+        let text = format!(
+            "s1:{slow}\ns2:{slow}\n{}",
+            FILE.lines().nth(1).expect("alice")
+        );
+        let file = parse(&text).expect("a costly hash still loads");
+        assert_eq!(file.dummy, file.get("alice").expect("alice").dummy());
+        assert!(!file.verify("s1", b"secret"));
+        assert!(file.verify("alice", b"secret"));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use anyhow::{bail, Context};
 
 use crate::auth::password::{PasswordHash, DEFAULT_ITERATIONS};
 use crate::auth::password_file::split_entry;
-use crate::auth::{FileError, FileErrorKind};
+use crate::auth::{FileError, FileErrorKind, MAX_USERNAME_LEN};
 
 /// Longest username or password accepted (an MQTT string length is a u16).
 const MAX_FIELD_LEN: usize = 65_535;
@@ -299,13 +299,14 @@ fn hash_plaintext(
     Ok((out, converted, kept))
 }
 
-/// A username `mosquitto_passwd` would accept: non-empty, no `:`, no control characters.
+/// A username `mosquitto_passwd` would accept (non-empty, no `:`, no control characters) and
+/// the broker lets log in (at most [`MAX_USERNAME_LEN`] bytes).
 pub(crate) fn validate_username(user: &str) -> anyhow::Result<()> {
     if user.is_empty() {
         bail!("the username must not be empty");
     }
-    if user.len() > MAX_FIELD_LEN {
-        bail!("the username must be at most {MAX_FIELD_LEN} bytes");
+    if user.len() > MAX_USERNAME_LEN {
+        bail!("the username must be at most {MAX_USERNAME_LEN} bytes (the broker refuses longer ones)");
     }
     if user.contains(':') {
         bail!("the username must not contain `:`");

@@ -14,6 +14,7 @@ use crate::auth::auto_subscribe_file::load_auto_subscribe_file;
 use crate::auth::password::PasswordHash;
 use crate::auth::password_file::PasswordFile;
 use crate::auth::relations_file::load_relations_file;
+use crate::auth::MAX_USERNAME_LEN;
 use crate::config::AccessFiles;
 
 #[derive(Debug, Default)]
@@ -36,6 +37,25 @@ impl Data {
             .users()
             .filter(|user| passwords.get(user).is_some_and(PasswordHash::is_legacy))
             .count();
+        for user in passwords.users() {
+            if user.len() > MAX_USERNAME_LEN {
+                warn!(
+                    file = %passwords.path().display(),
+                    user = %user.get(..64).unwrap_or(user),
+                    "user name longer than {MAX_USERNAME_LEN} bytes: this user cannot log in"
+                );
+            }
+            if let Some(Err(cost)) = passwords.get(user).map(PasswordHash::check_cost) {
+                // Loaded so that the other users can log in; this one cannot until its hash is
+                // replaced (`shardmq passwd`).
+                warn!(
+                    file = %passwords.path().display(),
+                    %user,
+                    error = %cost,
+                    "password hash too costly to verify: this user cannot log in"
+                );
+            }
+        }
         if legacy > 0 {
             // Legacy salted MD5 and $6$ hashes are verified for migration; `shardmq passwd`
             // rewrites them as PBKDF2-SHA512.

@@ -1,15 +1,58 @@
-//! Brute-force protection: repeated login failures from one address or for one user name ban
-//! that address or name for a while. Kept on the control core, which sees every CONNECT.
+//! Brute-force protection, kept on the control core, which sees every CONNECT.
+//!
+//! Two kinds of counters, with different powers, because a user name is chosen by whoever
+//! connects while a source address is not:
+//!
+//! - **Per source address**: failures within the window ban the address for a while. Every
+//!   CONNECT from a banned address is refused, whatever the credentials. A source is an IPv4
+//!   address, or an IPv6 /64 (one host is commonly handed a whole /64, so banning one address of
+//!   it would ban nothing); an IPv4-mapped IPv6 address counts as its IPv4 address.
+//! - **Per user name**: failures only slow the refusals down (see [`LoginGuard::penalty`], at
+//!   most [`MAX_PENALTY`]); a name is never banned. Banning names would let anyone lock a user
+//!   out by failing on purpose with that user's name.
+//!
+//! A successful login clears that user name's counter only. The address's counter stays, so an
+//! attacker who owns one account cannot wipe out the failures of his guesses by logging in to
+//! it between them.
+//!
+//! # Bounded memory
+//!
+//! The counters live in one table of at most a fixed number of entries (addresses and names
+//! together, [`MAX_ENTRIES`] by default); when it is full, the least recently used entry makes
+//! room, so memory stays bounded whatever an attacker sends. Names longer than
+//! [`crate::auth::MAX_USERNAME_LEN`] are never used as keys (such logins are refused before
+//! authentication), so an entry is a few hundred bytes at most. Eviction can forget a ban, but
+//! only after that many newer addresses and names have been seen since the banned address last
+//! tried.
+//!
+//! Keys are hashed with the standard library's randomly keyed SipHash: user names are chosen
+//! by clients, and a predictable hash would let them pile every name into one bucket.
+//!
+//! The guard reads no clock: callers pass `now`, so tests step time by hand.
 
-use std::net::IpAddr;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use hashbrown::HashMap;
+use hashbrown::HashTable;
+
+use crate::auth::MAX_USERNAME_LEN;
+
+/// Entries kept at most by default (addresses and names together): about 40 MiB at worst
+/// (names of the longest length), a few MiB for addresses.
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// Longest a refusal is held back.
+pub const MAX_PENALTY: Duration = Duration::from_secs(2);
+
+/// Delay added to a refusal per earlier failure of the address or name.
+const PENALTY_STEP: Duration = Duration::from_millis(200);
 
 /// Limits of the guard.
 #[derive(Clone, Copy, Debug)]
 pub struct GuardLimits {
-    /// Failures within `window` that trigger a ban; 0 disables the guard.
+    /// Failures from one source within `window` that trigger a ban; 0 disables the guard (no
+    /// bans and no delays).
     pub max_failures: u32,
     /// Window over which failures are counted.
     pub window: Duration,
@@ -27,56 +70,54 @@ impl Default for GuardLimits {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Record {
-    failures: u32,
-    first: Instant,
-    banned_until: Option<Instant>,
-}
-
-/// Failure counts and bans per address and per user name.
-#[derive(Debug, Default)]
+/// Failure counts and bans per source address, failure counts per user name.
+#[derive(Debug)]
 pub struct LoginGuard {
     limits: GuardLimits,
-    addresses: HashMap<IpAddr, Record>,
-    usernames: HashMap<String, Record>,
+    table: Table,
     /// Bans imposed since start.
     pub bans: u64,
 }
 
-/// Entries kept at most per table, so a flood of distinct addresses cannot grow memory forever.
-const MAX_ENTRIES: usize = 100_000;
-
 impl LoginGuard {
-    /// A guard with these limits.
+    /// A guard with these limits and room for [`MAX_ENTRIES`].
     pub fn new(limits: GuardLimits) -> Self {
+        Self::with_capacity(limits, MAX_ENTRIES)
+    }
+
+    /// A guard with these limits and room for `capacity` entries (at least one).
+    pub fn with_capacity(limits: GuardLimits, capacity: usize) -> Self {
         Self {
             limits,
-            ..Self::default()
+            table: Table::with_capacity(capacity.max(1)),
+            bans: 0,
         }
     }
 
-    /// Whether the address or the user name is banned now.
-    pub fn is_banned(&self, address: Option<IpAddr>, username: Option<&str>, now: Instant) -> bool {
-        let banned = |record: Option<&Record>| {
-            record
-                .and_then(|r| r.banned_until)
-                .is_some_and(|until| now < until)
+    /// Whether the source of `address` is banned now.
+    pub fn is_banned(&mut self, address: Option<IpAddr>, now: Instant) -> bool {
+        let Some(address) = address else {
+            return false;
         };
-        banned(address.and_then(|a| self.addresses.get(&a)))
-            || banned(username.and_then(|u| self.usernames.get(u)))
+        self.table
+            .get(KeyRef::Source(source(address)))
+            .and_then(|record| record.banned_until)
+            .is_some_and(|until| now < until)
     }
 
     /// How long to hold back the refusal of a login that just failed: nothing for a first
-    /// failure, then 200 ms per earlier failure of the address or name, at most 2 s.
-    pub fn penalty(&self, address: Option<IpAddr>, username: Option<&str>) -> Duration {
-        let failures = |record: Option<&Record>| record.map_or(0, |r| r.failures);
-        let worst = failures(address.and_then(|a| self.addresses.get(&a)))
-            .max(failures(username.and_then(|u| self.usernames.get(u))));
-        (Duration::from_millis(200) * worst.saturating_sub(1)).min(Duration::from_secs(2))
+    /// failure, then [`PENALTY_STEP`] per earlier failure of the address or of the name, at
+    /// most [`MAX_PENALTY`].
+    pub fn penalty(&mut self, address: Option<IpAddr>, username: Option<&str>) -> Duration {
+        let by_source = address.map_or(0, |address| self.failures(KeyRef::Source(source(address))));
+        let by_name = username
+            .filter(|name| name.len() <= MAX_USERNAME_LEN)
+            .map_or(0, |name| self.failures(KeyRef::User(name)));
+        let worst = by_source.max(by_name);
+        (PENALTY_STEP * worst.saturating_sub(1)).min(MAX_PENALTY)
     }
 
-    /// A failed login.
+    /// A failed login: counts against the source (which may be banned for it) and the name.
     pub fn record_failure(
         &mut self,
         address: Option<IpAddr>,
@@ -87,114 +128,482 @@ impl LoginGuard {
             return;
         }
         let limits = self.limits;
-        let mut banned = 0;
         if let Some(address) = address {
-            banned += u64::from(bump(&mut self.addresses, address, limits, now));
+            let record = self.table.entry(KeyRef::Source(source(address)), now);
+            if record.count(limits, now) >= limits.max_failures {
+                record.banned_until = Some(now + limits.ban);
+                self.bans += 1;
+            }
         }
-        if let Some(username) = username {
-            banned += u64::from(bump(&mut self.usernames, username.to_owned(), limits, now));
+        if let Some(name) = username.filter(|name| name.len() <= MAX_USERNAME_LEN) {
+            self.table.entry(KeyRef::User(name), now).count(limits, now);
         }
-        self.bans += banned;
     }
 
-    /// A successful login clears the address's and the name's failures.
-    pub fn record_success(&mut self, address: Option<IpAddr>, username: Option<&str>) {
-        if let Some(address) = address {
-            self.addresses.remove(&address);
+    /// A successful login: clears the failures counted against this user name, and nothing
+    /// else (see the module doc).
+    pub fn record_success(&mut self, username: Option<&str>) {
+        if let Some(name) = username {
+            self.table.remove(KeyRef::User(name));
         }
-        if let Some(username) = username {
-            self.usernames.remove(username);
+    }
+
+    /// Entries held (addresses and names).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn failures(&mut self, key: KeyRef<'_>) -> u32 {
+        self.table.get(key).map_or(0, |record| record.failures)
+    }
+}
+
+/// The source a ban applies to: the IPv4 address, or the /64 of an IPv6 address.
+fn source(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    /// Failures since `since`.
+    failures: u32,
+    since: Instant,
+    /// Set on sources only.
+    banned_until: Option<Instant>,
+}
+
+impl Record {
+    fn new(now: Instant) -> Record {
+        Record {
+            failures: 0,
+            since: now,
+            banned_until: None,
+        }
+    }
+
+    /// Counts one failure at `now` and returns the failures in the current window. A window
+    /// that has passed, or a ban that has expired, starts the count afresh.
+    fn count(&mut self, limits: GuardLimits, now: Instant) -> u32 {
+        let ban_over = self.banned_until.is_some_and(|until| until <= now);
+        if ban_over || now.saturating_duration_since(self.since) > limits.window {
+            *self = Record::new(now);
+        }
+        self.failures = self.failures.saturating_add(1);
+        self.failures
+    }
+}
+
+/// A table key: what the guard counts failures of.
+#[derive(Debug)]
+enum Key {
+    Source(IpAddr),
+    User(Box<str>),
+}
+
+/// A borrowed [`Key`], to look names up without copying them. Hashes the same as its owned
+/// form (the owned form is only ever hashed through this one).
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+enum KeyRef<'a> {
+    Source(IpAddr),
+    User(&'a str),
+}
+
+impl Key {
+    fn borrowed(&self) -> KeyRef<'_> {
+        match self {
+            Key::Source(address) => KeyRef::Source(*address),
+            Key::User(name) => KeyRef::User(name),
         }
     }
 }
 
-/// Counts a failure; true if it imposed a ban.
-fn bump<K: std::hash::Hash + Eq>(
-    table: &mut HashMap<K, Record>,
-    key: K,
-    limits: GuardLimits,
-    now: Instant,
-) -> bool {
-    if table.len() >= MAX_ENTRIES {
-        table.retain(|_, r| {
-            r.banned_until.is_some_and(|until| now < until)
-                || now.duration_since(r.first) < limits.window
-        });
+impl KeyRef<'_> {
+    fn into_key(self) -> Key {
+        match self {
+            KeyRef::Source(address) => Key::Source(address),
+            KeyRef::User(name) => Key::User(name.into()),
+        }
     }
-    let record = table.entry(key).or_insert(Record {
-        failures: 0,
-        first: now,
-        banned_until: None,
-    });
-    if now.duration_since(record.first) > limits.window {
-        *record = Record {
-            failures: 0,
-            first: now,
-            banned_until: None,
+}
+
+/// No slot: the end of the recency list.
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug)]
+struct Node {
+    key: Key,
+    record: Record,
+    /// The next more recently used slot, or [`NIL`].
+    newer: u32,
+    /// The next less recently used slot, or [`NIL`].
+    older: u32,
+}
+
+/// A hash table of at most `capacity` records with least-recently-used eviction.
+///
+/// The records sit in a slab (`nodes`) threaded by a doubly linked recency list; the index maps
+/// a key's hash to its slot, so each key is stored once (in its node) and every operation is
+/// O(1). The slab never grows past `capacity`: a full table reuses the least recently used
+/// slot.
+#[derive(Debug)]
+struct Table {
+    index: HashTable<u32>,
+    hasher: RandomState,
+    nodes: Vec<Node>,
+    /// Slots freed by [`Table::remove`], reused before the slab grows.
+    free: Vec<u32>,
+    newest: u32,
+    oldest: u32,
+    capacity: usize,
+}
+
+impl Table {
+    fn with_capacity(capacity: usize) -> Table {
+        // Slot numbers are u32 with NIL reserved; the guard's capacities are far below.
+        let capacity = capacity.min(NIL as usize);
+        Table {
+            index: HashTable::new(),
+            hasher: RandomState::new(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            newest: NIL,
+            oldest: NIL,
+            capacity,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn hash(hasher: &RandomState, key: KeyRef<'_>) -> u64 {
+        hasher.hash_one(key)
+    }
+
+    fn find(&self, key: KeyRef<'_>) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.index
+            .find(Table::hash(&self.hasher, key), |&slot| {
+                nodes[slot as usize].key.borrowed() == key
+            })
+            .copied()
+    }
+
+    /// The record of `key`, now the most recently used.
+    fn get(&mut self, key: KeyRef<'_>) -> Option<&mut Record> {
+        let slot = self.find(key)?;
+        self.touch(slot);
+        Some(&mut self.nodes[slot as usize].record)
+    }
+
+    /// The record of `key` (a fresh one if absent), now the most recently used; inserting into
+    /// a full table first evicts the least recently used entry.
+    fn entry(&mut self, key: KeyRef<'_>, now: Instant) -> &mut Record {
+        if let Some(slot) = self.find(key) {
+            self.touch(slot);
+            return &mut self.nodes[slot as usize].record;
+        }
+        if self.len() >= self.capacity {
+            self.remove_slot(self.oldest);
+        }
+        let node = Node {
+            key: key.into_key(),
+            record: Record::new(now),
+            newer: NIL,
+            older: NIL,
         };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.nodes[slot as usize] = node;
+                slot
+            }
+            None => {
+                self.nodes.push(node);
+                // Fits: the slab never holds more than `capacity` ≤ NIL slots.
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        let (hasher, nodes) = (&self.hasher, &self.nodes);
+        self.index
+            .insert_unique(Table::hash(hasher, key), slot, |&slot| {
+                Table::hash(hasher, nodes[slot as usize].key.borrowed())
+            });
+        self.push_newest(slot);
+        &mut self.nodes[slot as usize].record
     }
-    record.failures += 1;
-    if record.failures >= limits.max_failures
-        && record.banned_until.is_none_or(|until| until <= now)
-    {
-        record.banned_until = Some(now + limits.ban);
-        return true;
+
+    fn remove(&mut self, key: KeyRef<'_>) {
+        if let Some(slot) = self.find(key) {
+            self.remove_slot(slot);
+        }
     }
-    false
+
+    /// Removes the entry in `slot`, which is in use.
+    fn remove_slot(&mut self, slot: u32) {
+        let hash = Table::hash(&self.hasher, self.nodes[slot as usize].key.borrowed());
+        if let Ok(found) = self.index.find_entry(hash, |&held| held == slot) {
+            found.remove();
+        }
+        self.unlink(slot);
+        // The key's memory (a name) goes now; the slot waits for reuse.
+        self.nodes[slot as usize].key = Key::Source(IpAddr::from([0, 0, 0, 0]));
+        self.free.push(slot);
+    }
+
+    fn touch(&mut self, slot: u32) {
+        if self.newest != slot {
+            self.unlink(slot);
+            self.push_newest(slot);
+        }
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let Node { newer, older, .. } = self.nodes[slot as usize];
+        match newer {
+            NIL => self.newest = older,
+            newer => self.nodes[newer as usize].older = older,
+        }
+        match older {
+            NIL => self.oldest = newer,
+            older => self.nodes[older as usize].newer = newer,
+        }
+    }
+
+    fn push_newest(&mut self, slot: u32) {
+        let node = &mut self.nodes[slot as usize];
+        node.newer = NIL;
+        node.older = self.newest;
+        match self.newest {
+            NIL => self.oldest = slot,
+            newest => self.nodes[newest as usize].newer = slot,
+        }
+        self.newest = slot;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn bans_after_repeated_failures_and_expires() {
-        let limits = GuardLimits {
-            max_failures: 3,
+    fn limits(max_failures: u32) -> GuardLimits {
+        GuardLimits {
+            max_failures,
             window: Duration::from_secs(10),
             ban: Duration::from_secs(30),
-        };
-        let mut guard = LoginGuard::new(limits);
-        let ip: IpAddr = "127.0.0.9".parse().unwrap();
-        let t0 = Instant::now();
-        for _ in 0..2 {
-            guard.record_failure(Some(ip), Some("eve"), t0);
         }
-        assert!(!guard.is_banned(Some(ip), None, t0));
-        guard.record_failure(Some(ip), Some("eve"), t0);
-        assert!(guard.is_banned(Some(ip), None, t0));
-        assert!(
-            guard.is_banned(None, Some("eve"), t0),
-            "the user name is banned too"
-        );
-        assert!(!guard.is_banned(Some("127.0.0.8".parse().unwrap()), Some("bob"), t0));
-        assert!(!guard.is_banned(Some(ip), Some("eve"), t0 + Duration::from_secs(31)));
-        assert_eq!(
-            guard.penalty(Some(ip), None),
-            Duration::from_millis(400),
-            "slowed before banned"
-        );
-        assert_eq!(guard.penalty(None, Some("nobody")), Duration::ZERO);
-        assert_eq!(guard.bans, 2);
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().expect("address"))
     }
 
     #[test]
-    fn success_resets_and_old_failures_expire() {
-        let limits = GuardLimits {
-            max_failures: 2,
-            window: Duration::from_secs(10),
-            ban: Duration::from_secs(30),
-        };
-        let mut guard = LoginGuard::new(limits);
+    fn failures_ban_the_source_not_the_name() {
+        let mut guard = LoginGuard::new(limits(3));
+        let (attacker, victim) = (ip("127.0.0.2"), ip("127.0.0.3"));
         let t0 = Instant::now();
-        guard.record_failure(None, Some("a"), t0);
-        guard.record_success(None, Some("a"));
-        guard.record_failure(None, Some("a"), t0);
-        assert!(!guard.is_banned(None, Some("a"), t0));
-        guard.record_failure(None, Some("a"), t0 + Duration::from_secs(11));
+        for _ in 0..2 {
+            guard.record_failure(attacker, Some("victim"), t0);
+        }
+        assert!(!guard.is_banned(attacker, t0));
+        guard.record_failure(attacker, Some("victim"), t0);
+        assert!(guard.is_banned(attacker, t0), "the attacker's address");
+        assert!(!guard.is_banned(victim, t0), "not the victim's");
+        assert_eq!(guard.bans, 1);
+        // The victim's own failures are slowed by the name's count, and never banned.
+        for _ in 0..20 {
+            guard.record_failure(victim, Some("victim"), t0);
+            assert!(guard.penalty(victim, Some("victim")) <= MAX_PENALTY);
+        }
+        assert_eq!(guard.penalty(victim, Some("victim")), MAX_PENALTY);
         assert!(
-            !guard.is_banned(None, Some("a"), t0 + Duration::from_secs(11)),
-            "window restarted"
+            guard.is_banned(victim, t0),
+            "the victim's address failed 20 times"
         );
+        assert!(!guard.is_banned(ip("127.0.0.4"), t0), "nobody else");
+        assert!(!guard.is_banned(None, t0));
+        // Bans end.
+        assert!(!guard.is_banned(attacker, t0 + Duration::from_secs(31)));
+    }
+
+    #[test]
+    fn penalty_grows_per_failure_of_the_address_or_the_name() {
+        let mut guard = LoginGuard::new(limits(100));
+        let t0 = Instant::now();
+        assert_eq!(guard.penalty(ip("10.0.0.1"), Some("bob")), Duration::ZERO);
+        guard.record_failure(ip("10.0.0.1"), Some("bob"), t0);
+        assert_eq!(guard.penalty(ip("10.0.0.1"), Some("bob")), Duration::ZERO);
+        for n in 2..=4u32 {
+            guard.record_failure(ip(&format!("10.0.0.{n}")), Some("bob"), t0);
+        }
+        assert_eq!(
+            guard.penalty(ip("10.0.0.9"), Some("bob")),
+            PENALTY_STEP * 3,
+            "four failures of the name"
+        );
+        assert_eq!(guard.penalty(ip("10.0.0.1"), Some("alice")), Duration::ZERO);
+    }
+
+    #[test]
+    fn success_clears_only_the_name() {
+        let mut guard = LoginGuard::new(limits(3));
+        let attacker = ip("127.0.0.2");
+        let t0 = Instant::now();
+        guard.record_failure(attacker, Some("victim"), t0);
+        guard.record_failure(attacker, Some("victim"), t0);
+        // The attacker logs in to an account of his own: his address keeps its count.
+        guard.record_success(Some("mallory"));
+        guard.record_failure(attacker, Some("victim"), t0);
+        assert!(guard.is_banned(attacker, t0));
+        // The victim logs in: the name's count goes, the attacker's ban stays.
+        assert_eq!(guard.penalty(None, Some("victim")), PENALTY_STEP * 2);
+        guard.record_success(Some("victim"));
+        assert_eq!(guard.penalty(None, Some("victim")), Duration::ZERO);
+        assert!(guard.is_banned(attacker, t0));
+    }
+
+    #[test]
+    fn windows_and_bans_expire() {
+        let mut guard = LoginGuard::new(limits(2));
+        let address = ip("192.0.2.1");
+        let t0 = Instant::now();
+        guard.record_failure(address, Some("a"), t0);
+        let later = t0 + Duration::from_secs(11);
+        guard.record_failure(address, Some("a"), later);
+        assert!(!guard.is_banned(address, later), "window restarted");
+        guard.record_failure(address, Some("a"), later);
+        assert!(guard.is_banned(address, later));
+        let after = later + Duration::from_secs(30);
+        assert!(!guard.is_banned(address, after));
+        guard.record_failure(address, Some("a"), after);
+        assert!(
+            !guard.is_banned(address, after),
+            "the count starts afresh after a ban"
+        );
+    }
+
+    #[test]
+    fn zero_max_failures_disables_the_guard() {
+        let mut guard = LoginGuard::new(limits(0));
+        let t0 = Instant::now();
+        for _ in 0..50 {
+            guard.record_failure(ip("127.0.0.2"), Some("x"), t0);
+        }
+        assert!(!guard.is_banned(ip("127.0.0.2"), t0));
+        assert_eq!(guard.penalty(ip("127.0.0.2"), Some("x")), Duration::ZERO);
+        assert_eq!(guard.len(), 0);
+    }
+
+    #[test]
+    fn ipv6_sources_are_slash_64s_and_mapped_addresses_are_ipv4() {
+        let mut guard = LoginGuard::new(limits(2));
+        let t0 = Instant::now();
+        guard.record_failure(ip("2001:db8:1:2::1"), None, t0);
+        guard.record_failure(ip("2001:db8:1:2:ffff::9"), None, t0);
+        assert!(guard.is_banned(ip("2001:db8:1:2::42"), t0), "same /64");
+        assert!(!guard.is_banned(ip("2001:db8:1:3::1"), t0), "next /64");
+        guard.record_failure(ip("::ffff:192.0.2.7"), None, t0);
+        guard.record_failure(ip("192.0.2.7"), None, t0);
+        assert!(guard.is_banned(ip("192.0.2.7"), t0));
+    }
+
+    #[test]
+    fn overlong_names_are_never_keys() {
+        let mut guard = LoginGuard::new(limits(5));
+        let t0 = Instant::now();
+        let long = "n".repeat(MAX_USERNAME_LEN + 1);
+        guard.record_failure(None, Some(&long), t0);
+        assert_eq!(guard.len(), 0);
+        let longest = "n".repeat(MAX_USERNAME_LEN);
+        guard.record_failure(None, Some(&longest), t0);
+        assert_eq!(guard.len(), 1);
+    }
+
+    #[test]
+    fn the_table_is_capped_and_forgets_the_least_recently_used() {
+        const CAP: usize = 1000;
+        let mut guard = LoginGuard::with_capacity(limits(3), CAP);
+        let t0 = Instant::now();
+        let name = |n: usize| format!("{n:0>width$}", width = MAX_USERNAME_LEN);
+        // Ten times the capacity in distinct names of the longest length, plus addresses.
+        for n in 0..10 * CAP {
+            guard.record_failure(None, Some(&name(n)), t0);
+            assert!(guard.len() <= CAP);
+        }
+        assert_eq!(guard.len(), CAP);
+        assert!(
+            guard.table.nodes.len() <= CAP,
+            "the slab never grows past the cap"
+        );
+        let held: usize = guard
+            .table
+            .nodes
+            .iter()
+            .map(|node| match &node.key {
+                Key::User(name) => name.len(),
+                Key::Source(_) => 0,
+            })
+            .sum();
+        assert_eq!(held, CAP * MAX_USERNAME_LEN, "only the kept names are held");
+        // The newest CAP names are kept, the older ones went.
+        assert!(guard
+            .table
+            .find(KeyRef::User(&name(10 * CAP - CAP)))
+            .is_some());
+        assert!(guard
+            .table
+            .find(KeyRef::User(&name(10 * CAP - CAP - 1)))
+            .is_none());
+        assert!(guard.table.find(KeyRef::User(&name(0))).is_none());
+
+        // A banned address that keeps trying is used recently: a flood of three times the
+        // capacity in new addresses evicts idle entries, not its ban. An idle ban goes.
+        let (attacker, idle) = (ip("198.51.100.1"), ip("198.51.100.2"));
+        for _ in 0..3 {
+            guard.record_failure(attacker, None, t0);
+            guard.record_failure(idle, None, t0);
+        }
+        for n in 0..3 * CAP {
+            guard.record_failure(ip(&format!("203.0.{}.{}", n / 256, n % 256)), None, t0);
+            if n % (CAP / 2) == 0 {
+                assert!(guard.is_banned(attacker, t0), "after {n}");
+            }
+        }
+        assert!(guard.is_banned(attacker, t0));
+        assert!(!guard.is_banned(idle, t0), "evicted");
+        assert_eq!(guard.len(), CAP);
+        assert!(guard.table.nodes.len() <= CAP);
+    }
+
+    #[test]
+    fn removal_and_reuse_keep_the_recency_list_whole() {
+        let mut guard = LoginGuard::with_capacity(limits(100), 3);
+        let t0 = Instant::now();
+        for name in ["a", "b", "c"] {
+            guard.record_failure(None, Some(name), t0);
+        }
+        guard.record_success(Some("b"));
+        assert_eq!(guard.len(), 2);
+        guard.record_failure(None, Some("d"), t0); // reuses b's slot
+        guard.record_failure(None, Some("a"), t0); // a is now the newest
+        guard.record_failure(None, Some("e"), t0); // evicts c, the oldest
+        let mut names = Vec::new();
+        let mut slot = guard.table.newest;
+        while slot != NIL {
+            let node = &guard.table.nodes[slot as usize];
+            if let Key::User(name) = &node.key {
+                names.push(name.to_string());
+            }
+            slot = node.older;
+        }
+        assert_eq!(names, ["e", "a", "d"]);
+        assert_eq!(guard.penalty(None, Some("a")), PENALTY_STEP);
     }
 }

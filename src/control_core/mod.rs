@@ -19,6 +19,11 @@
 //! file formats and password hashes [`crate::auth`]. Here are the thread and its [`Backend`]s
 //! ([`files`], [`redis`]), the brute-force [`guard`], and the [`Plan`] that start-up makes from
 //! the settings to choose a backend and start the thread.
+//!
+//! Before a backend sees a CONNECT, the [`LoginGuard`] refuses a banned source address, and a
+//! user name longer than [`MAX_USERNAME_LEN`] is refused as bad credentials (counted against
+//! the address), so neither the guard's table nor a backend query is keyed by it. Refusals of
+//! failed logins are held back by the guard's penalty without blocking this thread.
 
 pub mod files;
 pub mod guard;
@@ -39,6 +44,7 @@ use tracing::{info, warn};
 
 use self::guard::LoginGuard;
 pub use self::plan::Plan;
+use crate::auth::MAX_USERNAME_LEN;
 
 /// Requests queued for the control core at most; beyond this CONNECTs are refused at once.
 const QUEUE: usize = 4096;
@@ -227,6 +233,7 @@ impl Worker {
         let usernames: Vec<&str> = batch
             .iter()
             .filter_map(|request| request.username.as_deref())
+            .filter(|name| name.len() <= MAX_USERNAME_LEN)
             .collect();
         self.backend.prefetch(&usernames);
         for request in batch {
@@ -279,14 +286,20 @@ impl Worker {
         let now = Instant::now();
         let address: Option<IpAddr> = request.peer.map(|peer| peer.ip());
         let username = request.username.as_deref();
-        if self.guard.is_banned(address, username, now) {
+        if self.guard.is_banned(address, now) {
             return ConnectDecision::refuse(ReasonCode::Banned);
+        }
+        if username.is_some_and(|name| name.len() > MAX_USERNAME_LEN) {
+            // Never looked up (see MAX_USERNAME_LEN); the guard counts the failure against the
+            // address only.
+            self.guard.record_failure(address, username, now);
+            return ConnectDecision::refuse(ReasonCode::BadUserNameOrPassword);
         }
         match self
             .backend
             .authenticate(username, request.password.as_deref())
         {
-            Verdict::Allowed => self.guard.record_success(address, username),
+            Verdict::Allowed => self.guard.record_success(username),
             Verdict::BadCredentials => {
                 self.guard.record_failure(address, username, now);
                 return ConnectDecision::refuse(ReasonCode::BadUserNameOrPassword);
@@ -338,13 +351,65 @@ impl Worker {
     }
 }
 
+/// Pins the calling thread to `cpu`. The setting was checked at start-up against the CPUs this
+/// process may use ([`usable_cpus`]); should that change meanwhile, the thread runs unpinned
+/// with a warning rather than not at all.
 fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it.
+    if cpu >= CPU_SET_SIZE {
+        warn!(cpu, "could not pin the control core: no such CPU");
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it, as `cpu` is
+    // below its size (checked above).
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             warn!(cpu, "could not pin the control core");
         }
+    }
+}
+
+/// CPUs a `cpu_set_t` can name.
+const CPU_SET_SIZE: usize = 8 * std::mem::size_of::<libc::cpu_set_t>();
+
+/// The CPUs the calling thread may run on (its affinity mask: the online CPUs, less any that
+/// `taskset`, cgroups or the like exclude), in ascending order; `None` if the system will not
+/// say.
+pub fn usable_cpus() -> Option<Vec<usize>> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, filled in by sched_getaffinity within
+    // its size; CPU_ISSET reads indexes below that size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        Some(
+            (0..CPU_SET_SIZE)
+                .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usable_cpus_are_the_ones_this_thread_may_run_on() {
+        let cpus = usable_cpus().expect("sched_getaffinity");
+        let available = std::thread::available_parallelism().map_or(1, usize::from);
+        // The standard library counts the same mask (less any cgroup quota).
+        assert!(!cpus.is_empty() && available <= cpus.len());
+        assert!(cpus.windows(2).all(|pair| pair[0] < pair[1]), "ascending");
+        assert!(cpus.iter().all(|&cpu| cpu < CPU_SET_SIZE));
+    }
+
+    #[test]
+    fn pinning_to_a_cpu_beyond_the_set_warns_instead_of_panicking() {
+        std::thread::spawn(|| pin_to_cpu(CPU_SET_SIZE + 7))
+            .join()
+            .expect("no panic");
     }
 }

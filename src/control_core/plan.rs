@@ -8,6 +8,9 @@
 //!   refused unless `allow_anonymous = true`.
 //! - `[redis] url` set: Redis holds users and rules instead of the files (the two do not mix:
 //!   `shardmq import` loads the files into Redis); anonymous clients as with a password file.
+//!
+//! `control_core` must name a CPU this process may run on: a typo there is a configuration
+//! error at start-up, not a control core left unpinned with a warning in the log.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -67,6 +70,9 @@ impl Plan {
                 .ban_seconds
                 .map_or(defaults.ban, |s| Duration::from_secs(s.get().into())),
         };
+        if let Some(cpu) = settings.control_core {
+            check_cpu(cpu, crate::control_core::usable_cpus())?;
+        }
         Ok(Plan {
             files,
             redis_url,
@@ -97,5 +103,70 @@ impl Plan {
         let started =
             ControlCore::start(backend, LoginGuard::new(self.guard), self.control_core_cpu)?;
         Ok(Some(started))
+    }
+}
+
+/// Checks the `control_core` setting against the CPUs this process may run on (`None`: the
+/// system would not say, and pinning will tell).
+fn check_cpu(cpu: usize, usable: Option<Vec<usize>>) -> anyhow::Result<()> {
+    let Some(usable) = usable else {
+        return Ok(());
+    };
+    if usable.contains(&cpu) {
+        return Ok(());
+    }
+    bail!(
+        "`control_core` = {cpu}: not a CPU this process may run on (it may use CPUs {})",
+        cpu_ranges(&usable)
+    )
+}
+
+/// `0-3,6,8-9` for CPUs 0, 1, 2, 3, 6, 8, 9 (ascending), as `taskset -c` writes them.
+fn cpu_ranges(cpus: &[usize]) -> String {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for &cpu in cpus {
+        match ranges.last_mut() {
+            Some((_, last)) if *last + 1 == cpu => *last = cpu,
+            _ => ranges.push((cpu, cpu)),
+        }
+    }
+    ranges
+        .iter()
+        .map(|&(first, last)| {
+            if first == last {
+                first.to_string()
+            } else {
+                format!("{first}-{last}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_core_must_be_a_usable_cpu() {
+        assert!(check_cpu(1, Some(vec![0, 1])).is_ok());
+        let err = check_cpu(2, Some(vec![0, 1])).expect_err("out of range");
+        assert_eq!(
+            err.to_string(),
+            "`control_core` = 2: not a CPU this process may run on (it may use CPUs 0-1)"
+        );
+        let err = check_cpu(1, Some(vec![0, 2, 3])).expect_err("excluded");
+        assert!(err.to_string().ends_with("CPUs 0,2-3)"), "{err}");
+        assert!(
+            check_cpu(999, None).is_ok(),
+            "unknown mask: left to pinning"
+        );
+    }
+
+    #[test]
+    fn cpu_ranges_are_written_like_taskset() {
+        assert_eq!(cpu_ranges(&[0, 1, 2, 3, 6, 8, 9]), "0-3,6,8-9");
+        assert_eq!(cpu_ranges(&[5]), "5");
+        assert_eq!(cpu_ranges(&[]), "");
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `shardmq:user:<name>` | hash | `password`: a `mosquitto_passwd` hash (`$7$`, `$6$` or legacy `$md5$`); other fields are the operator's and are ignored |
+//! | `shardmq:user:<name>` | hash | `password`: a `mosquitto_passwd` hash (`$7$`, `$argon2id$`, `$6$` or legacy `$md5$`); other fields are the operator's and are ignored |
 //! | `shardmq:acl` | list | shared `acl_file` lines: `topic` lines for anonymous clients, `pattern` lines for everyone (a `user` line starts that user's `topic` lines, as in the file) |
 //! | `shardmq:acl:user:<name>` | list | the user's own rules: `topic [access] <filter>` lines (a `pattern` line here is the user's rule too); no `user` lines |
 //! | `shardmq:follows:<name>` | set | the users `<name>` follows (`%f`); mutual followers are friends (`%F`) |
@@ -60,7 +60,13 @@
 //! A shared list that does not parse stops the broker at start-up (as a bad file does), and
 //! later leaves the previous rules in force with an error logged. A user whose own data does
 //! not parse (bad hash, bad rule line, a key of the wrong type) is refused at CONNECT with a
-//! warning naming the key, and keeps the rules it has if connected.
+//! warning naming the key, and keeps the rules it has if connected; so is a user whose hash asks
+//! for more work than [`crate::auth::password`] allows ("Bounded cost"), before any of it is
+//! done.
+//!
+//! An unknown user's password is checked against a dummy shaped like the last user hash checked
+//! (same scheme and parameters; the `$7$` default until then), so that the answer takes about
+//! as long as for a known user: which users exist is not told by timing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -513,20 +519,32 @@ fn parse_user_list<T, E: std::fmt::Display>(
     parse(&text, Path::new(key)).map_err(|err| format!("Redis key {err}"))
 }
 
-/// Checks `password` against the stored hash of user `name` (`None`: no such user).
-fn verify(name: &str, stored: Option<&str>, password: &[u8]) -> Result<bool, FetchError> {
+/// Checks `password` against the stored hash of user `name` (`None`: no such user, checked
+/// against `dummy` for the time it takes). A hash that can be checked becomes the model of
+/// `dummy` (see the module doc, "Bad data").
+fn verify(
+    name: &str,
+    stored: Option<&str>,
+    password: &[u8],
+    dummy: &mut PasswordHash,
+) -> Result<bool, FetchError> {
     let Some(encoded) = stored else {
-        let _ = PasswordHash::dummy().verify(password);
+        let _ = dummy.verify(password);
         return Ok(false);
     };
-    let hash = PasswordHash::parse(encoded).map_err(|err| {
+    let bad = |reason: String| {
         FetchError::Data(format!(
-            "Redis key {} field `{}`: {err}",
+            "Redis key {} field `{}`: {reason}",
             keys::user(name),
             keys::PASSWORD
         ))
-    })?;
-    Ok(hash.verify(password))
+    };
+    let hash = PasswordHash::parse(encoded).map_err(|err| bad(err.to_string()))?;
+    let matched = hash
+        .verify(password)
+        .map_err(|cost| bad(format!("too costly to verify: {cost}")))?;
+    *dummy = hash.dummy();
+    Ok(matched)
 }
 
 /// The Redis backend (see the module doc).
@@ -545,6 +563,8 @@ pub struct RedisBackend {
     current: Option<UserData>,
     /// Users of the batch of CONNECTs being decided, read together by [`Backend::prefetch`].
     prefetched: HashMap<String, UserData>,
+    /// What an unknown user's password is checked against (see [`verify`]).
+    dummy: PasswordHash,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -579,6 +599,7 @@ impl RedisBackend {
             stop,
             current: None,
             prefetched: HashMap::new(),
+            dummy: PasswordHash::default_dummy(),
         };
         match backend.read_shared() {
             Ok(shared) => backend.shared = Some(shared),
@@ -644,7 +665,7 @@ impl RedisBackend {
     /// unknown user or a wrong password.
     fn login(&mut self, name: &str, password: &[u8]) -> Result<Option<UserData>, FetchError> {
         if let Some(user) = self.prefetched.remove(name) {
-            let verified = verify(name, user.password.as_deref(), password)?;
+            let verified = verify(name, user.password.as_deref(), password, &mut self.dummy)?;
             return Ok(verified.then_some(user));
         }
         let mut pipe = redis::pipe();
@@ -652,7 +673,7 @@ impl RedisBackend {
         push_round_one(&mut pipe, name);
         let values: Vec<Value> = self.link.query(&pipe)?;
         let stored = Stored::decode(name, &mut values.into_iter()).map_err(FetchError::Data)?;
-        if !verify(name, stored.password.as_deref(), password)? {
+        if !verify(name, stored.password.as_deref(), password, &mut self.dummy)? {
             return Ok(None);
         }
         let mut friends = self.friends(&[(name, &stored.follows)])?;

@@ -693,3 +693,44 @@ pub fn check_revocation_reaches_every_session(
         );
     }
 }
+impl RawClient {
+    /// Opens a TCP connection from the loopback address `source` (any of 127.0.0.0/8 reaches a
+    /// broker on 127.0.0.1 under Linux), so that one test can play clients on distinct
+    /// addresses.
+    pub fn open_from(addr: SocketAddr, source: std::net::IpAddr) -> RawClient {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .expect("bind the source address");
+        socket.connect_timeout(&addr.into(), WAIT).expect("connect");
+        RawClient::from_stream(TcpStream::from(socket))
+    }
+}
+
+/// Logs in (MQTT 3.1.1, clean session) from the loopback address `source` with a user name and
+/// password; the client and the CONNACK's 3.1.1 return code, `None` if the broker sent none
+/// within [`WAIT`].
+pub fn login_from(
+    broker: &Broker,
+    source: &str,
+    client_id: &str,
+    user: &str,
+    password: &[u8],
+) -> (RawClient, Option<u8>) {
+    let mut client = RawClient::open_from(broker.addr, source.parse().expect("source address"));
+    let mut connect = connect_packet(client_id, true);
+    connect.username = Some(ByteStr::from(user));
+    connect.password = Some(bytes::Bytes::copy_from_slice(password));
+    client.send(&Packet::Connect(Box::new(connect)));
+    let code = match client.recv(WAIT) {
+        Some(Packet::ConnAck(ack)) => Some(ack.code.to_v3_connack()),
+        None => None,
+        other => panic!("expected CONNACK, got {other:?}"),
+    };
+    (client, code)
+}
