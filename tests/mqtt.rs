@@ -286,10 +286,19 @@ fn persistent_session_receives_messages_queued_while_offline() {
         assert!(matches!(publisher.recv(WAIT), Some(Packet::PubAck(_))));
     }
     publisher.publish("inbox/durable", b"qos0", QoS::AtMostOnce, false);
+    // A last QoS 1 message behind the QoS 0 one, from the same publisher: once the offline
+    // session holds it, the QoS 0 message before it has reached the session too.
+    publisher.publish_with_id("inbox/durable", b"5", QoS::AtLeastOnce, false, 6);
+    assert!(matches!(publisher.recv(WAIT), Some(Packet::PubAck(_))));
+    wait_until("six messages queued offline", WAIT, || {
+        broker
+            .client("durable")
+            .is_some_and(|client| client["queued"] == 6)
+    });
 
     let (mut sub, ack) = RawClient::connect_with(broker.addr, connect_packet("durable", false));
     assert!(ack.session_present);
-    for n in 0..5 {
+    for n in 0..6 {
         let got = sub.next_publish(WAIT).expect("queued message");
         assert_eq!(got.payload, Bytes::from(format!("{n}")));
         sub.send(&Packet::PubAck(PubAck::new(got.packet_id.unwrap())));

@@ -147,6 +147,9 @@ impl RetainedBatch {
     }
 }
 
+/// Messages a session moving between shards remembers to deliver once (see `Client::arrived`).
+const MOVE_DEDUPE: usize = 65_536;
+
 /// Retained messages queued with the SUBACK; more go out in slices of this size.
 pub const RETAINED_SLICE: usize = 256;
 
@@ -247,6 +250,10 @@ struct Client {
     /// The forwarder at the session's previous place, until it says `ForwardEnd`: deliveries
     /// forwarded from it are this session's.
     upstream: Option<Owner>,
+    /// While forwarded deliveries may come: the messages that arrived (by address; held, so an
+    /// address is not reused meanwhile). A message routed both here and to the old place arrives
+    /// twice, once forwarded; it is delivered once.
+    arrived: Option<Box<HashMap<usize, Arc<Message>>>>,
 }
 
 /// A session that moved away (see [`Router::leave_forwarder`]): what still reaches this shard for
@@ -275,6 +282,23 @@ impl Client {
 
     fn can_receive(&self, topic: &str) -> bool {
         self.acl.as_ref().is_none_or(|acl| acl.can_receive(topic))
+    }
+
+    /// Whether `message` reaches this client for the first time (see `arrived`). Past
+    /// `MOVE_DEDUPE` messages in one move, later ones are no longer remembered.
+    fn first_arrival(&mut self, message: &Arc<Message>) -> bool {
+        if self.upstream.is_none() {
+            return true;
+        }
+        let arrived = self.arrived.get_or_insert_with(Default::default);
+        let key = Arc::as_ptr(message) as usize;
+        if arrived.contains_key(&key) {
+            return false;
+        }
+        if arrived.len() < MOVE_DEDUPE {
+            arrived.insert(key, Arc::clone(message));
+        }
+        true
     }
 
     fn connecting(&mut self) -> Option<&mut Handshake> {
@@ -460,6 +484,7 @@ impl Router {
             offline_since: None,
             reported_drops: 0,
             upstream: None,
+            arrived: None,
         };
         self.clients.insert(conn, client);
         self.by_client_id.insert(new.client_id.clone(), conn);
@@ -1395,7 +1420,10 @@ impl Router {
         retain: bool,
     ) {
         if let Some(client) = self.clients.get_mut(&conn) {
-            if client.upstream != Some(from) || !client.can_receive(&message.topic) {
+            if client.upstream != Some(from)
+                || !client.can_receive(&message.topic)
+                || !client.first_arrival(message)
+            {
                 return;
             }
             let session = &mut client.session;
@@ -1485,6 +1513,7 @@ impl Router {
         if let Some(client) = self.clients.get_mut(&conn) {
             if client.upstream == Some(from) {
                 client.upstream = None;
+                client.arrived = None;
             }
         } else if let Some(forward) = self.forwards.get_mut(&conn) {
             if forward.upstream == Some(from) {
@@ -1502,6 +1531,9 @@ impl Router {
             let Some(client) = self.clients.get_mut(&target.conn) else {
                 continue;
             };
+            if !client.first_arrival(&fanout.message) {
+                continue;
+            }
             let session = &mut client.session;
             let before = session.pending_bytes();
             session.handle_delivery(&fanout.message, target.qos, target.retain);
