@@ -284,21 +284,22 @@ impl Client {
         self.acl.as_ref().is_none_or(|acl| acl.can_receive(topic))
     }
 
-    /// Whether `message` reaches this client for the first time (see `arrived`). Past
-    /// `MOVE_DEDUPE` messages in one move, later ones are no longer remembered.
-    fn first_arrival(&mut self, message: &Arc<Message>) -> bool {
+    /// Whether `message` was already taken by this session while it moves (see `arrived`).
+    fn arrived_before(&self, message: &Arc<Message>) -> bool {
+        self.arrived
+            .as_ref()
+            .is_some_and(|arrived| arrived.contains_key(&(Arc::as_ptr(message) as usize)))
+    }
+
+    /// The session took `message`: while it moves, remember it (up to `MOVE_DEDUPE` messages).
+    fn remember_arrival(&mut self, message: &Arc<Message>) {
         if self.upstream.is_none() {
-            return true;
+            return;
         }
         let arrived = self.arrived.get_or_insert_with(Default::default);
-        let key = Arc::as_ptr(message) as usize;
-        if arrived.contains_key(&key) {
-            return false;
-        }
         if arrived.len() < MOVE_DEDUPE {
-            arrived.insert(key, Arc::clone(message));
+            arrived.insert(Arc::as_ptr(message) as usize, Arc::clone(message));
         }
-        true
     }
 
     fn connecting(&mut self) -> Option<&mut Handshake> {
@@ -1422,13 +1423,16 @@ impl Router {
         if let Some(client) = self.clients.get_mut(&conn) {
             if client.upstream != Some(from)
                 || !client.can_receive(&message.topic)
-                || !client.first_arrival(message)
+                || client.arrived_before(message)
             {
                 return;
             }
             let session = &mut client.session;
             let before = session.pending_bytes();
-            session.handle_delivery(message, qos, retain);
+            if session.handle_delivery(message, qos, retain) {
+                client.remember_arrival(message);
+            }
+            let session = &mut client.session;
             let drops = session.take_drops();
             if before == 0 && session.pending_bytes() > 0 {
                 self.outputs.push(Output::Flush(conn));
@@ -1531,12 +1535,15 @@ impl Router {
             let Some(client) = self.clients.get_mut(&target.conn) else {
                 continue;
             };
-            if !client.first_arrival(&fanout.message) {
+            if client.arrived_before(&fanout.message) {
                 continue;
             }
             let session = &mut client.session;
             let before = session.pending_bytes();
-            session.handle_delivery(&fanout.message, target.qos, target.retain);
+            if session.handle_delivery(&fanout.message, target.qos, target.retain) {
+                client.remember_arrival(&fanout.message);
+            }
+            let session = &mut client.session;
             drops.add(session.take_drops());
             delivered += 1;
             if before == 0 && session.pending_bytes() > 0 {

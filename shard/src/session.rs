@@ -453,40 +453,40 @@ impl Session {
     /// A message routed to this session through a subscription granted at `granted` QoS.
     /// `retain` is the RETAIN flag to deliver with (true for retained messages sent on
     /// subscribe, or as published with retain-as-published).
-    pub fn handle_delivery(&mut self, message: &Arc<Message>, granted: QoS, retain: bool) {
+    pub fn handle_delivery(&mut self, message: &Arc<Message>, granted: QoS, retain: bool) -> bool {
         let qos = message.qos.min(granted);
         if self.link != Link::Connected {
             let as_offline = !matches!(self.link, Link::Connecting { fresh: true });
             if as_offline && qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline {
-                return;
+                return false;
             }
-            self.enqueue(Queued {
+            return self.enqueue(Queued {
                 message: Arc::clone(message),
                 qos,
                 retain,
             });
-            return;
         }
         if qos == QoS::AtMostOnce {
             if self.outbox.len() >= self.limits.max_outbox_bytes {
                 self.drops.slow_qos0 += 1;
-                return;
+                return false;
             }
             self.outbox.push_publish(
                 &header(message, qos, retain, None),
                 &message.payload,
                 self.protocol,
             );
-            return;
+            return true;
         }
         if self.queued.is_empty() && self.window_open() {
             self.send_new(Arc::clone(message), qos, retain);
+            true
         } else {
             self.enqueue(Queued {
                 message: Arc::clone(message),
                 qos,
                 retain,
-            });
+            })
         }
     }
 
@@ -495,7 +495,8 @@ impl Session {
             && self.outbox.len() < self.limits.max_outbox_bytes
     }
 
-    fn enqueue(&mut self, queued: Queued) {
+    /// Queues a message; false if the queue is full (counted).
+    fn enqueue(&mut self, queued: Queued) -> bool {
         let bound = if self.link == Link::Offline {
             self.limits.max_queued
         } else {
@@ -504,10 +505,11 @@ impl Session {
         let bytes = queued.message.payload.len();
         if self.queued.len() >= bound || self.queued_bytes + bytes > self.limits.max_queued_bytes {
             self.drops.queue_full += 1;
-            return;
+            return false;
         }
         self.queued_bytes += bytes;
         self.queued.push_back(queued);
+        true
     }
 
     fn send_new(&mut self, message: Arc<Message>, qos: QoS, retain: bool) {
