@@ -317,7 +317,9 @@ pub struct Router {
     config: Arc<ShardConfig>,
     stats: Rc<Stats>,
     hot_topics: HotTopics,
-    clients: HashMap<ConnId, Client>,
+    /// Boxed: a client is a few hundred bytes, and a table of them inline would keep up to as
+    /// much again in spare capacity per connection.
+    clients: HashMap<ConnId, Box<Client>>,
     /// Client id → its connection (or offline session) on this shard.
     by_client_id: HashMap<ByteStr, ConnId>,
     subscriptions: Trie<Subscribers>,
@@ -487,7 +489,7 @@ impl Router {
             upstream: None,
             arrived: None,
         };
-        self.clients.insert(conn, client);
+        self.clients.insert(conn, Box::new(client));
         self.by_client_id.insert(new.client_id.clone(), conn);
         Stats::add(&self.stats.connections, 1);
         Stats::add(&self.stats.connections_total, 1);
@@ -586,7 +588,7 @@ impl Router {
     fn leave_forwarder(
         &mut self,
         conn: ConnId,
-        mut client: Client,
+        mut client: Box<Client>,
         to: Owner,
     ) -> Handed<Box<Session>> {
         let filters = client.session.subscriptions().keys().cloned().collect();
@@ -781,7 +783,7 @@ impl Router {
         self.outputs.push(Output::Ready(conn));
     }
 
-    fn remove_client(&mut self, conn: ConnId) -> Client {
+    fn remove_client(&mut self, conn: ConnId) -> Box<Client> {
         let client = self
             .clients
             .remove(&conn)
