@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::files::Files;
@@ -169,35 +167,18 @@ fn an_argon2id_user_logs_in() {
 fn a_control_core_cpu_out_of_range_is_a_configuration_error() {
     let files = Files::new("control-core-cpu");
     let passwd = files.passwords(&[("alice", "secret")]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
-        .args(["--listen", "127.0.0.1:0", "--shards", "1"])
-        .args(["--admin-listen", "127.0.0.1:0", "--password-file", &passwd])
-        .args(["--control-core", "999"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shardmq");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the broker started with --control-core 999");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
-    assert!(!status.success(), "{stderr}");
+    let stderr = common::refused_start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--password-file",
+        &passwd,
+        "--control-core",
+        "999",
+    ]);
     assert!(
         stderr.contains("`control_core` = 999"),
         "the error names the key: {stderr}"

@@ -380,40 +380,14 @@ fn token_is_required_when_set() {
 
 #[test]
 fn non_loopback_admin_needs_a_token() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--admin-listen",
-            "0.0.0.0:0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shardmq");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("broker started on a non-loopback admin address without a token");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(!status.success());
+    let stderr = common::refused_start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--admin-listen",
+        "0.0.0.0:0",
+    ]);
     assert!(
         stderr.contains("not a loopback address") && stderr.contains("admin.token"),
         "{stderr}"
