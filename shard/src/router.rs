@@ -256,6 +256,14 @@ struct Client {
     arrived: Option<Box<HashMap<usize, Arc<Message>>>>,
 }
 
+/// What one delivery did to a client.
+struct Delivered {
+    /// What its session dropped.
+    drops: Drops,
+    /// Its outbox went from empty to not: the driver must send it.
+    flush: bool,
+}
+
 /// A session that moved away (see [`Router::leave_forwarder`]): what still reaches this shard for
 /// it is forwarded to its new owner until the move completes.
 #[derive(Debug)]
@@ -282,6 +290,22 @@ impl Client {
 
     fn can_receive(&self, topic: &str) -> bool {
         self.acl.as_ref().is_none_or(|acl| acl.can_receive(topic))
+    }
+
+    /// Hands a routed message to the session, once (see `arrived`); `None` if it already
+    /// arrived by the other path of a move.
+    fn deliver(&mut self, message: &Arc<Message>, qos: QoS, retain: bool) -> Option<Delivered> {
+        if self.arrived_before(message) {
+            return None;
+        }
+        let before = self.session.pending_bytes();
+        if self.session.handle_delivery(message, qos, retain) {
+            self.remember_arrival(message);
+        }
+        Some(Delivered {
+            drops: self.session.take_drops(),
+            flush: before == 0 && self.session.pending_bytes() > 0,
+        })
     }
 
     /// Whether `message` was already taken by this session while it moves (see `arrived`).
@@ -1423,23 +1447,16 @@ impl Router {
         retain: bool,
     ) {
         if let Some(client) = self.clients.get_mut(&conn) {
-            if client.upstream != Some(from)
-                || !client.can_receive(&message.topic)
-                || client.arrived_before(message)
-            {
+            if client.upstream != Some(from) || !client.can_receive(&message.topic) {
                 return;
             }
-            let session = &mut client.session;
-            let before = session.pending_bytes();
-            if session.handle_delivery(message, qos, retain) {
-                client.remember_arrival(message);
-            }
-            let session = &mut client.session;
-            let drops = session.take_drops();
-            if before == 0 && session.pending_bytes() > 0 {
+            let Some(delivered) = client.deliver(message, qos, retain) else {
+                return;
+            };
+            if delivered.flush {
                 self.outputs.push(Output::Flush(conn));
             }
-            self.count_drops(drops);
+            self.count_drops(delivered.drops);
             self.stats.add_delivered(1);
         } else if self
             .forwards
@@ -1537,18 +1554,12 @@ impl Router {
             let Some(client) = self.clients.get_mut(&target.conn) else {
                 continue;
             };
-            if client.arrived_before(&fanout.message) {
+            let Some(outcome) = client.deliver(&fanout.message, target.qos, target.retain) else {
                 continue;
-            }
-            let session = &mut client.session;
-            let before = session.pending_bytes();
-            if session.handle_delivery(&fanout.message, target.qos, target.retain) {
-                client.remember_arrival(&fanout.message);
-            }
-            let session = &mut client.session;
-            drops.add(session.take_drops());
+            };
+            drops.add(outcome.drops);
             delivered += 1;
-            if before == 0 && session.pending_bytes() > 0 {
+            if outcome.flush {
                 self.outputs.push(Output::Flush(target.conn));
             }
         }
