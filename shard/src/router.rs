@@ -278,6 +278,10 @@ struct Forward {
 }
 
 impl Client {
+    fn is_connected(&self) -> bool {
+        !matches!(self.phase, Phase::Offline)
+    }
+
     fn can_publish(&self, topic: &str) -> bool {
         self.acl.as_ref().is_none_or(|acl| acl.can_publish(topic))
     }
@@ -1574,10 +1578,12 @@ impl Router {
 
     /// The writer sent what `conn` had queued: acknowledgements may have opened the inflight
     /// window meanwhile, so queued messages move into it.
-    pub fn release_queued(&mut self, conn: ConnId) {
-        if let Some(client) = self.clients.get_mut(&conn) {
+    /// Returns whether the session has bytes to send.
+    pub fn release_queued(&mut self, conn: ConnId) -> bool {
+        self.clients.get_mut(&conn).is_some_and(|client| {
             client.session.release_queued();
-        }
+            client.session.pending_bytes() > 0
+        })
     }
 
     // ----- the mesh --------------------------------------------------------------------------
@@ -1751,12 +1757,6 @@ impl Router {
                 self.outputs.push(Output::Close(*conn));
             }
         }
-    }
-}
-
-impl Client {
-    fn is_connected(&self) -> bool {
-        !matches!(self.phase, Phase::Offline)
     }
 }
 

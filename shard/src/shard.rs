@@ -206,14 +206,7 @@ impl Shard {
     /// Moves queued messages of `conn` into its window after a send; wakes its writer if that
     /// gave it bytes to send.
     pub(crate) fn release_queued(self: &Rc<Self>, conn: ConnId) {
-        let pending = {
-            let mut router = self.router.borrow_mut();
-            router.release_queued(conn);
-            router
-                .session_mut(conn)
-                .is_some_and(|session| session.pending_bytes() > 0)
-        };
-        if pending {
+        if self.router.borrow_mut().release_queued(conn) {
             if let Some(socket) = self.socket(conn) {
                 socket.wake(self);
             }
