@@ -146,6 +146,13 @@ pub struct Settings {
     #[arg(long = "hot-topics-filters", value_name = "FILTER")]
     #[serde(default)]
     pub hot_topics_filters: Vec<String>,
+    /// What the log shows: `error`, `warn`, `info` (default), `debug`, `trace`, or a filter such
+    /// as `info,shardmq_shard::connection=debug`. `RUST_LOG`, when set, takes precedence.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+    /// How log lines are written on stderr: `text` (default) or `json` (one object per line).
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     #[command(flatten)]
     #[serde(default)]
     pub admin: AdminSettings,
@@ -155,6 +162,68 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub redis: RedisSettings,
+}
+
+/// A log filter: a level, or `tracing` directives (`info,shardmq_shard::connection=debug`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLevel(String);
+
+impl LogLevel {
+    /// The filter's text, as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("an empty log level; use error, warn, info, debug or trace".into());
+        }
+        const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+        let is_level = |word: &str| LEVELS.contains(&word.to_ascii_lowercase().as_str());
+        // Each directive is a level or `target=level`: a bare word that is not a level would be
+        // taken as a target and silently log everything of it.
+        let bad =
+            text.split(',')
+                .map(str::trim)
+                .find(|directive| match directive.split_once('=') {
+                    Some((target, level)) => target.is_empty() || !is_level(level),
+                    None => !is_level(directive),
+                });
+        if let Some(directive) = bad {
+            return Err(format!(
+                "{directive:?} is not a log level (off, error, warn, info, debug, trace) or \
+                 `target=level`"
+            ));
+        }
+        tracing_subscriber::EnvFilter::builder()
+            .parse(text)
+            .map_err(|err| format!("{text:?} is not a log filter: {err}"))?;
+        Ok(LogLevel(text.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(de::Error::custom)
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// The `[redis]` table (flags `--redis-<key>`): the Redis access-control backend.
@@ -317,7 +386,9 @@ impl Settings {
             max_login_failures,
             ban_seconds,
             sys_interval,
-            hot_topics_max
+            hot_topics_max,
+            log_level,
+            log_format
         );
         if !flags.hot_topics_filters.is_empty() {
             self.hot_topics_filters = flags.hot_topics_filters;

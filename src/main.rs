@@ -5,6 +5,7 @@
 //! | --- | --- |
 //! | [`config`] | every setting (TOML keys and flags), its defaults and single-setting rules |
 //! | [`startup`] | which threads start, in which order, and shutdown |
+//! | [`logging`] | the log's level, format and writer thread |
 //! | [`cli`] | the operator commands, a file each |
 //! | [`control_core`] | the thread that authenticates CONNECTs and compiles ACLs, and its backends |
 //! | [`access`] | the access rules, relations and auto-subscriptions, and their expansion |
@@ -23,11 +24,11 @@ mod auth;
 mod cli;
 mod config;
 mod control_core;
+mod logging;
 mod monitor;
 mod startup;
 mod status;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -51,23 +52,22 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let Cli {
         command,
         config,
         settings: flags,
     } = Cli::parse();
-    let settings = move || Settings::resolve(config.config.as_deref(), flags);
+    let settings = Settings::resolve(config.config.as_deref(), flags);
+    let _log = match &settings {
+        Ok(settings) => logging::init(
+            settings.log_level.as_ref(),
+            settings.log_format.unwrap_or_default(),
+        ),
+        Err(_) => logging::init(None, Default::default()),
+    };
     let result = match command {
-        None => settings().and_then(|settings| startup::Plan::from_settings(&settings)?.run()),
-        Some(command) => cli::run(command, settings),
+        None => settings.and_then(|settings| startup::Plan::from_settings(&settings)?.run()),
+        Some(command) => cli::run(command, move || settings),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,10 @@
 //! [`Plan::from_settings`] checks every setting before anything starts (and is all that
 //! `check-config` runs). [`Plan::run`] then starts, in this order:
 //!
+//! 0. **Open-file limit.** The soft `RLIMIT_NOFILE` is raised to the hard one (every connection
+//!    is a descriptor; a soft limit of 1024 would silently cap the broker near 1,000 clients). The
+//!    effective limit is logged, with a warning when a configured `max_connections` is above what
+//!    it allows.
 //! 1. **Signal mask.** SIGINT, SIGTERM and SIGHUP are blocked in this thread before any other
 //!    starts, so every thread inherits the mask and the signals wait for [`Plan::run`]'s loop
 //!    (`sigwait`) instead of interrupting a shard.
@@ -25,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use shardmq_shard::{Broker, ShardConfig};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::{admin, control_core, monitor};
@@ -35,6 +39,8 @@ use crate::{admin, control_core, monitor};
 pub struct Plan {
     config: ShardConfig,
     pin_cores: bool,
+    /// `max_connections` when configured (the default is checked against nothing).
+    max_connections: Option<usize>,
     monitor: monitor::Options,
     admin: Option<admin::Plan>,
     control: control_core::Plan,
@@ -49,6 +55,7 @@ impl Plan {
         let control = control_core::Plan::from_settings(settings, &config.listen)?;
         Ok(Plan {
             pin_cores: settings.pin_cores.unwrap_or(true),
+            max_connections: settings.max_connections.map(std::num::NonZeroUsize::get),
             config,
             monitor,
             admin,
@@ -64,6 +71,7 @@ impl Plan {
     /// Starts the broker (see the module doc for the order), serves until SIGINT or SIGTERM,
     /// and stops it.
     pub fn run(mut self) -> anyhow::Result<()> {
+        raise_open_file_limit(self.max_connections);
         let signals = block_signals();
         if let Some(admin) = &mut self.admin {
             admin.bind()?;
@@ -125,6 +133,57 @@ impl Plan {
             error!("shards did not stop in time; exiting");
         }
         Ok(())
+    }
+}
+
+/// Descriptors the broker needs besides its clients' sockets: listeners, rings, the admin API,
+/// Redis and Postgres links, log and data files.
+const RESERVED_DESCRIPTORS: u64 = 100;
+
+/// Raises the soft open-file limit to the hard one and logs the result (see the module doc);
+/// warns when a configured `max_connections` is above what the limit allows.
+fn raise_open_file_limit(max_connections: Option<usize>) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid out-pointer for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
+        return;
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit; lowering or keeping the hard limit needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            warn!(error = %std::io::Error::last_os_error(), soft = before, hard = limit.rlim_max,
+                "cannot raise the open-file limit");
+        }
+    }
+    let allowed = limit.rlim_cur.saturating_sub(RESERVED_DESCRIPTORS);
+    info!(
+        limit = limit.rlim_cur,
+        raised_from = before,
+        hard = limit.rlim_max,
+        connections = allowed,
+        "open-file limit"
+    );
+    let Some(max_connections) = max_connections else {
+        return;
+    };
+    if max_connections as u64 > allowed {
+        warn!(
+            max_connections,
+            open_file_limit = limit.rlim_cur,
+            "max_connections is above what the open-file limit allows (about {allowed} \
+             connections): raise LimitNOFILE= / `ulimit -Hn` (see tuning/) or lower max_connections"
+        );
     }
 }
 

@@ -473,6 +473,18 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
         open_descriptors(broker.pid()) as u64 >= LIMIT
     });
     still_healthy(&mut sub, &mut publisher);
+    // Logged, as Mosquitto logs it, and throttled: a flood of failed accepts is a line or two.
+    assert!(
+        broker
+            .wait_for_log(
+                &["out of file descriptors", "raise the open-file limit"],
+                WAIT
+            )
+            .is_some(),
+        "{:#?}",
+        broker.log()
+    );
+    assert!(broker.log_lines("out of file descriptors") <= 4);
     drop(flood);
     // The broker resumes accepting: a new client completes CONNECT.
     let deadline = std::time::Instant::now() + WAIT;

@@ -4,7 +4,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -14,7 +13,6 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::timer::Timer;
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
-use socket2::{Domain, Socket, Type};
 use tracing::{info, warn};
 
 use crate::config::ShardConfig;
@@ -23,17 +21,19 @@ use crate::control::{
     Authenticator, BrokerHandle, ShardControl, COMMAND_POLL, STATS_PUBLISH, TOPIC_COUNTS_FLUSH,
 };
 use crate::hot_topics::TopicCounts;
+use crate::listen::{self, Claim};
 use crate::mesh::{ShardId, ShardMsg, ShardSet};
 use crate::shard::Shard;
 use crate::stats::Stats;
+use crate::throttle::Throttle;
 use crate::writer;
-
-/// Listen backlog requested for every listener; the kernel caps it at `net.core.somaxconn`.
-const BACKLOG: i32 = 65_535;
 
 /// How often a shard retires the writers of connections idle since the previous sweep: a
 /// connection's writer ends after one to two of these without a send.
 const WRITER_IDLE_SWEEP: Duration = Duration::from_secs(5);
+
+/// At most one line per this interval about refused connections (per shard and listener).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Mesh messages a receiver handles before it lets the shard's other tasks run (as
 /// `PACKETS_PER_TURN` in `connection`).
@@ -45,6 +45,8 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 /// A running broker: its shards and the addresses they listen on.
 pub struct Broker {
     listening: Vec<SocketAddr>,
+    /// Keeps other processes off the listening addresses while the broker runs.
+    _claim: Claim,
     handle: BrokerHandle,
     shutdown: Arc<AtomicBool>,
     handles: PoolThreadHandles<()>,
@@ -66,21 +68,8 @@ impl Broker {
             ));
         }
         end_process_on_panic();
-        // Port 0 is resolved once, so that every shard binds the same port. The reserving socket
-        // never listens, so it takes no share of the connections.
-        let mut reservations = Vec::new();
-        for addr in &mut config.listen {
-            if addr.port() == 0 {
-                let socket = reuseport_socket(*addr)?;
-                socket.bind(&(*addr).into())?;
-                let bound = socket
-                    .local_addr()?
-                    .as_socket()
-                    .ok_or_else(|| io::Error::other("no address"))?;
-                addr.set_port(bound.port());
-                reservations.push(socket);
-            }
-        }
+        let mut claim = listen::claim(&config.listen)?;
+        config.listen = claim.addresses().to_vec();
         let listening = config.listen.clone();
         let shards = config.shards;
         let config = Arc::new(config);
@@ -131,9 +120,10 @@ impl Broker {
                 Err(_) => return Err(io::Error::other("a shard stopped during start-up")),
             }
         }
-        drop(reservations);
+        claim.release_reservations();
         Ok(Broker {
             listening,
+            _claim: claim,
             handle,
             shutdown,
             handles,
@@ -179,26 +169,6 @@ fn end_process_on_panic() {
             std::process::abort();
         }));
     });
-}
-
-fn reuseport_socket(addr: SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    Ok(socket)
-}
-
-fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = reuseport_socket(addr)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    // SAFETY: the descriptor was just created, is a listening TCP socket, and is owned by nobody
-    // else after `into_raw_fd`.
-    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
 async fn run_shard(
@@ -253,13 +223,14 @@ async fn run_shard(
 
     let mut accepts = Vec::new();
     for addr in &config.listen {
-        match bind_listener(*addr) {
+        match listen::bind(*addr) {
             Ok(listener) => {
                 let shard = Rc::clone(&shard);
                 let connections = Arc::clone(&connections);
                 accepts.push(glommio::spawn_local(accept_loop(
                     shard,
                     listener,
+                    *addr,
                     connections,
                 )));
             }
@@ -341,19 +312,41 @@ fn spawn_control_tasks(shard: &Rc<Shard>, control: ShardControl) {
     .detach();
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, connections: Arc<AtomicUsize>) {
+async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    listening: SocketAddr,
+    connections: Arc<AtomicUsize>,
+) {
+    let mut at_capacity = Throttle::new(REFUSAL_LOG_INTERVAL, 1);
+    let mut out_of_descriptors = Throttle::new(REFUSAL_LOG_INTERVAL, 1);
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                if connections.fetch_add(1, Ordering::Relaxed) >= shard.config().max_connections {
+                let max = shard.config().max_connections;
+                if connections.fetch_add(1, Ordering::Relaxed) >= max {
                     connections.fetch_sub(1, Ordering::Relaxed);
                     Stats::add(&shard.stats().connections_refused, 1);
+                    if let Some(suppressed) = at_capacity.allow(Instant::now()) {
+                        warn!(
+                            listener = %listening,
+                            max_connections = max,
+                            suppressed,
+                            "connection refused: max_connections reached"
+                        );
+                    }
                     continue;
                 }
                 // Spawned directly: wrapping `serve` in another async block would store its
                 // (large) future twice in the task.
                 let slot = ConnectionSlot(Arc::clone(&connections));
-                glommio::spawn_local(connection::serve(Rc::clone(&shard), stream, slot)).detach();
+                glommio::spawn_local(connection::serve(
+                    Rc::clone(&shard),
+                    stream,
+                    listening,
+                    slot,
+                ))
+                .detach();
             }
             Err(err) => {
                 let errno = match &err {
@@ -363,6 +356,15 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, connections: Arc<A
                 if matches!(errno, Some(libc::EMFILE | libc::ENFILE)) {
                     // Out of descriptors is a normal condition under load: back off, keep serving.
                     Stats::add(&shard.stats().fd_exhausted, 1);
+                    if let Some(suppressed) = out_of_descriptors.allow(Instant::now()) {
+                        warn!(
+                            listener = %listening,
+                            error = %err,
+                            suppressed,
+                            "cannot accept a connection: out of file descriptors; raise the \
+                             open-file limit (LimitNOFILE=, ulimit -n) or lower max_connections"
+                        );
+                    }
                     Timer::new(Duration::from_millis(20)).await;
                 } else {
                     Stats::add(&shard.stats().accept_errors, 1);

@@ -36,11 +36,11 @@ use shardmq_codec::{
     ByteStr, ConnAck, Connect, DecodeError, Decoder, Disconnect, Packet, Properties, Protocol,
     ReasonCode,
 };
-use tracing::{debug, trace};
+use tracing::{info, trace};
 
 use crate::control::{ConnectDecision, ConnectRequest};
 use crate::deadline::{granted_keep_alive, ReadDeadline};
-use crate::router::{Handled, Identity, NewClient, Router};
+use crate::router::{CloseReason, Handled, Identity, NewClient, Router};
 use crate::shard::Shard;
 use crate::stats::Stats;
 use crate::writer::{self, Socket};
@@ -146,31 +146,61 @@ impl Reader {
 enum End {
     /// DISCONNECT received: no will [MQTT-3.14.4-3] (unless MQTT 5 asked for it).
     Disconnect { publish_will: bool },
-    /// A protocol violation: closed with this reason code [MQTT-3.1.2-8: the will is sent].
+    /// A packet that could not be decoded [MQTT-3.1.2-8: the will is sent].
+    Malformed(DecodeError),
+    /// A protocol violation: closed with this reason code (the will is sent).
     Violation(ReasonCode),
     /// No packet within 1.5 times the keep-alive.
     KeepAlive,
     /// The network connection was lost.
-    Lost,
-    /// Closed by the broker (takeover, kick, shutdown).
-    Closed,
+    Lost(Option<io::Error>),
+    /// Closed by the broker (takeover, kick, shutdown, a write that failed).
+    Closed(Option<CloseReason>),
 }
 
 impl End {
     fn publishes_will(&self) -> bool {
         match self {
             End::Disconnect { publish_will } => *publish_will,
-            End::Violation(_) | End::KeepAlive | End::Lost => true,
-            End::Closed => false,
+            End::Malformed(_) | End::Violation(_) | End::KeepAlive | End::Lost(_) => true,
+            // A client that stopped reading, or vanished, lost its connection.
+            End::Closed(reason) => *reason == Some(CloseReason::WriteFailed),
         }
     }
 
     /// The MQTT 5 DISCONNECT the broker sends before closing, if any.
     fn disconnect_code(&self) -> Option<ReasonCode> {
         match self {
+            End::Malformed(err) => Some(err.reason_code()),
             End::Violation(code) => Some(*code),
             End::KeepAlive => Some(ReasonCode::KeepAliveTimeout),
             _ => None,
+        }
+    }
+
+    /// The reason the disconnection's log line gives.
+    fn describe(&self) -> String {
+        match self {
+            End::Disconnect {
+                publish_will: false,
+            } => "client sent DISCONNECT".into(),
+            End::Disconnect { publish_will: true } => {
+                "client sent DISCONNECT asking for its will".into()
+            }
+            End::Malformed(err) => format!("protocol error: {err}"),
+            End::Violation(code) => format!("protocol error: {code:?}"),
+            End::KeepAlive => "keep-alive timeout".into(),
+            End::Lost(None) => "connection closed by the client".into(),
+            End::Lost(Some(err)) => format!("connection lost: {err}"),
+            End::Closed(Some(CloseReason::TakenOver)) => {
+                "taken over by a new connection with the same client id".into()
+            }
+            End::Closed(Some(CloseReason::Kicked)) => "disconnected by an operator".into(),
+            End::Closed(Some(CloseReason::Shutdown)) => "broker shutting down".into(),
+            End::Closed(Some(CloseReason::WriteFailed)) => {
+                "could not be written to in time (not reading, or gone)".into()
+            }
+            End::Closed(None) => "closed by the broker".into(),
         }
     }
 }
@@ -225,10 +255,11 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Serves one accepted TCP connection until it closes.
+/// Serves one TCP connection accepted on `listener` until it closes.
 pub fn serve(
     shard: Rc<Shard>,
     stream: TcpStream,
+    listener: SocketAddr,
     slot: ConnectionSlot,
 ) -> impl Future<Output = ()> {
     let accepted = Instant::now();
@@ -246,7 +277,7 @@ pub fn serve(
     // Moved behind an `Rc` before the task's future is built, so the future holds a pointer
     // rather than the socket itself.
     let socket = Socket::new(shard.next_conn_id(), stream);
-    drive(shard, socket, peer, accepted, slot)
+    drive(shard, socket, peer, listener, accepted, slot)
 }
 
 /// The connection task. Its own state is only what lives as long as the connection.
@@ -254,6 +285,7 @@ async fn drive(
     shard: Rc<Shard>,
     socket: Rc<Socket>,
     peer: Option<SocketAddr>,
+    listener: SocketAddr,
     accepted: Instant,
     _slot: ConnectionSlot,
 ) {
@@ -269,7 +301,7 @@ async fn drive(
         filled_at: accepted,
     };
     shard.add_socket(&socket);
-    let online = Box::pin(handshake(&shard, &socket, peer, &mut reader)).await;
+    let online = Box::pin(handshake(&shard, &socket, peer, listener, &mut reader)).await;
     drop(connecting);
     if online {
         let end = read_loop(&shard, &socket, &mut reader).await;
@@ -285,13 +317,21 @@ async fn handshake(
     shard: &Rc<Shard>,
     socket: &Rc<Socket>,
     peer: Option<SocketAddr>,
+    listener: SocketAddr,
     reader: &mut Reader,
 ) -> bool {
+    let failed = |reason: &dyn std::fmt::Display| {
+        handshake_failed(shard, peer, listener, reason);
+    };
     let connect = match reader.next_packet(shard, socket).await {
         Ok(Packet::Connect(connect)) => connect,
-        Ok(_) => {
+        Ok(packet) => {
             // The first packet must be CONNECT [MQTT-3.1.0-1].
             Stats::add(&shard.stats().protocol_errors, 1);
+            failed(&format_args!(
+                "protocol error: first packet is {:?}, not CONNECT",
+                packet.packet_type()
+            ));
             return false;
         }
         Err(ReadError::Decode(err)) => {
@@ -299,11 +339,13 @@ async fn handshake(
             if matches!(err, DecodeError::PacketTooLarge { .. }) {
                 Stats::add(&shard.stats().limit_connect_size, 1);
             }
+            failed(&format_args!("protocol error in CONNECT: {err}"));
             refuse_bad_connect(socket, &err).await;
             return false;
         }
         Err(ReadError::TimedOut) => {
             Stats::add(&shard.stats().connect_timeouts, 1);
+            failed(&"no CONNECT within connect_timeout");
             return false;
         }
         Err(_) => return false,
@@ -318,18 +360,36 @@ async fn handshake(
     // Everything the connection needs from CONNECT is taken out here, so the packet (and its
     // properties) is not held for the life of the connection.
     let Some((mut new, password)) = accept_connect(shard, *connect, peer) else {
+        failed(&"refused: client identifier not valid");
         refuse(socket, ReasonCode::ClientIdentifierNotValid, protocol).await;
         return false;
+    };
+    let refused = |code: ReasonCode| {
+        handshake_failed(
+            shard,
+            peer,
+            listener,
+            &format_args!(
+                "refused ({code:?}): client id {:?}, user name {:?}",
+                clip(&new.client_id),
+                new.identity.username.as_deref().map(clip)
+            ),
+        );
     };
     #[cfg(debug_assertions)]
     fault_injection(&new.client_id);
     if let Err(code) = shard.with_router(|router| router.admissible(&new)) {
+        refused(code);
         refuse(socket, code, protocol).await;
         return false;
     }
     let decision = match authorize(shard, &new, password).await {
         Ok(decision) => decision,
         Err(code) => {
+            // The control core logs why it refused a login, and throttles those lines itself.
+            if code == ReasonCode::ServerUnavailable {
+                refused(code);
+            }
             refuse(socket, code, protocol).await;
             return false;
         }
@@ -337,7 +397,16 @@ async fn handshake(
     new.acl = decision.acl;
     new.auto_subscribe = decision.auto_subscribe;
     let conn = socket.conn();
+    let client_id = new.client_id.clone();
+    let username = new.identity.username.clone();
+    let clean_start = new.clean_start;
     if let Err(code) = shard.with_router(|router| router.connect(conn, new)) {
+        handshake_failed(
+            shard,
+            peer,
+            listener,
+            &format_args!("refused ({code:?}): client id {client_id:?}: will topic not allowed"),
+        );
         refuse(socket, code, protocol).await;
         return false;
     }
@@ -353,13 +422,48 @@ async fn handshake(
     }
     writer::flush_now(shard, socket);
     reader.deadline = ReadDeadline::keep_alive(reader.filled_at, keep_alive);
-    debug!(
-        conn = conn.0,
+    info!(
+        client_id = %client_id,
+        username = username.as_deref().unwrap_or(""),
+        address = %display_peer(peer),
+        listener = %listener,
+        protocol = protocol.level(),
+        keepalive = keep_alive,
+        clean_start,
         shard = shard.id().0,
-        ?protocol,
+        conn = conn.0,
         "client connected"
     );
     true
+}
+
+/// Logs, throttled per shard, a connection that ended before it was online.
+fn handshake_failed(
+    shard: &Shard,
+    peer: Option<SocketAddr>,
+    listener: SocketAddr,
+    reason: &dyn std::fmt::Display,
+) {
+    if let Some(suppressed) = shard.handshake_errors.borrow_mut().allow(Instant::now()) {
+        info!(
+            address = %display_peer(peer),
+            listener = %listener,
+            suppressed,
+            "connection failed: {reason}"
+        );
+    }
+}
+
+/// A client-chosen string as a log line shows it: at most 64 characters.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+fn display_peer(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "unknown".into(), |peer| peer.to_string())
 }
 
 /// Debug builds only (tests run them): a client id equal to `SHARDMQ_FAULT_PANIC_CLIENT_ID`
@@ -503,25 +607,21 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
             writer::flush_now(shard, socket);
             socket.writer_idle().await;
             if socket.is_closed() {
-                return End::Closed;
+                return End::Closed(socket.closed_by());
             }
         }
         let packet = match reader.next_packet(shard, socket).await {
             Ok(packet) => packet,
-            Err(_) if socket.is_closed() => return End::Closed,
-            Err(ReadError::Closed) => return End::Lost,
-            Err(ReadError::Io(err)) => {
-                debug!(conn = conn.0, error = %err, "socket error");
-                return End::Lost;
-            }
+            Err(_) if socket.is_closed() => return End::Closed(socket.closed_by()),
+            Err(ReadError::Closed) => return End::Lost(None),
+            Err(ReadError::Io(err)) => return End::Lost(Some(err)),
             Err(ReadError::TimedOut) => {
                 Stats::add(&shard.stats().keepalive_timeouts, 1);
                 return End::KeepAlive;
             }
             Err(ReadError::Decode(err)) => {
                 Stats::add(&shard.stats().protocol_errors, 1);
-                debug!(conn = conn.0, error = %err, "malformed packet");
-                return End::Violation(err.reason_code());
+                return End::Malformed(err);
             }
         };
         trace!(conn = conn.0, packet = ?packet.packet_type(), "packet");
@@ -533,7 +633,7 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
                     return End::Violation(ReasonCode::ServerBusy);
                 }
                 if socket.is_closed() {
-                    return End::Closed;
+                    return End::Closed(socket.closed_by());
                 }
             }
             Ok(Handled::FanOut(fanout)) => {
@@ -570,12 +670,18 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
 /// then the will, then the session goes offline or away.
 async fn teardown(shard: &Rc<Shard>, socket: &Rc<Socket>, end: End) {
     let conn = socket.conn();
-    debug!(
-        conn = conn.0,
-        shard = shard.id().0,
-        ?end,
-        "client disconnected"
-    );
+    if let Some(departure) = shard.with_router(|router| router.departure(conn)) {
+        info!(
+            client_id = %departure.client_id,
+            username = departure.username.as_deref().unwrap_or(""),
+            address = %display_peer(departure.peer),
+            reason = end.describe().as_str(),
+            denied = departure.denials,
+            shard = shard.id().0,
+            conn = conn.0,
+            "client disconnected"
+        );
+    }
     if let Some(code) = end.disconnect_code() {
         shard.with_router(|router| {
             if let Some(session) = router.session_mut(conn) {
@@ -588,7 +694,7 @@ async fn teardown(shard: &Rc<Shard>, socket: &Rc<Socket>, end: End) {
             }
         });
     }
-    if matches!(end, End::Closed) {
+    if matches!(end, End::Closed(_)) {
         // Taken over, kicked or shut down: the broker is done with this socket, and a peer that
         // does not read must not delay that by a write timeout.
         socket.abort();

@@ -8,8 +8,9 @@
 //!
 //! Driver parts, which carry the pure parts' decisions out on glommio: [`shard`] (one shard's
 //! executor side: router, rings, sockets), [`connection`] (the task reading one socket),
-//! [`writer`] (everything that writes to sockets) and [`broker`] (start-up of every shard,
-//! listeners, shutdown). [`control`] is the shards' interface to other threads.
+//! [`writer`] (everything that writes to sockets), [`listen`] (the listening addresses, claimed
+//! by one process) and [`broker`] (start-up of every shard, shutdown). [`control`] is the
+//! shards' interface to other threads; [`throttle`] keeps repeated log lines to a few.
 #![warn(missing_docs)]
 
 pub mod acl;
@@ -19,6 +20,7 @@ pub mod connection;
 pub mod control;
 pub mod deadline;
 pub mod hot_topics;
+pub mod listen;
 pub mod mesh;
 pub mod retained;
 pub mod router;
@@ -26,6 +28,7 @@ pub mod session;
 pub mod shard;
 pub mod stats;
 pub mod takeover;
+pub mod throttle;
 pub mod trie;
 pub mod writer;
 

@@ -42,6 +42,7 @@ use crate::session::{Drops, Message, PublishVerdict, Session};
 use crate::stats::Stats;
 use crate::takeover::{home_shard, Handed, Registry, Step, TakeoverOutcome};
 use crate::trie::Trie;
+use tracing::info;
 
 /// This shard's subscribers to one filter.
 type Subscribers = HashMap<ConnId, SubscriptionOptions>;
@@ -114,13 +115,26 @@ pub enum Output {
     Transmit(ShardId, ShardMsg),
     /// The client's session has bytes to send.
     Flush(ConnId),
-    /// The connection must close (taken over, kicked, shut down).
-    Close(ConnId),
+    /// The connection must close, for this reason.
+    Close(ConnId, CloseReason),
     /// The client's pending CONNECT (it is online now) or SUBSCRIBE completed.
     Ready(ConnId),
     /// Retained messages for a new subscription, too many to queue at once: deliver them in
     /// slices ([`Router::deliver_retained`]) as the client's outbox drains.
     Retained(RetainedBatch),
+}
+
+/// Why the broker closes a connection (the client's own ends are the connection task's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A newer connection took over the client id.
+    TakenOver,
+    /// An operator disconnected the client.
+    Kicked,
+    /// The broker is shutting down.
+    Shutdown,
+    /// Writing to the client failed or timed out: it stopped reading, or vanished.
+    WriteFailed,
 }
 
 /// Retained messages matching a new subscription, for one client.
@@ -254,6 +268,25 @@ struct Client {
     /// address is not reused meanwhile). A message routed both here and to the old place arrives
     /// twice, once forwarded; it is delivered once.
     arrived: Option<Box<HashMap<usize, Arc<Message>>>>,
+    /// Requests the access rules refused since the connection began (see [`LOGGED_DENIALS`]).
+    denials: u32,
+}
+
+/// Refused requests a connection logs one by one; later ones are only counted, and the count is
+/// in its disconnection line, so a client cannot fill the log.
+const LOGGED_DENIALS: u32 = 3;
+
+/// Who a connection's client was, for its last log line.
+#[derive(Debug, Clone)]
+pub struct Departure {
+    /// Client id.
+    pub client_id: ByteStr,
+    /// User name given at CONNECT.
+    pub username: Option<ByteStr>,
+    /// Remote address.
+    pub peer: Option<SocketAddr>,
+    /// Requests the access rules refused during the connection.
+    pub denials: u32,
 }
 
 /// What one delivery did to a client.
@@ -278,6 +311,30 @@ struct Forward {
 }
 
 impl Client {
+    fn departure(&self) -> Departure {
+        Departure {
+            client_id: self.client_id.clone(),
+            username: self.identity.username.clone(),
+            peer: self.identity.peer,
+            denials: self.denials,
+        }
+    }
+
+    /// Counts a request the access rules refused, and logs the first few of each connection.
+    fn denied(&mut self, action: &'static str, topic: &str) {
+        self.denials = self.denials.saturating_add(1);
+        if self.denials <= LOGGED_DENIALS {
+            info!(
+                client_id = %self.client_id,
+                username = self.identity.username.as_deref().unwrap_or(""),
+                address = ?self.identity.peer,
+                action,
+                topic,
+                "denied by the access rules"
+            );
+        }
+    }
+
     fn is_connected(&self) -> bool {
         !matches!(self.phase, Phase::Offline)
     }
@@ -358,6 +415,8 @@ pub struct Router {
     retained_bytes: usize,
     /// Sessions that moved away, by their old connection id here.
     forwards: HashMap<ConnId, Forward>,
+    /// Connections closed by a takeover whose tasks have not ended yet: who they were.
+    departed: HashMap<ConnId, Departure>,
     outputs: Vec<Output>,
 }
 
@@ -377,6 +436,7 @@ impl Router {
             registry: Registry::default(),
             retained_bytes: 0,
             forwards: HashMap::new(),
+            departed: HashMap::new(),
             outputs: Vec::new(),
         }
     }
@@ -516,6 +576,7 @@ impl Router {
             reported_drops: 0,
             upstream: None,
             arrived: None,
+            denials: 0,
         };
         self.clients.insert(conn, Box::new(client));
         self.by_client_id.insert(new.client_id.clone(), conn);
@@ -598,7 +659,7 @@ impl Router {
         Stats::add(&self.stats.takeovers, 1);
         match client.phase {
             Phase::Offline => Stats::sub(&self.stats.sessions_offline, 1),
-            _ => self.outputs.push(Output::Close(previous)),
+            _ => self.close_taken_over(previous, &client),
         }
         if client.clean || clean_start {
             self.drop_subscriptions(previous, &client.session);
@@ -664,8 +725,8 @@ impl Router {
         if let Some(next) = handshake.superseded_by {
             // A newer connection claimed the id while this one was connecting: pass it on,
             // relaying what the forwarder (if any) still sends here.
-            self.remove_client(conn);
-            self.outputs.push(Output::Close(conn));
+            let client = self.remove_client(conn);
+            self.close_taken_over(conn, &client);
             let forwarder = handed.forwarder.map(|upstream| {
                 let relay = Forward {
                     to: next,
@@ -759,7 +820,7 @@ impl Router {
         };
         if let Some(next) = handshake.superseded_by {
             let client = self.remove_client(conn);
-            self.outputs.push(Output::Close(conn));
+            self.close_taken_over(conn, &client);
             let handed = if client.clean {
                 self.drop_subscriptions(conn, &client.session);
                 if let Some(upstream) = client.upstream {
@@ -811,6 +872,26 @@ impl Router {
         self.outputs.push(Output::Ready(conn));
     }
 
+    /// Closes the connection of a client a newer connection took the id from; what its last
+    /// log line names stays until the connection task ends ([`Router::departure`]).
+    fn close_taken_over(&mut self, conn: ConnId, client: &Client) {
+        self.departed.insert(conn, client.departure());
+        self.outputs
+            .push(Output::Close(conn, CloseReason::TakenOver));
+    }
+
+    /// Who the client on `conn` was, for the connection's last log line; its count of denied
+    /// requests starts again.
+    pub fn departure(&mut self, conn: ConnId) -> Option<Departure> {
+        if let Some(departure) = self.departed.remove(&conn) {
+            return Some(departure);
+        }
+        let client = self.clients.get_mut(&conn)?;
+        let departure = client.departure();
+        client.denials = 0;
+        Some(departure)
+    }
+
     fn remove_client(&mut self, conn: ConnId) -> Box<Client> {
         let client = self
             .clients
@@ -858,6 +939,7 @@ impl Router {
             .max_offline_sessions
             .div_ceil(self.config.shards);
         let full = self.stats.sessions_offline.get() as usize >= offline_cap;
+        self.departed.remove(&conn);
         let Some(client) = self.clients.get_mut(&conn) else {
             return; // taken over: the new owner has everything
         };
@@ -1011,6 +1093,7 @@ impl Router {
         let refusal = if !within(&self.config.limits, &publish.topic) {
             Some((ReasonCode::TopicNameInvalid, &self.stats.limit_topic))
         } else if !client.can_publish(&publish.topic) {
+            client.denied("publish", &publish.topic);
             Some((ReasonCode::NotAuthorized, &self.stats.dropped_denied))
         } else if !retained_fits {
             Some((ReasonCode::QuotaExceeded, &self.stats.limit_retained))
@@ -1082,6 +1165,7 @@ impl Router {
                 codes.push(*code);
                 continue;
             }
+            let mut denied = false;
             let code = if index >= limits.max_subscribe_filters {
                 Stats::add(&self.stats.limit_subscriptions, 1);
                 refused(ReasonCode::QuotaExceeded)
@@ -1093,6 +1177,7 @@ impl Router {
             } else if v5 && filter.starts_with("$share/") {
                 ReasonCode::SharedSubscriptionsNotSupported
             } else if !client.can_subscribe(filter) {
+                denied = true;
                 refused(ReasonCode::NotAuthorized)
             } else if !client.session.subscriptions().contains_key(filter)
                 && client.session.subscriptions().len() >= limits.max_subscriptions
@@ -1103,6 +1188,11 @@ impl Router {
                 ReasonCode::Success
             };
             if code != ReasonCode::Success {
+                if denied {
+                    if let Some(client) = self.clients.get_mut(&conn) {
+                        client.denied("subscribe", filter);
+                    }
+                }
                 seen.insert((filter, request.options), code);
                 codes.push(code);
                 continue;
@@ -1681,7 +1771,7 @@ impl Router {
         if !self.is_online(conn) {
             return false;
         }
-        self.outputs.push(Output::Close(conn));
+        self.outputs.push(Output::Close(conn, CloseReason::Kicked));
         true
     }
 
@@ -1754,7 +1844,8 @@ impl Router {
     pub fn close_all(&mut self) {
         for (conn, client) in &self.clients {
             if client.is_connected() {
-                self.outputs.push(Output::Close(*conn));
+                self.outputs
+                    .push(Output::Close(*conn, CloseReason::Shutdown));
             }
         }
     }

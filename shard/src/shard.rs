@@ -19,6 +19,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::future::poll_fn;
@@ -31,10 +32,15 @@ use crate::control::{Authenticator, ShardCommand};
 use crate::mesh::{ConnId, Owner, ShardId, ShardMsg};
 use crate::router::{FanOut, Output, RetainedBatch, Router, BROKER_CONN, RETAINED_SLICE};
 use crate::stats::Stats;
+use crate::throttle::Throttle;
 use crate::writer::{self, FlushQueue, Socket};
 
 /// Deliveries between two yields to the executor during a large fan-out.
 const FANOUT_BATCH: usize = 512;
+
+/// Connections that fail before they are online (malformed or missing CONNECT, refusals) log at
+/// most this many lines a second per shard: a scanner or a misconfigured fleet cannot flood the log.
+const HANDSHAKE_LOG_BURST: u32 = 20;
 
 /// One peer's messages that did not fit its ring yet, in order.
 #[derive(Debug, Default)]
@@ -65,6 +71,8 @@ pub struct Shard {
     pub authenticator: Option<Authenticator>,
     /// Connections per address between accept and CONNACK (see `connection`).
     pub(crate) connecting: RefCell<HashMap<IpAddr, usize>>,
+    /// Log lines about connections that failed before CONNECT (see `connection`).
+    pub(crate) handshake_errors: RefCell<Throttle>,
 }
 
 impl Shard {
@@ -93,6 +101,10 @@ impl Shard {
             read_scratch: RefCell::new(vec![0; scratch].into_boxed_slice()),
             authenticator,
             connecting: RefCell::new(HashMap::new()),
+            handshake_errors: RefCell::new(Throttle::new(
+                Duration::from_secs(1),
+                HANDSHAKE_LOG_BURST,
+            )),
             config,
         })
     }
@@ -138,9 +150,9 @@ impl Shard {
                         socket.wake(self);
                     }
                 }
-                Output::Close(conn) => {
+                Output::Close(conn, reason) => {
                     if let Some(socket) = self.socket(conn) {
-                        socket.close();
+                        socket.close_for(reason);
                     }
                 }
                 Output::Ready(conn) => {

@@ -13,7 +13,7 @@
 //!   sweep retires writers idle for two sweeps ([`retire_idle`]), so an idle connection holds no
 //!   task; the next byte to send starts a new one.
 //!
-//! Closing is one call, [`Socket::close`]: it marks the socket closed, shuts its read side (the
+//! Closing is one call, [`Socket::close`] (or [`Socket::close_for`] a reason the log names): it marks the socket closed, shuts its read side (the
 //! connection task wakes from its read with end-of-file) and wakes the writer and the connection
 //! task. The stream is owned here, so the descriptor stays valid until the last holder of the
 //! `Rc<Socket>` (connection task, writer task, the shard's table) lets go.
@@ -31,6 +31,7 @@ use futures_lite::AsyncWrite;
 use glommio::net::TcpStream;
 
 use crate::mesh::ConnId;
+use crate::router::CloseReason;
 use crate::shard::Shard;
 use crate::stats::Stats;
 
@@ -47,6 +48,8 @@ pub struct Socket {
     stream: RefCell<TcpStream>,
     fd: i32,
     closed: Cell<bool>,
+    /// Why the broker closed it, when it did so for a reason of its own (see [`Socket::close_for`]).
+    close_reason: Cell<Option<CloseReason>>,
     /// The connection task waits for [`Socket::signal`] (CONNECT or SUBSCRIBE completed, or close).
     signalled: Cell<bool>,
     task: RefCell<Option<Waker>>,
@@ -71,6 +74,7 @@ impl Socket {
             fd: stream.as_raw_fd(),
             stream: RefCell::new(stream),
             closed: Cell::new(false),
+            close_reason: Cell::new(None),
             signalled: Cell::new(false),
             task: RefCell::new(None),
             writer_running: Cell::new(false),
@@ -95,6 +99,19 @@ impl Socket {
     /// Whether the broker closed this connection.
     pub fn is_closed(&self) -> bool {
         self.closed.get()
+    }
+
+    /// Why the broker closed this connection, if it closed it for a reason of its own.
+    pub fn closed_by(&self) -> Option<CloseReason> {
+        self.close_reason.get()
+    }
+
+    /// Closes the connection for `reason` (the first reason given is kept).
+    pub fn close_for(&self, reason: CloseReason) {
+        if self.close_reason.get().is_none() && !self.closed.get() {
+            self.close_reason.set(Some(reason));
+        }
+        self.close();
     }
 
     /// Closes the connection from the broker's side: see the module doc.
@@ -320,7 +337,7 @@ async fn write_loop(shard: Rc<Shard>, socket: Rc<Socket>) {
                     Stats::add(&shard.stats().write_timeouts, 1);
                 }
                 socket.writer_finished();
-                socket.close();
+                socket.close_for(CloseReason::WriteFailed);
                 return;
             }
         }

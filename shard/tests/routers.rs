@@ -433,7 +433,7 @@ impl World {
                 Output::Retained(batch) => {
                     self.routers[shard].deliver_retained(&batch, 0..batch.len());
                 }
-                Output::Close(conn) => {
+                Output::Close(conn, _) => {
                     let h = self.by_conn[&(shard, conn)];
                     self.read(h);
                     self.close(h, false);

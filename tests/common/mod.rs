@@ -59,14 +59,19 @@ impl Broker {
 
     /// Starts the broker (default flags plus `args`) with its open-file limit set to `limit`.
     pub fn start_with_fd_limit(limit: u64, args: &[&str]) -> Broker {
+        Broker::start_with_fd_limits(limit, limit, args)
+    }
+
+    /// Starts the broker (default flags plus `args`) with these soft and hard open-file limits.
+    pub fn start_with_fd_limits(soft: u64, hard: u64, args: &[&str]) -> Broker {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(env!("CARGO_BIN_EXE_shardmq"));
         // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
         unsafe {
             command.pre_exec(move || {
                 let rlimit = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
+                    rlim_cur: soft,
+                    rlim_max: hard,
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -77,11 +82,21 @@ impl Broker {
         Broker::spawn(command, &BASE, args)
     }
 
+    /// Starts the broker as [`Broker::start`] does, without `RUST_LOG`: its own `log_level`
+    /// decides what it logs.
+    pub fn start_without_rust_log(args: &[&str]) -> Broker {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shardmq"));
+        command.env_remove("RUST_LOG");
+        Broker::spawn(command, &BASE, args)
+    }
+
     fn spawn(mut command: Command, base: &[&str], args: &[&str]) -> Broker {
+        if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
         let mut child = command
             .args(base)
             .args(args)
-            .env("RUST_LOG", "info,shardmq_shard::connection=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
