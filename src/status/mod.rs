@@ -32,6 +32,9 @@ use self::system::SystemRates;
 pub struct Status {
     /// Seconds since the monitor started (with the broker).
     pub uptime: u64,
+    /// When the monitor read these figures, in seconds since the Unix epoch: rates computed
+    /// from two statuses (`shardmq top`) divide by the difference.
+    pub sampled_at: f64,
     /// Shard and broker figures.
     pub figures: Figures,
     /// Most clients connected at once.
