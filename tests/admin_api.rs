@@ -1,13 +1,17 @@
 //! The admin API's operator endpoints against the real broker, with real MQTT clients: one
 //! client in full (online and as an offline session), searching the client list, purging an
 //! offline session, listing and lifting bans, the login figures in `/metrics` and
-//! `/api/v1/stats` and the login log.
+//! `/api/v1/stats` and the login log, and `shardmq top`.
 //!
 //! Login failures come from other loopback addresses ([`common::login_from`]), so a ban falls
 //! on an address of the test's choosing.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::files::Files;
@@ -480,4 +484,184 @@ fn failed_logins_are_logged_a_few_per_address() {
         8.0,
         "every failure is counted"
     );
+}
+
+/// Publishes QoS 1 messages on `topic`, each after the last one's PUBACK, and reads what a
+/// subscriber receives, until dropped.
+struct Traffic {
+    running: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(broker: &Broker, topic: &'static str) -> Traffic {
+        let running = Arc::new(AtomicBool::new(true));
+        let mut subscriber = RawClient::connect(broker.addr, "top-subscriber");
+        subscriber.subscribe(&[(topic, QoS::AtMostOnce)]);
+        let mut publisher = RawClient::connect(broker.addr, "top-publisher");
+        let reading = Arc::clone(&running);
+        let reader = std::thread::spawn(move || {
+            while reading.load(Ordering::Acquire) {
+                subscriber.recv(Duration::from_millis(100));
+            }
+        });
+        let publishing = Arc::clone(&running);
+        let writer = std::thread::spawn(move || {
+            let mut id = 0u16;
+            while publishing.load(Ordering::Acquire) {
+                id = id % 60_000 + 1;
+                publisher.publish_with_id(topic, b"figure", QoS::AtLeastOnce, false, id);
+                assert!(matches!(publisher.recv(WAIT), Some(Packet::PubAck(_))));
+            }
+        });
+        Traffic {
+            running,
+            threads: vec![reader, writer],
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Release);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The number after `label` in `line` (`in 12.5/s` → 12.5).
+fn figure_after(line: &str, label: &str) -> f64 {
+    let rest = line
+        .split(label)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {label:?} in {line:?}"));
+    rest.split_whitespace()
+        .next()
+        .and_then(|word| {
+            word.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no number after {label:?} in {line:?}"))
+}
+
+#[test]
+fn top_once_prints_the_broker_figures() {
+    let broker = Broker::start(&["--admin-token", "tk"]);
+    let (_keeper, _) = RawClient::connect_with(broker.addr, connect_packet("idle", true));
+    let traffic = Traffic::start(&broker, "top/hot");
+    // The ranking has the topic once the monitor has counted a second of traffic.
+    wait_until("top/hot ranked", Duration::from_secs(10), || {
+        let (status, body) = http(broker.admin(), "GET", "/api/v1/topics/hot", Some("tk"));
+        assert_eq!(status, 200, "{body}");
+        let ranking: Value = serde_json::from_str(&body).expect("JSON");
+        ranking["topics"][0]["topic"] == "top/hot"
+    });
+    let output = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .args(["top", "--once", "--interval", "1", "--top", "3"])
+        .args([
+            "--admin",
+            &format!("http://{}", broker.admin()),
+            "--token",
+            "tk",
+        ])
+        .output()
+        .expect("run shardmq top");
+    drop(traffic);
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !text.contains('\x1b'),
+        "no escape sequences when piped: {text:?}"
+    );
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in\n{text}"))
+    };
+    assert!(line("shardmq ").contains("  2 shards  "), "{text}");
+    let seconds = figure_after(line("shardmq "), "rates over");
+    assert!((0.5..=3.0).contains(&seconds), "{text}");
+    assert_eq!(figure_after(line("clients "), "connected"), 3.0, "{text}");
+    assert_eq!(
+        figure_after(line("clients "), "subscriptions"),
+        1.0,
+        "{text}"
+    );
+    let messages = line("messages ");
+    assert!(figure_after(messages, "in") > 0.0, "{text}");
+    assert!(figure_after(messages, "out") > 0.0, "{text}");
+    assert!(figure_after(messages, "total in") > 0.0, "{text}");
+    assert_eq!(figure_after(line("drops "), "queue full"), 0.0, "{text}");
+    assert_eq!(figure_after(line("logins "), "bans active"), 0.0, "{text}");
+    assert!(figure_after(line("host "), "cpu") >= 0.0, "{text}");
+    assert!(line("broker ").contains("memory"), "{text}");
+    // One line per shard under the header; their connections add up to the broker's.
+    let header = text
+        .lines()
+        .position(|line| line.trim_start().starts_with("shard "))
+        .expect("shard table");
+    let shards: Vec<Vec<&str>> = text
+        .lines()
+        .skip(header + 1)
+        .take(2)
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(shards[0][0], "0", "{text}");
+    assert_eq!(shards[1][0], "1", "{text}");
+    let connections: u64 = shards
+        .iter()
+        .map(|cells| cells[1].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(connections, 3, "{text}");
+    let hot = text
+        .lines()
+        .find(|line| line.ends_with("  top/hot"))
+        .unwrap_or_else(|| panic!("top/hot not among the hot topics:\n{text}"));
+    let cells: Vec<&str> = hot.split_whitespace().collect();
+    assert_eq!(cells[0], "1", "{text}");
+    assert!(cells[1].parse::<u64>().unwrap() > 0, "{text}");
+}
+
+#[test]
+fn top_refreshes_until_stopped() {
+    let broker = Broker::start(&[]);
+    let mut top = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .args(["top", "--interval", "0.3"])
+        .args(["--admin", &format!("http://{}", broker.admin())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start shardmq top");
+    let stdout = top.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .expect("two frames within 10 s");
+        let line = lines_rx.recv_timeout(left).expect("a line");
+        assert!(!line.contains('\x1b'), "no escape sequences when piped");
+        if line.starts_with("shardmq ") {
+            frames.push(line);
+        }
+    }
+    let _ = top.kill();
+    let _ = top.wait();
+    for frame in &frames {
+        assert!(frame.contains("  2 shards  "), "{frames:?}");
+    }
 }
