@@ -72,8 +72,8 @@ impl Audit {
         }
     }
 
-    /// Whether to log a failed login from `address` at `now` (within the current window; call
-    /// [`Audit::roll`] first).
+    /// Whether to log a failed login from `address` now. It counts in the current window:
+    /// [`Audit::roll`] starts the next one.
     pub fn failure(&mut self, address: Option<IpAddr>) -> Verdict {
         let key = address.map(source);
         if !self.sources.contains_key(&key) && self.sources.len() >= MAX_SOURCES {

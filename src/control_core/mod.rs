@@ -426,6 +426,7 @@ impl Worker {
         }
         if let Some(ban) = self.guard.record_failure(address, username, now) {
             warn!(
+                reason = failure.name(),
                 address = %shown(address),
                 failures = ban.failures,
                 seconds = ban.until.saturating_duration_since(now).as_secs(),
