@@ -6,11 +6,12 @@
 //! quinn-proto's `Endpoint`. Inputs are method calls: a new client ([`Router::connect`]), a packet
 //! from a connected client ([`Router::handle_packet`]), a message from a peer shard
 //! ([`Router::handle_mesh`]), a command from outside ([`Router::kick`],
-//! [`Router::purge_session`], [`Router::update_acls`]...). Outputs are [`Output`]s the driver drains after each input
-//! ([`Router::drain_outputs`]): messages for peer shards, clients whose session has bytes to
-//! send, connections to close, and clients whose pending CONNECT or SUBSCRIBE completed. A publish
-//! returns its local deliveries as a [`FanOut`], which the driver applies in slices
-//! ([`Router::deliver`]) so a fan-out to 100k subscribers yields to the executor between slices.
+//! [`Router::purge_session`], [`Router::update_acls`]...). Outputs are [`Output`]s the driver
+//! drains after each input ([`Router::drain_outputs`]): messages for peer shards, clients whose
+//! session has bytes to send, connections to close, and clients whose pending CONNECT or
+//! SUBSCRIBE completed. A publish returns its local deliveries as a [`FanOut`], which the driver
+//! applies in slices ([`Router::deliver`]) so a fan-out to 100k subscribers yields to the
+//! executor between slices.
 //!
 //! Routing (ARCHITECTURE.md, "One PUBLISH"): the local trie maps filters to this shard's
 //! subscribers; the route table, replicated on every shard, maps filters to the shards that have

@@ -5,8 +5,9 @@
 //! broker and `shardmq_shard_<name>{shard="<n>"}` per shard, so that `sum()` over the per-shard
 //! family never counts the broker total twice. Names keep the figures' own names (no `_total`
 //! suffix is added, since some already end in it). Host figures from the monitor follow as
-//! `shardmq_system_*` gauges, the broker process's as `shardmq_process_*`, and the control core's login figures as
-//! `shardmq_login_failures{reason="..."}`, `shardmq_bans_issued` and `shardmq_bans_active`.
+//! `shardmq_system_*` gauges, the broker process's as `shardmq_process_*`, and the control
+//! core's login figures as `shardmq_login_failures{reason="..."}`, `shardmq_bans_issued` and
+//! `shardmq_bans_active`.
 
 use std::fmt::Write;
 
