@@ -521,6 +521,7 @@ pub fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::hot::{HotTable, TopicFilter};
 
     #[test]
     fn parses_target_and_query() {
@@ -595,6 +596,36 @@ mod tests {
             ban_json(&ban, now, 1_000),
             json!({"address": "2001:db8:1:2::/64", "banned_until": 1_090, "seconds_left": 90, "failures": 10})
         );
+    }
+
+    /// The API over shards that never answer and no control core: what needs neither.
+    fn offline_api() -> Api {
+        let (handle, _controls) = BrokerHandle::new(1);
+        let shared = Shared::new(HotTable::new(10, TopicFilter::default()));
+        Api::new(None, handle, Arc::new(shared), None)
+    }
+
+    #[test]
+    fn item_routes_and_bans_without_a_control_core() {
+        let api = offline_api();
+        let status = |method: &str, target: &str| api.respond(&Request::new(method, target)).status;
+        assert_eq!(status("PUT", "/api/v1/clients/x"), 405);
+        assert_eq!(status("GET", "/api/v1/sessions/x"), 405);
+        assert_eq!(status("POST", "/api/v1/bans"), 405);
+        assert_eq!(status("GET", "/api/v1/bans/192.0.2.1"), 405);
+        assert_eq!(status("DELETE", "/api/v1/bans/not%20an%20address"), 400);
+        assert_eq!(
+            status("DELETE", "/api/v1/bans/192.0.2.1"),
+            404,
+            "nothing is banned"
+        );
+        let bans = api.respond(&Request::new("GET", "/api/v1/bans/"));
+        assert_eq!(bans.body, br#"{"bans":[]}"#.to_vec());
+        let stats = api.respond(&Request::new("GET", "/api/v1/stats"));
+        let stats: Value = serde_json::from_slice(&stats.body).unwrap();
+        assert_eq!(stats["logins"]["failures"]["banned"], 0);
+        assert_eq!(stats["logins"]["bans_active"], 0);
+        assert!(stats["sampled_at"].is_number());
     }
 
     #[test]
