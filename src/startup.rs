@@ -98,7 +98,8 @@ impl Plan {
 
         let shared = monitor::start(broker.handle(), self.monitor)?;
         if let Some(admin) = self.admin {
-            if let Some(address) = admin.serve(broker.handle(), shared)? {
+            let guard = control.as_ref().map(|(core, _)| core.guard());
+            if let Some(address) = admin.serve(broker.handle(), shared, guard)? {
                 let mut stdout = std::io::stdout().lock();
                 writeln!(stdout, "shardmq admin: listening on {address}")?;
                 stdout.flush()?;

@@ -3,7 +3,12 @@
 //!
 //! Commands travel on one bounded crossbeam channel per shard, which the shard drains every
 //! [`COMMAND_POLL`]; replies go back on channels the command carries. Nothing here is on the
-//! message path: it serves `$SYS` publications, client listings and kicks.
+//! message path: it serves `$SYS` publications, client listings, lookups, kicks and purges.
+//!
+//! A client id is looked up (or its offline session purged) by asking every shard rather than
+//! first asking the id's home shard where it is: a session lives on the shard its connection
+//! arrived at, not at its home, and one round to every shard is as quick as two in a row while
+//! leaving no window in which the session moves between the question and the answer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +18,7 @@ use bytes::Bytes;
 use crossbeam::channel::{self, Receiver, Sender};
 use crossbeam::utils::CachePadded;
 use futures_channel::oneshot;
-use shardmq_codec::{ByteStr, QoS, ReasonCode};
+use shardmq_codec::{ByteStr, Protocol, QoS, ReasonCode, SubscriptionOptions};
 
 use crate::acl::SessionAcl;
 use crate::hot_topics::TopicCounts;
@@ -54,6 +59,63 @@ pub struct ClientInfo {
     pub dropped: u64,
 }
 
+/// Which clients a listing shows: all, or those matching every criterion given.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct ClientFilter {
+    /// Client ids starting with this.
+    pub prefix: Option<String>,
+    /// Clients connected with exactly this user name.
+    pub username: Option<String>,
+}
+
+impl ClientFilter {
+    /// Whether a client with this id and user name is shown.
+    pub fn admits(&self, client_id: &str, username: Option<&str>) -> bool {
+        self.prefix
+            .as_deref()
+            .is_none_or(|prefix| client_id.starts_with(prefix))
+            && self
+                .username
+                .as_deref()
+                .is_none_or(|wanted| username == Some(wanted))
+    }
+}
+
+/// Everything the admin API shows of one client or offline session.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct ClientDetails {
+    /// What a listing shows.
+    pub info: ClientInfo,
+    /// Protocol of its (last) connection.
+    pub protocol: Protocol,
+    /// Keep-alive granted to its (last) connection, in seconds (after `max_keepalive`).
+    pub keep_alive: u16,
+    /// Whether its (last) CONNECT asked for a clean start (3.1.1: clean session).
+    pub clean_start: bool,
+    /// Whether the session outlives the connection.
+    pub persistent: bool,
+    /// Its subscriptions, sorted by filter.
+    pub subscriptions: Vec<(String, SubscriptionOptions)>,
+    /// Payload bytes of the queued messages.
+    pub queued_bytes: usize,
+    /// For an offline session: seconds since its connection ended.
+    pub offline_seconds: Option<u64>,
+    /// For an offline session that expires (`persistent_client_expiration`, MQTT 3.x): seconds
+    /// until it does.
+    pub expires_in: Option<u64>,
+}
+
+/// What became of a request to purge a client id's offline session on one shard.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Purge {
+    /// The offline session was removed, its subscriptions and queue with it.
+    Purged,
+    /// The client is connected (or connecting): nothing was removed.
+    Connected,
+    /// No session of that id here.
+    Unknown,
+}
+
 /// A command for one shard.
 #[derive(Debug)]
 pub enum ShardCommand {
@@ -66,10 +128,26 @@ pub enum ShardCommand {
         /// Where the answer goes.
         reply: Sender<bool>,
     },
-    /// List this shard's clients.
+    /// List this shard's clients that `filter` admits.
     ListClients {
+        /// Which clients.
+        filter: ClientFilter,
         /// Where the answer goes.
         reply: Sender<Vec<ClientInfo>>,
+    },
+    /// Describe the client or offline session with this id, if it is on this shard.
+    Client {
+        /// Client id.
+        client_id: String,
+        /// Where the answer goes.
+        reply: Sender<Option<ClientDetails>>,
+    },
+    /// Remove the offline session with this id if it is on this shard (never a connected one).
+    PurgeSession {
+        /// Client id.
+        client_id: String,
+        /// Where the answer goes.
+        reply: Sender<Purge>,
     },
     /// Replace the access rules of the sessions named (rules or relations changed); their
     /// subscriptions the new rules no longer allow are removed. Replies how many sessions this
@@ -210,23 +288,62 @@ impl BrokerHandle {
 
     /// Every client on every shard, sorted by client id.
     pub fn clients(&self, timeout: Duration) -> Vec<ClientInfo> {
-        let (reply, answers) = channel::bounded(self.commands.len());
-        let asked = self
-            .commands
-            .iter()
-            .filter(|tx| {
-                tx.try_send(ShardCommand::ListClients {
-                    reply: reply.clone(),
-                })
-                .is_ok()
+        self.clients_matching(&ClientFilter::default(), timeout)
+    }
+
+    /// The clients `filter` admits on every shard, sorted by client id. Each shard filters its
+    /// own, so a search among many sessions moves only what it finds.
+    pub fn clients_matching(&self, filter: &ClientFilter, timeout: Duration) -> Vec<ClientInfo> {
+        let mut clients: Vec<ClientInfo> = self
+            .ask_all(timeout, |reply| ShardCommand::ListClients {
+                filter: filter.clone(),
+                reply,
             })
-            .count();
-        let mut clients: Vec<ClientInfo> = (0..asked)
-            .filter_map(|_| answers.recv_timeout(timeout).ok())
+            .into_iter()
             .flatten()
             .collect();
         clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         clients
+    }
+
+    /// The client or offline session with this id, wherever it is. While a session moves
+    /// between shards two may answer for a moment; the connected one is the client.
+    pub fn client(&self, client_id: &str, timeout: Duration) -> Option<ClientDetails> {
+        self.ask_all(timeout, |reply| ShardCommand::Client {
+            client_id: client_id.to_owned(),
+            reply,
+        })
+        .into_iter()
+        .flatten()
+        .max_by_key(|details| details.info.connected)
+    }
+
+    /// Removes the offline session with this id: [`Purge::Purged`] if some shard removed it,
+    /// else [`Purge::Connected`] if the client is connected, else [`Purge::Unknown`].
+    pub fn purge_session(&self, client_id: &str, timeout: Duration) -> Purge {
+        let answers = self.ask_all(timeout, |reply| ShardCommand::PurgeSession {
+            client_id: client_id.to_owned(),
+            reply,
+        });
+        [Purge::Purged, Purge::Connected]
+            .into_iter()
+            .find(|outcome| answers.contains(outcome))
+            .unwrap_or(Purge::Unknown)
+    }
+
+    /// Sends every shard the command `command` makes for a reply channel, and collects the
+    /// answers that come within `timeout` (a shard whose queue is full is not asked).
+    fn ask_all<T>(&self, timeout: Duration, command: impl Fn(Sender<T>) -> ShardCommand) -> Vec<T> {
+        let (reply, answers) = channel::bounded(self.commands.len());
+        let asked = self
+            .commands
+            .iter()
+            .filter(|tx| tx.try_send(command(reply.clone())).is_ok())
+            .count();
+        let deadline = std::time::Instant::now() + timeout;
+        (0..asked)
+            .filter_map(|_| answers.recv_deadline(deadline).ok())
+            .collect()
     }
 }
 

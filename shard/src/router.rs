@@ -6,11 +6,12 @@
 //! quinn-proto's `Endpoint`. Inputs are method calls: a new client ([`Router::connect`]), a packet
 //! from a connected client ([`Router::handle_packet`]), a message from a peer shard
 //! ([`Router::handle_mesh`]), a command from outside ([`Router::kick`],
-//! [`Router::update_acls`]...). Outputs are [`Output`]s the driver drains after each input
-//! ([`Router::drain_outputs`]): messages for peer shards, clients whose session has bytes to
-//! send, connections to close, and clients whose pending CONNECT or SUBSCRIBE completed. A publish
-//! returns its local deliveries as a [`FanOut`], which the driver applies in slices
-//! ([`Router::deliver`]) so a fan-out to 100k subscribers yields to the executor between slices.
+//! [`Router::purge_session`], [`Router::update_acls`]...). Outputs are [`Output`]s the driver
+//! drains after each input ([`Router::drain_outputs`]): messages for peer shards, clients whose
+//! session has bytes to send, connections to close, and clients whose pending CONNECT or
+//! SUBSCRIBE completed. A publish returns its local deliveries as a [`FanOut`], which the driver
+//! applies in slices ([`Router::deliver`]) so a fan-out to 100k subscribers yields to the
+//! executor between slices.
 //!
 //! Routing (ARCHITECTURE.md, "One PUBLISH"): the local trie maps filters to this shard's
 //! subscribers; the route table, replicated on every shard, maps filters to the shards that have
@@ -33,7 +34,7 @@ use shardmq_codec::{
 
 use crate::acl::SessionAcl;
 use crate::config::{Limits, ShardConfig};
-use crate::control::ClientInfo;
+use crate::control::{ClientDetails, ClientFilter, ClientInfo, Purge};
 use crate::deadline::granted_keep_alive;
 use crate::hot_topics::HotTopics;
 use crate::mesh::{ConnId, Owner, Routed, ShardId, ShardMsg, ShardSet};
@@ -247,6 +248,10 @@ struct Client {
     client_id: ByteStr,
     /// The session ends with the connection.
     clean: bool,
+    /// The CONNECT asked for a clean start (shown by the admin API).
+    clean_start: bool,
+    /// Keep-alive the CONNECT asked for, in seconds (shown by the admin API).
+    keep_alive: u16,
     session: Session,
     will: Option<Box<LastWill>>,
     identity: Identity,
@@ -478,6 +483,12 @@ impl Router {
         self.forwards.len()
     }
 
+    /// Client ids whose home is this shard that have an owner: a connection, or an offline
+    /// session, somewhere.
+    pub fn registered(&self) -> usize {
+        self.registry.len()
+    }
+
     /// Whether `conn` is online (its CONNACK sent).
     pub fn is_online(&self, conn: ConnId) -> bool {
         self.clients
@@ -555,6 +566,8 @@ impl Router {
         let client = Client {
             client_id: new.client_id.clone(),
             clean: !new.persistent,
+            clean_start: new.clean_start,
+            keep_alive: new.keep_alive,
             session,
             will: new.will,
             identity: new.identity,
@@ -1802,23 +1815,78 @@ impl Router {
         updated
     }
 
-    /// This shard's clients, for the admin API.
-    pub fn client_infos(&self) -> Vec<ClientInfo> {
+    /// Removes the offline session of `client_id` (its subscriptions, routes and queue) and
+    /// releases the id at its home shard, as if it had expired. A connected or connecting
+    /// client is left alone ([`Purge::Connected`]): kicking is [`Router::kick`].
+    pub fn purge_session(&mut self, client_id: &str) -> Purge {
+        let Some(&conn) = self.by_client_id.get(client_id) else {
+            return Purge::Unknown;
+        };
+        match self.clients.get(&conn).map(|client| &client.phase) {
+            Some(Phase::Offline) => {
+                self.end_session(conn);
+                Stats::add(&self.stats.sessions_purged, 1);
+                Purge::Purged
+            }
+            Some(_) => Purge::Connected,
+            None => Purge::Unknown,
+        }
+    }
+
+    /// This shard's clients that `filter` admits, for the admin API.
+    pub fn client_infos(&self, filter: &ClientFilter) -> Vec<ClientInfo> {
         self.clients
             .values()
-            .map(|client| ClientInfo {
-                client_id: client.client_id.to_string(),
-                username: client.identity.username.as_ref().map(ToString::to_string),
-                peer: client.identity.peer,
-                shard: self.id.0,
-                connected_since: client.identity.connected_since,
-                subscriptions: client.session.subscriptions().len(),
-                connected: !matches!(client.phase, Phase::Offline),
-                queued: client.session.queued_len(),
-                inflight: client.session.inflight_len(),
-                dropped: client.session.dropped_total(),
-            })
+            .filter(|client| filter.admits(&client.client_id, client.identity.username.as_deref()))
+            .map(|client| self.client_info(client))
             .collect()
+    }
+
+    /// The client or offline session of `client_id` on this shard at `now`, for the admin API.
+    pub fn client_details(&self, client_id: &str, now: Instant) -> Option<ClientDetails> {
+        let client = self.clients.get(self.by_client_id.get(client_id)?)?;
+        let offline_for = client
+            .offline_since
+            .filter(|_| matches!(client.phase, Phase::Offline))
+            .map(|since| now.saturating_duration_since(since));
+        let expires_in = offline_for.and_then(|offline_for| {
+            let expiration = self.config.limits.persistent_client_expiration?;
+            (!client.session.protocol().is_v5())
+                .then(|| expiration.saturating_sub(offline_for).as_secs())
+        });
+        let mut subscriptions: Vec<(String, SubscriptionOptions)> = client
+            .session
+            .subscriptions()
+            .iter()
+            .map(|(filter, options)| (filter.to_string(), *options))
+            .collect();
+        subscriptions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Some(ClientDetails {
+            info: self.client_info(client),
+            protocol: client.session.protocol(),
+            keep_alive: granted_keep_alive(client.keep_alive, self.config.limits.max_keepalive),
+            clean_start: client.clean_start,
+            persistent: !client.clean,
+            subscriptions,
+            queued_bytes: client.session.queued_bytes(),
+            offline_seconds: offline_for.map(|offline_for| offline_for.as_secs()),
+            expires_in,
+        })
+    }
+
+    fn client_info(&self, client: &Client) -> ClientInfo {
+        ClientInfo {
+            client_id: client.client_id.to_string(),
+            username: client.identity.username.as_ref().map(ToString::to_string),
+            peer: client.identity.peer,
+            shard: self.id.0,
+            connected_since: client.identity.connected_since,
+            subscriptions: client.session.subscriptions().len(),
+            connected: client.is_connected(),
+            queued: client.session.queued_len(),
+            inflight: client.session.inflight_len(),
+            dropped: client.session.dropped_total(),
+        }
     }
 
     /// The clients whose sessions dropped messages since the last call, with how many: the

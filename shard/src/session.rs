@@ -359,6 +359,11 @@ impl Session {
         self.queued.len()
     }
 
+    /// Payload bytes of the queued messages.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
     /// Drop counters since the last call; resets them (the total goes on).
     pub fn take_drops(&mut self) -> Drops {
         let drops = std::mem::take(&mut self.drops);

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::future::poll_fn;
@@ -376,8 +376,18 @@ impl Shard {
             ShardCommand::Kick { client_id, reply } => {
                 let _ = reply.try_send(self.with_router(|router| router.kick(&client_id)));
             }
-            ShardCommand::ListClients { reply } => {
-                let _ = reply.try_send(self.router.borrow().client_infos());
+            ShardCommand::ListClients { filter, reply } => {
+                let _ = reply.try_send(self.router.borrow().client_infos(&filter));
+            }
+            ShardCommand::Client { client_id, reply } => {
+                let details = self
+                    .router
+                    .borrow()
+                    .client_details(&client_id, Instant::now());
+                let _ = reply.try_send(details);
+            }
+            ShardCommand::PurgeSession { client_id, reply } => {
+                let _ = reply.try_send(self.with_router(|router| router.purge_session(&client_id)));
             }
             ShardCommand::UpdateAcls { updates, reply } => {
                 let updated = self.with_router(|router| router.update_acls(updates));

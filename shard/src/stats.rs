@@ -94,6 +94,7 @@ figures! {
     Counter write_timeouts: "Connections closed because the socket took no bytes within write_timeout.",
     Counter peer_timeouts: "Connections closed because another shard did not answer in time.",
     Counter sessions_expired: "Offline persistent sessions ended by persistent_client_expiration.",
+    Counter sessions_purged: "Offline persistent sessions removed through the admin API.",
     Counter limit_connect_size: "CONNECTs refused for exceeding max_connect_size.",
     Counter limit_connecting_per_address: "Connections closed at accept: too many from one address still connecting.",
     Counter limit_identifier: "CONNECTs refused for a client id or user name over its maximum length.",

@@ -13,7 +13,12 @@
 //!   sent again to each new connection);
 //! - a persistent session that moves while messages are on their way to its old place gets them
 //!   too (the old place forwards until the move completes), and every forwarder ends;
-//! - once settled, the shards' connection gauges match the connections the clients hold open.
+//! - once settled, the shards' connection gauges match the connections the clients hold open;
+//! - an offline session purged (as the admin API does: every shard asked) is gone: its id is
+//!   released at its home shard, nothing more is queued for it, and the next connection with
+//!   its id starts clean; a connected client is never purged;
+//! - once settled, the home shards register exactly the ids that have a connection or an
+//!   offline session, and the offline-session gauges count the latter.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -27,9 +32,11 @@ use shardmq_codec::{
     topic, ByteStr, Decoder, Disconnect, Packet, PacketId, Properties, Protocol, Publish, QoS,
     ReasonCode, Subscribe, SubscribeFilter, SubscriptionOptions, Unsubscribe,
 };
+use shardmq_shard::control::Purge;
 use shardmq_shard::mesh::{ConnId, ShardId, ShardMsg};
 use shardmq_shard::router::{Handled, NewClient, Output, Router};
 use shardmq_shard::stats::Stats;
+use shardmq_shard::takeover::home_shard;
 use shardmq_shard::ShardConfig;
 
 const SHARDS: usize = 3;
@@ -67,6 +74,9 @@ enum Op {
         pick: usize,
     },
     Settle,
+    Purge {
+        id: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -82,6 +92,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..IDS, any::<bool>()).prop_map(|(id, clean)| Op::Disconnect { id, clean }),
         8 => any::<usize>().prop_map(|pick| Op::Deliver { pick }),
         1 => Just(Op::Settle),
+        1 => (0..IDS).prop_map(|id| Op::Purge { id }),
     ]
 }
 
@@ -111,6 +122,8 @@ struct Conn {
     subscribing: Option<(usize, u8)>,
     /// The broker must answer with Session Present.
     expect_present: bool,
+    /// The broker answered with Session Present.
+    present: bool,
     persistent: bool,
 }
 
@@ -284,7 +297,50 @@ impl World {
                 }
             }
             Op::Settle => self.settle(),
+            Op::Purge { id } => {
+                self.purge(id);
+            }
         }
+    }
+
+    /// The admin API purges client-`id`'s offline session: every shard is asked, as
+    /// `BrokerHandle::purge_session` asks them, and the first answer that says more wins.
+    fn purge(&mut self, id: usize) -> Purge {
+        let client_id = format!("client-{id}");
+        let mut outcomes = Vec::new();
+        for shard in 0..SHARDS {
+            outcomes.push(self.routers[shard].purge_session(&client_id));
+            self.pump(shard);
+        }
+        let open = self
+            .conns
+            .iter()
+            .any(|c| c.id == id && c.state != State::Closed);
+        assert!(
+            open || !outcomes.contains(&Purge::Connected),
+            "client-{id} has no connection, yet it is connected: {outcomes:?}"
+        );
+        assert!(
+            outcomes.iter().filter(|o| **o == Purge::Purged).count() <= 1,
+            "one offline session per id: {outcomes:?}"
+        );
+        if !outcomes.contains(&Purge::Purged) {
+            return if outcomes.contains(&Purge::Connected) {
+                Purge::Connected
+            } else {
+                Purge::Unknown
+            };
+        }
+        // The session is gone: whatever connects next with this id starts clean.
+        let identity = &mut self.ids[id];
+        identity.session_confirmed = false;
+        identity.subscriptions.clear();
+        identity.owed.clear();
+        identity.chain_intact = true;
+        for conn in self.conns.iter_mut().filter(|c| c.id == id) {
+            conn.expect_present = false;
+        }
+        Purge::Purged
     }
 
     /// Records that every intact persistent session subscribed to `topic` now owes `payload`.
@@ -344,6 +400,7 @@ impl World {
             acked: HashMap::new(),
             subscribing: None,
             expect_present,
+            present: false,
             persistent,
         });
         self.by_conn.insert((shard, conn), h);
@@ -501,6 +558,7 @@ impl World {
                     "client-{id}'s persistent session was not resumed"
                 );
                 self.conns[h].state = State::Online;
+                self.conns[h].present = connack.session_present;
                 let identity = &mut self.ids[id];
                 identity.session_confirmed = self.conns[h].persistent;
                 if !connack.session_present {
@@ -577,6 +635,22 @@ impl World {
                 "every move completed and its forwarder ended"
             );
         }
+        // An id is registered while a connection holds it or its persistent session waits
+        // offline (its last connection was persistent and went online).
+        let (mut held, mut offline) = (0, 0);
+        for (id, identity) in self.ids.iter().enumerate() {
+            let open = self
+                .conns
+                .iter()
+                .any(|c| c.id == id && c.state != State::Closed);
+            let waiting = !open && identity.persistent && identity.session_confirmed;
+            held += usize::from(open || waiting);
+            offline += u64::from(waiting);
+        }
+        let registered: usize = self.routers.iter().map(Router::registered).sum();
+        assert_eq!(registered, held, "home shards register the ids held");
+        let gauge: u64 = self.stats.iter().map(|s| s.sessions_offline.get()).sum();
+        assert_eq!(gauge, offline, "offline sessions");
     }
 }
 
@@ -647,5 +721,82 @@ fn racing_connects_leave_one_owner_with_the_session() {
         5,
         "the queued messages followed the session"
     );
+    world.check();
+}
+
+/// An offline session purged as the admin API purges it is gone on every shard: the gauges
+/// drop, the id is released at its home shard (a peer of the session's shard here), no shard
+/// routes its filters any more, and the next persistent connection with its id starts clean
+/// with nothing queued. A connected client is not purged.
+#[test]
+fn a_purged_offline_session_is_gone_everywhere() {
+    let mut world = World::new();
+    let shard = (home_shard("client-0", SHARDS).0 + 1) % SHARDS;
+    world.apply(Op::Connect {
+        id: 0,
+        shard,
+        persistent: true,
+        settle_first: true,
+    });
+    world.settle();
+    world.apply(Op::Subscribe {
+        id: 0,
+        filter: 0,
+        qos: 1,
+    });
+    world.settle();
+    assert_eq!(world.purge(0), Purge::Connected);
+    world.apply(Op::Disconnect { id: 0, clean: true });
+    world.settle();
+    let total = |world: &World, figure: fn(&Stats) -> u64| -> u64 {
+        world.stats.iter().map(|s| figure(s)).sum()
+    };
+    assert_eq!(total(&world, |s| s.sessions_offline.get()), 1);
+    assert_eq!(total(&world, |s| s.subscriptions.get()), 1);
+
+    assert_eq!(world.purge(0), Purge::Purged);
+    world.settle();
+    assert_eq!(world.purge(0), Purge::Unknown, "nothing is left to purge");
+    assert_eq!(total(&world, |s| s.sessions_offline.get()), 0);
+    assert_eq!(total(&world, |s| s.subscriptions.get()), 0);
+    assert_eq!(total(&world, |s| s.sessions_purged.get()), 1);
+    let registered: usize = world.routers.iter().map(Router::registered).sum();
+    assert_eq!(registered, 0, "the id was released at its home shard");
+
+    // A publication to the purged session's filter goes to no shard and is queued nowhere.
+    let publisher_shard = (shard + 1) % SHARDS;
+    world.apply(Op::Connect {
+        id: 1,
+        shard: publisher_shard,
+        persistent: false,
+        settle_first: true,
+    });
+    world.settle();
+    world.apply(Op::Publish {
+        id: 1,
+        topic: 0,
+        qos: 1,
+    });
+    let routed = world
+        .links
+        .iter()
+        .filter(|((from, _), _)| *from == publisher_shard)
+        .flat_map(|(_, queue)| queue)
+        .any(|msg| matches!(msg, ShardMsg::Publish(_)));
+    assert!(!routed, "no route is left to the purged session's shard");
+    world.settle();
+
+    world.apply(Op::Connect {
+        id: 0,
+        shard,
+        persistent: true,
+        settle_first: true,
+    });
+    world.settle();
+    let h = world.ids[0].current.expect("a connection");
+    let conn = &world.conns[h];
+    assert_eq!(conn.state, State::Online);
+    assert!(!conn.present, "Session Present 0 after the purge");
+    assert!(conn.received.is_empty(), "nothing was queued");
     world.check();
 }

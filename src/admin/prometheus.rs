@@ -5,19 +5,22 @@
 //! broker and `shardmq_shard_<name>{shard="<n>"}` per shard, so that `sum()` over the per-shard
 //! family never counts the broker total twice. Names keep the figures' own names (no `_total`
 //! suffix is added, since some already end in it). Host figures from the monitor follow as
-//! `shardmq_system_*` gauges.
+//! `shardmq_system_*` gauges, the broker process's as `shardmq_process_*`, and the control
+//! core's login figures as `shardmq_login_failures{reason="..."}`, `shardmq_bans_issued` and
+//! `shardmq_bans_active`.
 
 use std::fmt::Write;
 
 use shardmq_shard::stats::Kind;
 
+use crate::status::logins::{Failure, Logins};
 use crate::status::Status;
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Renders every metric.
-pub fn render(status: &Status, hot_untracked: u64) -> String {
+pub fn render(status: &Status, hot_untracked: u64, logins: &Logins) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let total = status.figures.total.figures();
     for (index, (name, kind, value, help)) in total.iter().enumerate() {
@@ -39,7 +42,7 @@ pub fn render(status: &Status, hot_untracked: u64) -> String {
             }
         }
     }
-    let gauges: [(&str, &str, f64); 11] = [
+    let gauges: [(&str, &str, f64); 13] = [
         (
             "uptime_seconds",
             "Seconds since the broker started.",
@@ -91,6 +94,16 @@ pub fn render(status: &Status, hot_untracked: u64) -> String {
             status.system.network_sent_per_second,
         ),
         (
+            "process_resident_memory_bytes",
+            "Resident memory of the broker process.",
+            status.system.process.rss_bytes as f64,
+        ),
+        (
+            "process_cpu_percent",
+            "CPU used by the broker process over the last second, percent of one CPU.",
+            status.system.process.cpu_percent,
+        ),
+        (
             "hot_topics_untracked",
             "Publications counted in no ranked hot topic (over the tracking bounds).",
             hot_untracked as f64,
@@ -100,6 +113,34 @@ pub fn render(status: &Status, hot_untracked: u64) -> String {
         family(&mut out, &format!("shardmq_{name}"), "gauge", help);
         let _ = writeln!(out, "shardmq_{name} {value}");
     }
+    family(
+        &mut out,
+        "shardmq_login_failures",
+        "counter",
+        "Failed logins since start, by reason (bad_password, unknown_user, not_authorized, banned).",
+    );
+    for reason in Failure::ALL {
+        let _ = writeln!(
+            out,
+            "shardmq_login_failures{{reason=\"{}\"}} {}",
+            reason.name(),
+            logins.failures.get(reason)
+        );
+    }
+    family(
+        &mut out,
+        "shardmq_bans_issued",
+        "counter",
+        "Source addresses banned for failed logins since start.",
+    );
+    let _ = writeln!(out, "shardmq_bans_issued {}", logins.bans_issued);
+    family(
+        &mut out,
+        "shardmq_bans_active",
+        "gauge",
+        "Source addresses banned now.",
+    );
+    let _ = writeln!(out, "shardmq_bans_active {}", logins.bans_active);
     family(&mut out, "shardmq_info", "gauge", "Broker version.");
     let _ = writeln!(
         out,
@@ -133,8 +174,14 @@ mod tests {
             figures: Figures::new(vec![shard, shard]),
             ..Status::default()
         };
-        let text = render(&status, 0);
+        let logins = Logins {
+            bans_active: 2,
+            ..Logins::default()
+        };
+        let text = render(&status, 0, &logins);
         assert!(text.contains("shardmq_connections 4\n"));
+        assert!(text.contains("shardmq_login_failures{reason=\"banned\"} 0\n"));
+        assert!(text.contains("shardmq_bans_active 2\n"));
         assert!(text.contains("shardmq_shard_messages_received{shard=\"1\"} 7\n"));
         assert!(text.contains("# TYPE shardmq_messages_received counter\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

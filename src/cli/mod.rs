@@ -6,20 +6,24 @@
 //! | `check-config` | [`check_config`] | the configuration, checked as start-up checks it |
 //! | `passwd` | [`passwd`] | a password file (no configuration) |
 //! | `hot-topics` | [`hot_topics`] | a running broker's admin API, or Redis |
+//! | `top` | [`top`] | a running broker's admin API, live |
 //! | `status` | [`status`] | the status history in Postgres |
 //! | `users` | [`users`] | the users in Redis |
 //! | `import` | [`import`] | the access files, written into Redis |
 //!
 //! Every command but `passwd` reads its defaults (admin address and token, Postgres and Redis
 //! URLs) from the same configuration as the broker (`--config` and flags), so
-//! `shardmq --config broker.toml status` finds the broker's own Postgres.
+//! `shardmq --config broker.toml status` finds the broker's own Postgres. The commands that
+//! read the admin API share its client, [`admin_client`].
 
+mod admin_client;
 pub mod check_config;
 pub mod hot_topics;
 pub mod import;
 pub mod passwd;
 mod redis;
 pub mod status;
+pub mod top;
 pub mod users;
 
 use clap::Subcommand;
@@ -35,6 +39,8 @@ pub enum Command {
     Passwd(passwd::PasswdArgs),
     /// Prints the hot-topic ranking of a running broker (from its admin API).
     HotTopics(hot_topics::HotTopicsArgs),
+    /// Shows a running broker's figures live, refreshed every --interval seconds.
+    Top(top::TopArgs),
     /// Prints the status history the monitor wrote to Postgres.
     Status(status::StatusArgs),
     /// Manages the users kept in Redis (add, passwd, delete, list).
@@ -53,6 +59,7 @@ pub fn run(
         Command::Passwd(args) => passwd::run(args),
         Command::CheckConfig => check_config::run(&settings()?),
         Command::HotTopics(args) => hot_topics::run(&args, &settings()?),
+        Command::Top(args) => top::run(&args, &settings()?),
         Command::Status(args) => status::run(&args, &settings()?),
         Command::Users(args) => users::run(&args, &settings()?),
         Command::Import(args) => import::run(&args, &settings()?),

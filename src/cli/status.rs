@@ -122,7 +122,7 @@ fn table(rows: &[(String, StatusRow)]) -> String {
 }
 
 /// Formats a byte count with a binary unit (`512 B`, `1.5 KiB`, `2.0 GiB`).
-fn bytes(value: f64) -> String {
+pub(super) fn bytes(value: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = value;
     let mut unit = 0;

@@ -131,7 +131,8 @@ impl Backend for FileBackend {
             (None, Some(_)) => Verdict::NotAuthorized,
             (Some(passwords), Some(name)) => match password {
                 Some(password) if passwords.verify(name, password) => Verdict::Allowed,
-                _ => Verdict::BadCredentials,
+                _ if passwords.get(name).is_some() => Verdict::BadPassword,
+                _ => Verdict::UnknownUser,
             },
         }
     }

@@ -15,6 +15,10 @@
 //! attacker who owns one account cannot wipe out the failures of his guesses by logging in to
 //! it between them.
 //!
+//! An operator sees the bans in force ([`LoginGuard::bans`], the admin API's `GET
+//! /api/v1/bans`) and may lift one ([`LoginGuard::lift`]), which forgets the source's failures
+//! too, so its next failure does not ban it again at once.
+//!
 //! # Bounded memory
 //!
 //! The counters live in one table of at most a fixed number of entries (addresses and names
@@ -23,7 +27,8 @@
 //! [`crate::auth::MAX_USERNAME_LEN`] are never used as keys (such logins are refused before
 //! authentication), so an entry is a few hundred bytes at most. Eviction can forget a ban, but
 //! only after that many newer addresses and names have been seen since the banned address last
-//! tried.
+//! tried. The slots holding a ban are also kept in a set of their own, so listing and counting
+//! the bans in force costs a look at each ban, not at the whole table.
 //!
 //! Keys are hashed with the standard library's randomly keyed SipHash: user names are chosen
 //! by clients, and a predictable hash would let them pile every name into one bucket.
@@ -34,7 +39,7 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use hashbrown::HashTable;
+use hashbrown::{HashSet, HashTable};
 
 use crate::auth::MAX_USERNAME_LEN;
 
@@ -68,6 +73,17 @@ impl Default for GuardLimits {
             ban: Duration::from_secs(300),
         }
     }
+}
+
+/// A ban in force.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Ban {
+    /// The banned source: an IPv4 address, or the first address of an IPv6 /64.
+    pub source: IpAddr,
+    /// When the ban ends.
+    pub until: Instant,
+    /// Failures counted against the source in the window that banned it.
+    pub failures: u32,
 }
 
 /// Failure counts and bans per source address, failure counts per user name.
@@ -118,26 +134,94 @@ impl LoginGuard {
     }
 
     /// A failed login: counts against the source (which may be banned for it) and the name.
+    /// Returns the ban this failure imposed, if it did.
     pub fn record_failure(
         &mut self,
         address: Option<IpAddr>,
         username: Option<&str>,
         now: Instant,
-    ) {
+    ) -> Option<Ban> {
         if self.limits.max_failures == 0 {
-            return;
+            return None;
         }
         let limits = self.limits;
+        let mut banned = None;
         if let Some(address) = address {
-            let record = self.table.entry(KeyRef::Source(source(address)), now);
-            if record.count(limits, now) >= limits.max_failures {
-                record.banned_until = Some(now + limits.ban);
+            let source = source(address);
+            let slot = self.table.entry_slot(KeyRef::Source(source), now);
+            let record = &mut self.table.nodes[slot as usize].record;
+            let failures = record.count(limits, now);
+            if failures >= limits.max_failures {
+                let until = now + limits.ban;
+                record.banned_until = Some(until);
+                self.table.banned.insert(slot);
                 self.bans += 1;
+                banned = Some(Ban {
+                    source,
+                    until,
+                    failures,
+                });
             }
         }
         if let Some(name) = username.filter(|name| name.len() <= MAX_USERNAME_LEN) {
             self.table.entry(KeyRef::User(name), now).count(limits, now);
         }
+        banned
+    }
+
+    /// The bans in force at `now`, soonest to end first. Forgets the ones that ended.
+    pub fn bans(&mut self, now: Instant) -> Vec<Ban> {
+        self.sweep_bans(now);
+        let mut bans: Vec<Ban> = self
+            .table
+            .banned
+            .iter()
+            .filter_map(|&slot| {
+                let node = &self.table.nodes[slot as usize];
+                match (&node.key, node.record.banned_until) {
+                    (Key::Source(source), Some(until)) => Some(Ban {
+                        source: *source,
+                        until,
+                        failures: node.record.failures,
+                    }),
+                    _ => None,
+                }
+            })
+            .collect();
+        bans.sort_unstable_by_key(|ban| (ban.until, ban.source));
+        bans
+    }
+
+    /// How many sources are banned at `now`. Forgets the bans that ended.
+    pub fn active_bans(&mut self, now: Instant) -> usize {
+        self.sweep_bans(now);
+        self.table.banned.len()
+    }
+
+    /// Lifts the ban in force on the source of `address` (any address of a banned IPv6 /64),
+    /// forgetting the source's failures with it; false if it is not banned at `now`.
+    pub fn lift(&mut self, address: IpAddr, now: Instant) -> bool {
+        let key = KeyRef::Source(source(address));
+        let banned = self
+            .table
+            .find(key)
+            .and_then(|slot| self.table.nodes[slot as usize].record.banned_until)
+            .is_some_and(|until| now < until);
+        if banned {
+            self.table.remove(key);
+        }
+        banned
+    }
+
+    /// Drops from the set of banned slots those whose ban ended (or was reset by a new window).
+    fn sweep_bans(&mut self, now: Instant) {
+        let nodes = &self.table.nodes;
+        self.table.banned.retain(|&slot| {
+            nodes[slot as usize]
+                .record
+                .banned_until
+                .is_some_and(|until| now < until)
+        });
     }
 
     /// A successful login: clears the failures counted against this user name, and nothing
@@ -160,7 +244,7 @@ impl LoginGuard {
 }
 
 /// The source a ban applies to: the IPv4 address, or the /64 of an IPv6 address.
-fn source(address: IpAddr) -> IpAddr {
+pub fn source(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -259,6 +343,8 @@ struct Table {
     nodes: Vec<Node>,
     /// Slots freed by [`Table::remove`], reused before the slab grows.
     free: Vec<u32>,
+    /// Slots whose record holds a ban (perhaps ended: see [`LoginGuard::bans`]).
+    banned: HashSet<u32>,
     newest: u32,
     oldest: u32,
     capacity: usize,
@@ -273,6 +359,7 @@ impl Table {
             hasher: RandomState::new(),
             nodes: Vec::new(),
             free: Vec::new(),
+            banned: HashSet::new(),
             newest: NIL,
             oldest: NIL,
             capacity,
@@ -306,9 +393,15 @@ impl Table {
     /// The record of `key` (a fresh one if absent), now the most recently used; inserting into
     /// a full table first evicts the least recently used entry.
     fn entry(&mut self, key: KeyRef<'_>, now: Instant) -> &mut Record {
+        let slot = self.entry_slot(key, now);
+        &mut self.nodes[slot as usize].record
+    }
+
+    /// The slot of [`Table::entry`].
+    fn entry_slot(&mut self, key: KeyRef<'_>, now: Instant) -> u32 {
         if let Some(slot) = self.find(key) {
             self.touch(slot);
-            return &mut self.nodes[slot as usize].record;
+            return slot;
         }
         if self.len() >= self.capacity {
             self.remove_slot(self.oldest);
@@ -336,7 +429,7 @@ impl Table {
                 Table::hash(hasher, nodes[slot as usize].key.borrowed())
             });
         self.push_newest(slot);
-        &mut self.nodes[slot as usize].record
+        slot
     }
 
     fn remove(&mut self, key: KeyRef<'_>) {
@@ -352,6 +445,7 @@ impl Table {
             found.remove();
         }
         self.unlink(slot);
+        self.banned.remove(&slot);
         // The key's memory (a name) goes now; the slot waits for reuse.
         self.nodes[slot as usize].key = Key::Source(IpAddr::from([0, 0, 0, 0]));
         self.free.push(slot);
@@ -431,6 +525,64 @@ mod tests {
         assert!(!guard.is_banned(None, t0));
         // Bans end.
         assert!(!guard.is_banned(attacker, t0 + Duration::from_secs(31)));
+    }
+
+    #[test]
+    fn bans_are_listed_counted_and_lifted() {
+        let mut guard = LoginGuard::new(limits(2));
+        let t0 = Instant::now();
+        let (a, b) = (ip("192.0.2.1"), ip("2001:db8:1:2::7"));
+        assert_eq!(guard.record_failure(a, Some("x"), t0), None);
+        let ban = guard.record_failure(a, Some("x"), t0).expect("banned");
+        assert_eq!(ban.source, a.unwrap());
+        assert_eq!((ban.until, ban.failures), (t0 + Duration::from_secs(30), 2));
+        let later = t0 + Duration::from_secs(5);
+        guard.record_failure(b, None, later);
+        guard.record_failure(b, None, later);
+        let bans = guard.bans(later);
+        assert_eq!(bans.len(), 2);
+        assert_eq!(bans[0], ban, "soonest to end first");
+        assert_eq!(bans[1].source, ip("2001:db8:1:2::").unwrap(), "the /64");
+        assert_eq!(guard.active_bans(later), 2);
+
+        assert!(
+            guard.lift(ip("2001:db8:1:2::99").unwrap(), later),
+            "any address of the /64"
+        );
+        assert!(
+            !guard.lift(ip("2001:db8:1:2::99").unwrap(), later),
+            "lifted already"
+        );
+        assert!(!guard.is_banned(b, later));
+        assert_eq!(
+            guard.record_failure(b, None, later),
+            None,
+            "its failures were forgotten with the ban"
+        );
+        assert!(
+            !guard.lift(ip("198.51.100.1").unwrap(), later),
+            "never banned"
+        );
+
+        // An ended ban is neither listed nor counted, nor lifted.
+        let after = t0 + Duration::from_secs(31);
+        assert_eq!(guard.active_bans(after), 0);
+        assert!(guard.bans(after).is_empty());
+        assert!(!guard.lift(a.unwrap(), after));
+        assert_eq!(guard.bans, 2);
+    }
+
+    #[test]
+    fn an_evicted_ban_leaves_the_list() {
+        let mut guard = LoginGuard::with_capacity(limits(1), 2);
+        let t0 = Instant::now();
+        guard.record_failure(ip("192.0.2.1"), None, t0);
+        assert_eq!(guard.active_bans(t0), 1);
+        guard.record_failure(ip("192.0.2.2"), None, t0);
+        guard.record_failure(ip("192.0.2.3"), None, t0); // evicts 192.0.2.1
+        let bans: Vec<IpAddr> = guard.bans(t0).iter().map(|ban| ban.source).collect();
+        assert_eq!(bans, [ip("192.0.2.2").unwrap(), ip("192.0.2.3").unwrap()]);
+        assert_eq!(guard.table.banned.len(), 2);
     }
 
     #[test]

@@ -24,13 +24,21 @@
 //! user name longer than [`MAX_USERNAME_LEN`] is refused as bad credentials (counted against
 //! the address), so neither the guard's table nor a backend query is keyed by it. Refusals of
 //! failed logins are held back by the guard's penalty without blocking this thread.
+//!
+//! Every failed login is counted by reason in [`LoginFigures`] (atomics the admin API reads)
+//! and logged with its reason, address, client id and user name, at most a few lines per
+//! address a minute ([`audit`]); every ban is logged. The admin API lists and lifts bans
+//! through a [`GuardHandle`]: its queries wait in a channel of their own, answered between
+//! CONNECTs, so the guard stays this thread's alone and no shard ever waits on a lock.
 
+pub mod audit;
 pub mod files;
 pub mod guard;
 pub mod plan;
 pub mod redis;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,9 +50,11 @@ use shardmq_shard::control::{Authenticator, ClientInfo, ConnectDecision, Connect
 use shardmq_shard::BrokerHandle;
 use tracing::{info, warn};
 
-use self::guard::LoginGuard;
+use self::audit::Audit;
+use self::guard::{Ban, LoginGuard};
 pub use self::plan::Plan;
 use crate::auth::MAX_USERNAME_LEN;
+use crate::status::logins::{Failure, LoginFigures, Logins};
 
 /// Requests queued for the control core at most; beyond this CONNECTs are refused at once.
 const QUEUE: usize = 4096;
@@ -63,8 +73,11 @@ pub const POLL: Duration = Duration::from_millis(100);
 pub enum Verdict {
     /// Known user and right password, or anonymous where that is allowed.
     Allowed,
-    /// Unknown user or wrong password.
-    BadCredentials,
+    /// A known user with a wrong (or no) password. Answered as [`Verdict::UnknownUser`] is
+    /// (CONNACK "bad user name or password", in the same time); only counted apart.
+    BadPassword,
+    /// No such user.
+    UnknownUser,
     /// Not allowed to connect (anonymous where it is not allowed).
     NotAuthorized,
     /// The backend cannot answer now (Redis unreachable): refused as "server unavailable", not
@@ -130,9 +143,56 @@ enum Job {
     Attach(BrokerHandle),
 }
 
+/// What the admin API asks of the login guard.
+enum GuardQuery {
+    /// The bans in force.
+    Bans(Sender<Vec<Ban>>),
+    /// Lift the ban on an address; answers whether there was one.
+    Lift(IpAddr, Sender<bool>),
+}
+
+/// Queries queued for the guard at most.
+const GUARD_QUERIES: usize = 16;
+
+/// The admin API's view of the login guard: its figures, read without asking, and its bans,
+/// asked of the control core thread (see the module doc).
+#[derive(Clone, Debug)]
+pub struct GuardHandle {
+    queries: Sender<GuardQuery>,
+    figures: Arc<LoginFigures>,
+}
+
+impl GuardHandle {
+    /// Failed logins and bans so far.
+    pub fn logins(&self) -> Logins {
+        self.figures.load()
+    }
+
+    /// The bans in force, soonest to end first; `None` if the control core did not answer
+    /// within `timeout` (busy verifying passwords, say).
+    pub fn bans(&self, timeout: Duration) -> Option<Vec<Ban>> {
+        let (reply, answer) = channel::bounded(1);
+        self.queries
+            .send_timeout(GuardQuery::Bans(reply), timeout)
+            .ok()?;
+        answer.recv_timeout(timeout).ok()
+    }
+
+    /// Lifts the ban on `address` (and forgets its failures): whether it was banned; `None` if
+    /// the control core did not answer within `timeout`.
+    pub fn lift(&self, address: IpAddr, timeout: Duration) -> Option<bool> {
+        let (reply, answer) = channel::bounded(1);
+        self.queries
+            .send_timeout(GuardQuery::Lift(address, reply), timeout)
+            .ok()?;
+        answer.recv_timeout(timeout).ok()
+    }
+}
+
 /// A handle on the running control core; dropping it stops the thread.
 pub struct ControlCore {
     jobs: Option<Sender<Job>>,
+    guard: GuardHandle,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -145,6 +205,9 @@ impl ControlCore {
     ) -> std::io::Result<(ControlCore, Authenticator)> {
         let (jobs, job_rx) = channel::bounded::<Job>(16);
         let (connects, connect_rx) = channel::bounded::<ConnectRequest>(QUEUE);
+        let (queries, query_rx) = channel::bounded::<GuardQuery>(GUARD_QUERIES);
+        let figures = Arc::new(LoginFigures::default());
+        let worker_figures = Arc::clone(&figures);
         let thread = std::thread::Builder::new()
             .name("control-core".into())
             .spawn(move || {
@@ -156,16 +219,25 @@ impl ControlCore {
                     backend,
                     guard,
                     broker: None,
+                    figures: worker_figures,
+                    audit: Audit::new(Instant::now()),
+                    queries: query_rx,
                 }
                 .run(&job_rx, &connect_rx);
             })?;
         Ok((
             ControlCore {
                 jobs: Some(jobs),
+                guard: GuardHandle { queries, figures },
                 thread: Some(thread),
             },
             connects,
         ))
+    }
+
+    /// The admin API's view of the login guard.
+    pub fn guard(&self) -> GuardHandle {
+        self.guard.clone()
     }
 
     /// Gives the control core the broker it pushes ACL updates to.
@@ -201,10 +273,16 @@ struct Worker {
     broker: Option<BrokerHandle>,
     /// Refusals held back by the brute-force penalty: when, to whom, what.
     delayed: Vec<(Instant, oneshot::Sender<ConnectDecision>, ConnectDecision)>,
+    figures: Arc<LoginFigures>,
+    audit: Audit,
+    /// The admin API's questions about bans. [`ControlCore`] holds a sender for as long as
+    /// the thread should run, so this never disconnects before `jobs` does.
+    queries: Receiver<GuardQuery>,
 }
 
 impl Worker {
     fn run(&mut self, jobs: &Receiver<Job>, connects: &Receiver<ConnectRequest>) {
+        let queries = self.queries.clone();
         loop {
             let wait = self.send_due().map_or(POLL, |next| next.min(POLL));
             channel::select! {
@@ -217,10 +295,56 @@ impl Worker {
                     Ok(Job::Reload) => self.handle_reload(),
                     Err(_) => return,
                 },
+                recv(queries) -> query => match query {
+                    Ok(query) => self.handle_query(query),
+                    Err(_) => return,
+                },
                 default(wait) => {}
             }
             if let Some(refresh) = self.backend.poll() {
                 self.handle_refresh(&refresh);
+            }
+            self.housekeeping(Instant::now());
+        }
+    }
+
+    /// Publishes the ban figures and, at the end of each log window, what it did not log.
+    fn housekeeping(&mut self, now: Instant) {
+        self.publish_bans(now);
+        let suppressed = self.audit.roll(now);
+        for (source, count) in suppressed.sources {
+            info!(
+                address = %shown(source),
+                suppressed = count,
+                "failed logins from this address not logged (rate limit)"
+            );
+        }
+        if suppressed.unfollowed > 0 {
+            info!(
+                suppressed = suppressed.unfollowed,
+                "failed logins from further addresses not logged (rate limit)"
+            );
+        }
+    }
+
+    fn publish_bans(&mut self, now: Instant) {
+        let active = self.guard.active_bans(now) as u64;
+        self.figures.set_bans(self.guard.bans, active);
+    }
+
+    fn handle_query(&mut self, query: GuardQuery) {
+        let now = Instant::now();
+        match query {
+            GuardQuery::Bans(reply) => {
+                let _ = reply.try_send(self.guard.bans(now));
+            }
+            GuardQuery::Lift(address, reply) => {
+                let lifted = self.guard.lift(address, now);
+                if lifted {
+                    info!(address = %address, "ban lifted through the admin API");
+                }
+                self.publish_bans(now);
+                let _ = reply.try_send(lifted);
             }
         }
     }
@@ -238,20 +362,19 @@ impl Worker {
         self.backend.prefetch(&usernames);
         for request in batch {
             self.handle_connect(request);
+            // A batch can take a while to verify: the admin API is answered in between.
+            while let Ok(query) = self.queries.try_recv() {
+                self.handle_query(query);
+            }
         }
     }
 
     fn handle_connect(&mut self, request: ConnectRequest) {
-        let decision = self.decide(&request);
-        let refused = matches!(
-            decision.code,
-            ReasonCode::BadUserNameOrPassword | ReasonCode::NotAuthorized
-        );
-        let delay = if refused {
-            let address = request.peer.map(|peer| peer.ip());
-            self.guard.penalty(address, request.username.as_deref())
-        } else {
-            Duration::ZERO
+        let now = Instant::now();
+        let (decision, failure) = self.decide(&request, now);
+        let delay = match failure {
+            Some(failure) => self.failed(&request, failure, now),
+            None => Duration::ZERO,
         };
         if delay.is_zero() {
             // The shard may have given up waiting; nothing to do then.
@@ -282,44 +405,91 @@ impl Worker {
             .min()
     }
 
-    fn decide(&mut self, request: &ConnectRequest) -> ConnectDecision {
-        let now = Instant::now();
+    /// A failed login: counted, logged (within the rate limit), and, unless its address is
+    /// banned already, counted by the guard, which may ban the address for it. Returns how long
+    /// to hold the refusal back.
+    fn failed(&mut self, request: &ConnectRequest, failure: Failure, now: Instant) -> Duration {
+        let address = request.peer.map(|peer| peer.ip());
+        let username = request.username.as_deref();
+        self.figures.failed(failure);
+        if self.audit.failure(address) == audit::Verdict::Log {
+            info!(
+                reason = failure.name(),
+                address = %shown(address),
+                client_id = %request.client_id,
+                username = ?username,
+                "login failed"
+            );
+        }
+        if failure == Failure::Banned {
+            return Duration::ZERO;
+        }
+        if let Some(ban) = self.guard.record_failure(address, username, now) {
+            warn!(
+                reason = failure.name(),
+                address = %shown(address),
+                failures = ban.failures,
+                seconds = ban.until.saturating_duration_since(now).as_secs(),
+                client_id = %request.client_id,
+                username = ?username,
+                "address banned after failed logins"
+            );
+            self.publish_bans(now);
+        }
+        self.guard.penalty(address, username)
+    }
+
+    /// The decision on a CONNECT, and why it failed if it is a failed login (a backend that
+    /// cannot answer refuses without a failure).
+    fn decide(
+        &mut self,
+        request: &ConnectRequest,
+        now: Instant,
+    ) -> (ConnectDecision, Option<Failure>) {
         let address: Option<IpAddr> = request.peer.map(|peer| peer.ip());
         let username = request.username.as_deref();
-        if self.guard.is_banned(address, now) {
-            return ConnectDecision::refuse(ReasonCode::Banned);
-        }
-        if username.is_some_and(|name| name.len() > MAX_USERNAME_LEN) {
-            // Never looked up (see MAX_USERNAME_LEN); the guard counts the failure against the
-            // address only.
-            self.guard.record_failure(address, username, now);
-            return ConnectDecision::refuse(ReasonCode::BadUserNameOrPassword);
-        }
-        match self
-            .backend
-            .authenticate(username, request.password.as_deref())
-        {
-            Verdict::Allowed => self.guard.record_success(username),
-            Verdict::BadCredentials => {
-                self.guard.record_failure(address, username, now);
-                return ConnectDecision::refuse(ReasonCode::BadUserNameOrPassword);
+        let failure = if self.guard.is_banned(address, now) {
+            Some(Failure::Banned)
+        } else if username.is_some_and(|name| name.len() > MAX_USERNAME_LEN) {
+            // Never looked up (see MAX_USERNAME_LEN): no user has such a name, and the guard
+            // counts the failure against the address only.
+            Some(Failure::UnknownUser)
+        } else {
+            match self
+                .backend
+                .authenticate(username, request.password.as_deref())
+            {
+                Verdict::Allowed => {
+                    self.guard.record_success(username);
+                    None
+                }
+                Verdict::BadPassword => Some(Failure::BadPassword),
+                Verdict::UnknownUser => Some(Failure::UnknownUser),
+                Verdict::NotAuthorized => Some(Failure::NotAuthorized),
+                Verdict::Unavailable => {
+                    return (ConnectDecision::refuse(ReasonCode::ServerUnavailable), None)
+                }
             }
-            Verdict::NotAuthorized => {
-                self.guard.record_failure(address, username, now);
-                return ConnectDecision::refuse(ReasonCode::NotAuthorized);
-            }
-            Verdict::Unavailable => return ConnectDecision::refuse(ReasonCode::ServerUnavailable),
+        };
+        if let Some(failure) = failure {
+            let code = match failure {
+                Failure::BadPassword | Failure::UnknownUser => ReasonCode::BadUserNameOrPassword,
+                Failure::NotAuthorized => ReasonCode::NotAuthorized,
+                Failure::Banned => ReasonCode::Banned,
+            };
+            return (ConnectDecision::refuse(code), Some(failure));
         }
         let acl = self
             .backend
             .session_acl(username, &request.client_id)
             .map(Box::new);
         let auto_subscribe = self.backend.auto_subscribe(username, &request.client_id);
-        ConnectDecision {
+        let decision = ConnectDecision {
             code: ReasonCode::Success,
             acl,
             auto_subscribe,
-        }
+        };
+        (decision, None)
     }
 
     fn handle_reload(&mut self) {
@@ -349,6 +519,11 @@ impl Worker {
             ),
         }
     }
+}
+
+/// An address as the login log shows it (`unknown` when the peer's address was not known).
+fn shown(address: Option<IpAddr>) -> String {
+    address.map_or_else(|| "unknown".to_owned(), |address| address.to_string())
 }
 
 /// Pins the calling thread to `cpu`. The setting was checked at start-up against the CPUs this

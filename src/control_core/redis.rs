@@ -663,10 +663,27 @@ impl RedisBackend {
 
     /// Reads a user for a CONNECT (or takes it from the prefetched batch): `Ok(None)` for an
     /// unknown user or a wrong password.
-    fn login(&mut self, name: &str, password: &[u8]) -> Result<Option<UserData>, FetchError> {
+    fn login(
+        &mut self,
+        name: &str,
+        password: &[u8],
+    ) -> Result<Result<UserData, Verdict>, FetchError> {
+        // A user without a password field cannot log in: as good as unknown.
+        let refusal = |known: bool| {
+            if known {
+                Verdict::BadPassword
+            } else {
+                Verdict::UnknownUser
+            }
+        };
         if let Some(user) = self.prefetched.remove(name) {
+            let known = user.password.is_some();
             let verified = verify(name, user.password.as_deref(), password, &mut self.dummy)?;
-            return Ok(verified.then_some(user));
+            return Ok(if verified {
+                Ok(user)
+            } else {
+                Err(refusal(known))
+            });
         }
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -674,14 +691,14 @@ impl RedisBackend {
         let values: Vec<Value> = self.link.query(&pipe)?;
         let stored = Stored::decode(name, &mut values.into_iter()).map_err(FetchError::Data)?;
         if !verify(name, stored.password.as_deref(), password, &mut self.dummy)? {
-            return Ok(None);
+            return Ok(Err(refusal(stored.password.is_some())));
         }
         let mut friends = self.friends(&[(name, &stored.follows)])?;
         let friends = friends.pop().unwrap_or_default();
         let shared = self.shared.as_ref().ok_or(FetchError::Unavailable)?;
         stored
             .into_user_data(name, shared, friends)
-            .map(Some)
+            .map(Ok)
             .map_err(FetchError::Data)
     }
 
@@ -893,14 +910,14 @@ impl Backend for RedisBackend {
             };
         };
         let Some(password) = password else {
-            return Verdict::BadCredentials;
+            return Verdict::BadPassword;
         };
         match self.login(name, password) {
-            Ok(Some(user)) => {
+            Ok(Ok(user)) => {
                 self.current = Some(user);
                 Verdict::Allowed
             }
-            Ok(None) => Verdict::BadCredentials,
+            Ok(Err(refusal)) => refusal,
             Err(FetchError::Unavailable) => Verdict::Unavailable,
             Err(FetchError::Data(message)) => {
                 warn!(user = %name, error = %message, "login refused: bad user data in Redis");

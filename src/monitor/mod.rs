@@ -20,7 +20,7 @@ pub mod system;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -274,6 +274,9 @@ impl Monitor {
         }
         status.clients_maximum = status.clients_maximum.max(figures.total.connections);
         status.uptime = now.duration_since(self.started).as_secs();
+        status.sampled_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
         status.system = current.rates_since(previous);
         status.figures = figures;
         self.shared.set_status(self.status.clone());

@@ -4,14 +4,15 @@
 //! turns two readings into the percentages and per-second rates of [`SystemRates`]. Each
 //! consumer (the `$SYS` tree, the Postgres history, the admin API) keeps its own previous
 //! reading, so each sees rates over its own interval. Files that cannot be read give zeros: a
-//! container without `/proc/net/dev` still gets a broker.
+//! container without `/proc/net/dev` still gets a broker. The broker's own resident memory and
+//! CPU time come from `/proc/self/statm` and `/proc/self/stat`.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::status::system::{Disk, InterfaceRate, Memory, SystemRates};
+use crate::status::system::{Disk, InterfaceRate, Memory, Process, SystemRates};
 
 /// Cumulative host counters at one moment.
 #[derive(Clone, Debug)]
@@ -22,6 +23,10 @@ pub struct Reading {
     disk: Disk,
     interfaces: Vec<Interface>,
     load_1min: f64,
+    /// This process's resident memory in bytes.
+    rss: u64,
+    /// This process's CPU time (user and system) in clock ticks.
+    process_ticks: u64,
 }
 
 /// CPU time in clock ticks, summed over all CPUs.
@@ -50,6 +55,8 @@ impl Reading {
             disk: statvfs(data_dir),
             interfaces: parse_net_dev(&read("/proc/net/dev")),
             load_1min: parse_loadavg(&read("/proc/loadavg")),
+            rss: parse_statm(&read("/proc/self/statm")) * page_size(),
+            process_ticks: parse_process_ticks(&read("/proc/self/stat")),
         }
     }
 
@@ -89,6 +96,8 @@ impl Reading {
             })
             .collect();
         let external = || interfaces.iter().filter(|i| i.name != "lo");
+        let process_seconds = current.process_ticks.saturating_sub(previous.process_ticks) as f64
+            / ticks_per_second();
         SystemRates {
             cpu_percent,
             load_1min: current.load_1min,
@@ -97,7 +106,57 @@ impl Reading {
             network_received_per_second: external().map(|i| i.received_per_second).sum(),
             network_sent_per_second: external().map(|i| i.sent_per_second).sum(),
             interfaces,
+            process: Process {
+                rss_bytes: current.rss,
+                cpu_percent: if seconds > 0.0 {
+                    process_seconds * 100.0 / seconds
+                } else {
+                    0.0
+                },
+            },
         }
+    }
+}
+
+/// Resident pages, the second field of `/proc/self/statm`.
+fn parse_statm(statm: &str) -> u64 {
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0)
+}
+
+/// User plus system CPU time in ticks: fields 14 and 15 of `/proc/self/stat`, counted after the
+/// command name, which is in parentheses and may itself hold spaces.
+fn parse_process_ticks(stat: &str) -> u64 {
+    let Some((_, after_name)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    // After the name: field 3 (state) onwards, so utime and stime are the 12th and 13th.
+    let mut fields = after_name.split_whitespace().skip(11);
+    let mut next = || {
+        fields
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    next() + next()
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf reads a constant of the system.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a constant of the system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
     }
 }
 
@@ -231,6 +290,10 @@ mod tests {
         assert_eq!(parse_cpu("garbage"), CpuTimes::default());
         assert_eq!(parse_meminfo(""), Memory::default());
         assert!(parse_net_dev("eth0: not numbers\n").is_empty());
+        assert_eq!(parse_statm("1000 250 100 10 0 300 0\n"), 250);
+        let stat = "42 (shard (1) x) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 9 0 1 2 3\n";
+        assert_eq!(parse_process_ticks(stat), 10);
+        assert_eq!(parse_process_ticks("garbage"), 0);
     }
 
     #[test]
@@ -246,6 +309,8 @@ mod tests {
             disk: Disk::default(),
             interfaces: parse_net_dev(NET_DEV),
             load_1min: 0.0,
+            rss: 4096,
+            process_ticks: 10,
         };
         let mut after = before.clone();
         after.at = start + Duration::from_secs(2);
@@ -256,8 +321,11 @@ mod tests {
         after.interfaces[0].received += 400;
         after.interfaces[1].received += 2000;
         after.interfaces[1].sent += 1000;
+        after.process_ticks += ticks_per_second() as u64;
         let rates = after.rates_since(&before);
         assert_eq!(rates.cpu_percent, 25.0);
+        assert_eq!(rates.process.cpu_percent, 50.0, "one second of CPU in two");
+        assert_eq!(rates.process.rss_bytes, 4096);
         assert_eq!(rates.network_received_per_second, 1000.0);
         assert_eq!(rates.network_sent_per_second, 500.0);
         assert_eq!(rates.interfaces[0].received_per_second, 200.0);
@@ -266,6 +334,7 @@ mod tests {
     #[test]
     fn reads_this_host() {
         let reading = Reading::take(Path::new("."));
+        assert!(reading.rss > 0);
         assert!(reading.memory.total > 0);
         assert!(reading.disk.total > 0);
         assert!(reading.cpu.total > 0);

@@ -1,18 +1,21 @@
 //! The read model: what the broker shows about itself, in one place for every reader.
 //!
-//! The monitor computes it ([`crate::monitor`]); the admin API serves it as JSON and Prometheus
-//! text, the `$SYS` tree publishes it, the Postgres history stores its [`row::StatusRow`]s, and the
-//! commands `shardmq hot-topics` and `shardmq status` print it back. Keeping the types and their
+//! The monitor computes it ([`crate::monitor`]) and the control core counts its login figures
+//! ([`logins`]); the admin API serves it as JSON and Prometheus text, the `$SYS` tree publishes
+//! it, the Postgres history stores its [`row::StatusRow`]s, and the commands `shardmq
+//! hot-topics`, `shardmq top` and `shardmq status` print it back. Keeping the types and their
 //! one JSON form here, apart from the threads that fill or serve them, means the monitor and the
 //! admin API know nothing of each other: start-up hands both the same [`Shared`].
 //!
 //! - [`figures`]: per-shard snapshots, broker totals, load averages, and their JSON form.
 //! - [`hot`]: hot-topic totals and their ranking.
+//! - [`logins`]: failed logins by reason and bans, which the control core counts.
 //! - [`system`]: host figures over an interval.
 //! - [`row`]: one status history row.
 
 pub mod figures;
 pub mod hot;
+pub mod logins;
 pub mod row;
 pub mod system;
 
@@ -29,6 +32,9 @@ use self::system::SystemRates;
 pub struct Status {
     /// Seconds since the monitor started (with the broker).
     pub uptime: u64,
+    /// When the monitor read these figures, in seconds since the Unix epoch: rates computed
+    /// from two statuses (`shardmq top`) divide by the difference.
+    pub sampled_at: f64,
     /// Shard and broker figures.
     pub figures: Figures,
     /// Most clients connected at once.

@@ -1,7 +1,8 @@
 //! Host figures as the broker shows them: CPU, memory, disk and network over one interval.
 //!
 //! These are the values only; the monitor reads them from `/proc` and `statvfs`
-//! (`crate::monitor::system`). Network totals count every interface except loopback (`lo`),
+//! (`crate::monitor::system`). The broker process's own memory and CPU are here too
+//! ([`Process`]), read the same way. Network totals count every interface except loopback (`lo`),
 //! because traffic to clients on other hosts is what an operator plans for; each interface,
 //! loopback included, is listed too.
 
@@ -36,6 +37,16 @@ pub struct InterfaceRate {
     pub sent_per_second: f64,
 }
 
+/// The broker process itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Process {
+    /// Resident memory, in bytes.
+    pub rss_bytes: u64,
+    /// CPU time used over the interval, as a percentage of one CPU (as `top` shows it: a
+    /// process busy on two CPUs shows 200).
+    pub cpu_percent: f64,
+}
+
 /// Host figures over one interval.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SystemRates {
@@ -53,4 +64,6 @@ pub struct SystemRates {
     pub network_sent_per_second: f64,
     /// Each interface, loopback included.
     pub interfaces: Vec<InterfaceRate>,
+    /// The broker process.
+    pub process: Process,
 }
