@@ -552,7 +552,6 @@ impl Coordinator<'_> {
         };
         let publish_s = span_s(counters.first_publish_ns, counters.last_publish_ns);
         let delivery_s = span_s(counters.first_publish_ns, counters.last_delivery_ns);
-        let ramp_s = self.ramp_s.unwrap_or(wall_s);
 
         let broker = scenario.broker.pid.map(|pid| {
             let before = broker_before.unwrap_or_default();
@@ -614,14 +613,14 @@ impl Coordinator<'_> {
                 subscribe_failed: counters.subscribe_failed,
                 dropped: counters.dropped,
                 drops: total.drops.clone(),
-                ramp_s,
-                connects_per_s: per_second(counters.connected, Some(ramp_s)),
+                ramp_s: self.ramp_s,
+                connects_per_s: per_second(counters.connected, self.ramp_s),
                 connect_latency: Latency::from_histogram(&total.connect),
                 subscribe_latency: Latency::from_histogram(&total.subscribe),
             },
             messages: Messages {
                 published: counters.published,
-                publish_s: publish_s.unwrap_or(0.0),
+                publish_s,
                 publishes_per_s: per_second(counters.published, publish_s),
                 acked: counters.acked,
                 rejected: counters.rejected,

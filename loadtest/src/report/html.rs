@@ -161,18 +161,15 @@ pub(crate) fn render(report: &Report, curves: &[(&str, Histogram<u64>)]) -> Stri
     html.push_str(&svg);
     html.push_str("\n<table><tr><th>latency (ms)</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>p99.99</th><th>max</th><th>mean</th></tr>\n");
     for (kind, _, latency) in report.latencies() {
-        let _ = writeln!(
-            html,
-            "<tr><td>{kind}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>",
-            latency.count,
-            latency.p50_ms,
-            latency.p90_ms,
-            latency.p99_ms,
-            latency.p99_9_ms,
-            latency.p99_99_ms,
-            latency.max_ms,
-            latency.mean_ms
-        );
+        let _ = write!(html, "<tr><td>{kind}</td><td>{}</td>", latency.count);
+        for value in latency.table_figures() {
+            let _ = write!(
+                html,
+                "<td>{}</td>",
+                value.map_or("–".into(), |ms| format!("{ms:.3}"))
+            );
+        }
+        html.push_str("</tr>\n");
     }
     let l = &report.loadtest;
     let _ = write!(
@@ -258,5 +255,17 @@ mod tests {
         assert_eq!(html.matches("<polyline").count(), curves.len());
         assert!(html.contains("r&lt;1&gt;"));
         assert!(html.contains("99.9%"));
+    }
+
+    #[test]
+    fn page_without_samples_has_no_curve_and_no_nan() {
+        let mut report = crate::report::tests::sample("empty", 1);
+        let empty = crate::report::Latency::from_histogram(&crate::stats::new_histogram());
+        report.messages.latency = empty.clone();
+        report.connections.connect_latency = empty;
+        assert!(report.latencies().is_empty());
+        let html = render(&report, &[]);
+        assert_eq!(html.matches("<polyline").count(), 0);
+        assert!(!html.contains("NaN") && !html.contains("inf"), "{html}");
     }
 }

@@ -24,7 +24,7 @@ pub use hgrm::{parse_percentiles, write_percentiles, PercentileRow, Percentiles}
 use crate::stats::{decode_histogram, encode_histogram};
 
 /// Version of the JSON layout; bumped when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Everything one run measured.
 #[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
@@ -143,8 +143,9 @@ pub struct Connections {
     pub dropped: u64,
     /// Losses by reason.
     pub drops: BTreeMap<String, u64>,
-    /// Seconds from the first connection attempt until every client had connected or failed.
-    pub ramp_s: f64,
+    /// Seconds from the first connection attempt until every client had connected or failed;
+    /// `None` when the run ended before that.
+    pub ramp_s: Option<f64>,
     /// `connected / ramp_s`.
     pub connects_per_s: Option<f64>,
     /// CONNECT → CONNACK.
@@ -158,8 +159,8 @@ pub struct Connections {
 pub struct Messages {
     /// PUBLISH packets sent.
     pub published: u64,
-    /// Seconds from the first to the last publication.
-    pub publish_s: f64,
+    /// Seconds from the first to the last publication; `None` without publications.
+    pub publish_s: Option<f64>,
     /// `published / publish_s`.
     pub publishes_per_s: Option<f64>,
     /// QoS 1/2 publications acknowledged (PUBACK / PUBCOMP).
@@ -232,29 +233,31 @@ pub struct LoadtestUsage {
     pub max_rss_bytes: u64,
 }
 
-/// A latency distribution, in milliseconds.
+/// A latency distribution, in milliseconds. Every figure is `None` (`null` in the JSON) when the
+/// distribution has no samples: an empty histogram has no minimum, mean or percentile, and a 0
+/// would read as a measurement.
 #[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 pub struct Latency {
     /// Samples.
     pub count: u64,
     /// Smallest.
-    pub min_ms: f64,
+    pub min_ms: Option<f64>,
     /// Mean.
-    pub mean_ms: f64,
+    pub mean_ms: Option<f64>,
     /// Standard deviation.
-    pub stddev_ms: f64,
+    pub stddev_ms: Option<f64>,
     /// Median.
-    pub p50_ms: f64,
+    pub p50_ms: Option<f64>,
     /// 90th percentile.
-    pub p90_ms: f64,
+    pub p90_ms: Option<f64>,
     /// 99th percentile.
-    pub p99_ms: f64,
+    pub p99_ms: Option<f64>,
     /// 99.9th percentile.
-    pub p99_9_ms: f64,
+    pub p99_9_ms: Option<f64>,
     /// 99.99th percentile.
-    pub p99_99_ms: f64,
+    pub p99_99_ms: Option<f64>,
     /// Largest.
-    pub max_ms: f64,
+    pub max_ms: Option<f64>,
     /// The histogram in nanoseconds: HdrHistogram V2 serialization, base64.
     pub histogram: String,
 }
@@ -264,32 +267,20 @@ const NS_PER_MS: f64 = 1e6;
 impl Latency {
     /// The summary of `histogram` (nanoseconds).
     pub fn from_histogram(histogram: &Histogram<u64>) -> Self {
-        let at = |quantile: f64| {
-            if histogram.is_empty() {
-                0.0
-            } else {
-                histogram.value_at_quantile(quantile) as f64 / NS_PER_MS
-            }
-        };
+        let defined = !histogram.is_empty();
+        let ms = |ns: f64| defined.then_some(ns / NS_PER_MS);
+        let at = |quantile: f64| ms(histogram.value_at_quantile(quantile) as f64);
         Self {
             count: histogram.len(),
-            min_ms: if histogram.is_empty() {
-                0.0
-            } else {
-                histogram.min() as f64 / NS_PER_MS
-            },
-            mean_ms: histogram.mean() / NS_PER_MS,
-            stddev_ms: histogram.stdev() / NS_PER_MS,
+            min_ms: ms(histogram.min() as f64),
+            mean_ms: ms(histogram.mean()),
+            stddev_ms: ms(histogram.stdev()),
             p50_ms: at(0.5),
             p90_ms: at(0.9),
             p99_ms: at(0.99),
             p99_9_ms: at(0.999),
             p99_99_ms: at(0.9999),
-            max_ms: if histogram.is_empty() {
-                0.0
-            } else {
-                histogram.max() as f64 / NS_PER_MS
-            },
+            max_ms: ms(histogram.max() as f64),
             histogram: encode_histogram(histogram),
         }
     }
@@ -297,6 +288,20 @@ impl Latency {
     /// The histogram this summary was made from.
     pub fn histogram(&self) -> anyhow::Result<Histogram<u64>> {
         decode_histogram(&self.histogram)
+    }
+
+    /// The figures of the summary tables, in their order: p50, p90, p99, p99.9, p99.99, max,
+    /// mean.
+    pub fn table_figures(&self) -> [Option<f64>; 7] {
+        [
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.p99_9_ms,
+            self.p99_99_ms,
+            self.max_ms,
+            self.mean_ms,
+        ]
     }
 }
 
@@ -446,12 +451,12 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "connections  {}/{} connected, {} failed, {} dropped; ramp {:.3} s{}",
+            "connections  {}/{} connected, {} failed, {} dropped; ramp {} s{}",
             c.connected,
             c.attempted,
             c.failed,
             c.dropped,
-            c.ramp_s,
+            figure(c.ramp_s, 1.0, 3),
             c.connects_per_s
                 .map(|rate| format!(" ({rate:.0}/s)"))
                 .unwrap_or_default(),
@@ -498,22 +503,14 @@ impl Report {
             "latency", "count", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
         );
         for (kind, _, latency) in self.latencies() {
-            let values = [
-                latency.p50_ms,
-                latency.p90_ms,
-                latency.p99_ms,
-                latency.p99_9_ms,
-                latency.p99_99_ms,
-                latency.max_ms,
-                latency.mean_ms,
-            ];
+            let values = latency.table_figures();
             let _ = write!(out, "{:<21}ms{:>10}", kind, latency.count);
             for value in values {
-                let _ = write!(out, "{value:>11.3}");
+                let _ = write!(out, "{:>11}", figure(value, 1.0, 3));
             }
             let _ = write!(out, "\n{:<21}µs{:>10}", "", "");
             for value in values {
-                let _ = write!(out, "{:>11.1}", value * 1e3);
+                let _ = write!(out, "{:>11}", figure(value, 1e3, 1));
             }
             let _ = writeln!(out);
         }
@@ -544,6 +541,11 @@ impl Report {
             bytes_text(l.max_rss_bytes as f64),
         );
     }
+}
+
+/// `value × scale` with `decimals` decimals, or `-` for a figure that is not defined.
+fn figure(value: Option<f64>, scale: f64, decimals: usize) -> String {
+    value.map_or("-".into(), |value| format!("{:.decimals$}", value * scale))
 }
 
 fn optional(value: Option<u64>) -> String {
@@ -620,14 +622,14 @@ pub(crate) mod tests {
                 subscribe_failed: 0,
                 dropped: 0,
                 drops: BTreeMap::new(),
-                ramp_s: 0.05,
+                ramp_s: Some(0.05),
                 connects_per_s: Some(2020.0),
                 connect_latency: Latency::from_histogram(&connect),
                 subscribe_latency: empty.clone(),
             },
             messages: Messages {
                 published: 10,
-                publish_s: 0.001,
+                publish_s: Some(0.001),
                 publishes_per_s: Some(10_000.0),
                 acked: 10,
                 rejected: 0,
@@ -690,13 +692,67 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn empty_distributions_are_null_in_the_json() {
+        let mut report = sample("run", 1);
+        report.messages.publish_s = None;
+        report.connections.ramp_s = None;
+        let value = serde_json::to_value(&report).unwrap();
+        // The sample's subscribe and ack distributions have no samples.
+        for pointer in ["/connections/subscribe_latency", "/messages/ack_latency"] {
+            let latency = value.pointer(pointer).unwrap().as_object().unwrap();
+            assert_eq!(latency["count"], 0);
+            let figures: Vec<&String> = latency.keys().filter(|key| key.ends_with("_ms")).collect();
+            assert_eq!(figures.len(), 9, "{figures:?}");
+            for field in figures {
+                assert!(
+                    latency[field].is_null(),
+                    "{pointer}/{field}: {}",
+                    latency[field]
+                );
+            }
+        }
+        for pointer in ["/messages/publish_s", "/connections/ramp_s"] {
+            assert!(value.pointer(pointer).unwrap().is_null(), "{pointer}");
+        }
+        let back: Report = serde_json::from_value(value).unwrap();
+        assert_eq!(back, report);
+
+        let mut one = new_histogram();
+        one.record(2_000_000).unwrap();
+        let latency = Latency::from_histogram(&one);
+        for figure in latency.table_figures().into_iter().chain([latency.min_ms]) {
+            // Within HdrHistogram's 3 significant digits.
+            assert!((figure.unwrap() - 2.0).abs() < 0.002, "{figure:?}");
+        }
+        assert_eq!(latency.stddev_ms, Some(0.0));
+    }
+
+    #[test]
+    fn schema_1_reports_still_load() {
+        // Schema 1 wrote 0 for the figures of an empty distribution.
+        let mut value = serde_json::to_value(sample("old", 1)).unwrap();
+        value["schema"] = 1.into();
+        value["messages"]["ack_latency"]["p99_ms"] = 0.0.into();
+        value["messages"]["publish_s"] = 0.0.into();
+        let report: Report = serde_json::from_value(value).unwrap();
+        assert_eq!(report.messages.ack_latency.p99_ms, Some(0.0));
+    }
+
+    #[test]
     fn latency_summary_matches_histogram() {
         let report = sample("run", 1);
         let latency = &report.messages.latency;
         assert_eq!(latency.count, 1000);
-        assert!((latency.p50_ms - 0.5).abs() < 0.001, "{}", latency.p50_ms);
-        assert!((latency.p99_ms - 0.99).abs() < 0.001, "{}", latency.p99_ms);
-        assert!((latency.max_ms - 1.0).abs() < 0.001, "{}", latency.max_ms);
+        let near = |value: Option<f64>, want: f64| {
+            assert!(
+                (value.unwrap() - want).abs() < 0.001,
+                "{value:?} is not {want}"
+            );
+        };
+        near(latency.p50_ms, 0.5);
+        near(latency.p99_ms, 0.99);
+        near(latency.max_ms, 1.0);
+        near(latency.min_ms, 0.001);
         assert_eq!(latency.histogram().unwrap().len(), 1000);
     }
 
