@@ -533,7 +533,7 @@ impl Reader<'_> {
                 shard.counters.subscribe_failed += 1;
                 *shard
                     .connect_failures
-                    .entry("SUBACK refused".into())
+                    .entry("subscribe: SUBACK refused".into())
                     .or_default() += 1;
             } else {
                 shard.counters.subscribed += 1;
@@ -593,6 +593,9 @@ impl Reader<'_> {
     /// Counts how the connection ended.
     fn finish(&mut self, end: End, conn: &Conn) {
         self.flush();
+        if !matches!(self.stage, Stage::ConnAck { .. }) {
+            self.shared.stats.with(|shard| shard.counters.closed += 1);
+        }
         let End::Closed(reason) = end else { return };
         conn.close();
         match self.stage {

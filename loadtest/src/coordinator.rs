@@ -23,8 +23,9 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::plan::Plan;
+use crate::progress::{self, Shape};
 use crate::report::{
-    BrokerUsage, Connections, Latency, LoadtestUsage, Messages, Outcome, Report, Setup,
+    BrokerUsage, Connections, Latency, LoadtestUsage, Messages, Outcome, Phase, Report, Setup,
     SCHEMA_VERSION,
 };
 use crate::scenario::{Broker, Scenario};
@@ -98,16 +99,6 @@ fn resolve(broker: &Broker) -> anyhow::Result<SocketAddr> {
         "src_ips spreads 127.0.0.x source addresses, so the broker must be on an IPv4 loopback address"
     );
     Ok(addr)
-}
-
-/// The coordinator's view of where the run is.
-#[derive(Clone, Copy, Debug, Eq, Ord, PartialEq, PartialOrd)]
-enum State {
-    Connecting,
-    Publishing,
-    Draining,
-    Holding,
-    Finishing,
 }
 
 /// One worker: in this process or a child process.
@@ -211,7 +202,8 @@ struct Coordinator<'a> {
     scenario: &'a Scenario,
     plan: &'a Plan,
     links: Vec<Link>,
-    state: State,
+    /// Where the run is; never [`Phase::Subscribing`], which only the counters tell apart.
+    state: Phase,
     phase_deadline: Option<Instant>,
     /// Set when the run is stopped, or when the drain time runs out.
     outcome: Option<Outcome>,
@@ -220,8 +212,11 @@ struct Coordinator<'a> {
     published: usize,
     drained: usize,
     sent: Vec<u64>,
+    shape: Shape,
+    /// Each worker's latest counters.
     progress: Vec<Counters>,
-    last_progress: Counters,
+    /// The counters and time of the last progress line.
+    last_progress: (Counters, Instant),
     finals: Vec<Option<Box<Final>>>,
     gone: Vec<bool>,
     start: Instant,
@@ -274,7 +269,7 @@ async fn coordinate(
         scenario,
         plan,
         links,
-        state: State::Connecting,
+        state: Phase::Connecting,
         phase_deadline: None,
         outcome: None,
         errors: Vec::new(),
@@ -282,8 +277,9 @@ async fn coordinate(
         published: 0,
         drained: 0,
         sent: vec![0; plan.publishers as usize],
+        shape: Shape::of(plan),
         progress: vec![Counters::default(); count],
-        last_progress: Counters::default(),
+        last_progress: (Counters::default(), start),
         finals: vec![None; count],
         gone: vec![false; count],
         start,
@@ -308,16 +304,18 @@ async fn coordinate(
                 Some((worker, event)) => run.handle(worker, event),
                 None => break,
             },
-            _ = sleep_until(deadline), if run.state < State::Finishing => run.stop(Outcome::Timeout),
+            _ = sleep_until(deadline), if run.state < Phase::Finishing => run.stop(Outcome::Timeout),
             _ = sleep_until_some(run.phase_deadline) => {
                 match run.state {
-                    State::Draining => {
+                    Phase::Draining => {
                         run.outcome = Some(Outcome::DrainTimeout);
                         run.hold();
                     }
-                    State::Holding => run.finish(),
-                    State::Finishing => break,
-                    State::Connecting | State::Publishing => run.phase_deadline = None,
+                    Phase::Holding => run.finish(),
+                    Phase::Finishing => break,
+                    Phase::Connecting | Phase::Subscribing | Phase::Publishing => {
+                        run.phase_deadline = None;
+                    }
                 }
             }
             _ = interrupted(&mut interrupts) => {
@@ -423,10 +421,10 @@ impl Coordinator<'_> {
                 self.ready += 1;
                 self.ramp.0 = self.ramp.0.min(started_ns);
                 self.ramp.1 = self.ramp.1.max(done_ns);
-                if self.ready == workers && self.state == State::Connecting {
+                if self.ready == workers && self.state == Phase::Connecting {
                     self.ramp_s = Some(self.ramp.1.saturating_sub(self.ramp.0) as f64 / 1e9);
                     self.broker_connected = sample_broker(self.scenario.broker.pid);
-                    self.state = State::Publishing;
+                    self.state = Phase::Publishing;
                     self.broadcast(&Command::Go);
                 }
             }
@@ -437,8 +435,8 @@ impl Coordinator<'_> {
                     }
                 }
                 self.published += 1;
-                if self.published == workers && self.state == State::Publishing {
-                    self.state = State::Draining;
+                if self.published == workers && self.state == Phase::Publishing {
+                    self.state = Phase::Draining;
                     self.phase_deadline = Some(Instant::now() + self.scenario.limits.drain.0);
                     self.broadcast(&Command::Drain {
                         sent: self.sent.clone(),
@@ -447,7 +445,7 @@ impl Coordinator<'_> {
             }
             Event::Drained => {
                 self.drained += 1;
-                if self.drained == workers && self.state == State::Draining {
+                if self.drained == workers && self.state == Phase::Draining {
                     self.hold();
                 }
             }
@@ -461,48 +459,54 @@ impl Coordinator<'_> {
 
     /// Every delivery is in (or the drain time is up): keep the connections for the hold time.
     fn hold(&mut self) {
-        self.state = State::Holding;
+        self.state = Phase::Holding;
         self.phase_deadline = Some(Instant::now() + self.scenario.limits.hold.0);
     }
 
     fn finish(&mut self) {
         self.broker_end = sample_broker(self.scenario.broker.pid);
-        self.state = State::Finishing;
+        self.state = Phase::Finishing;
         self.phase_deadline = Some(Instant::now() + FINISH_WAIT);
         self.broadcast(&Command::Finish);
     }
 
     fn stop(&mut self, outcome: Outcome) {
-        if self.state == State::Finishing {
+        if self.state == Phase::Finishing {
             return;
         }
         self.outcome = Some(outcome);
         self.broker_end = sample_broker(self.scenario.broker.pid);
-        self.state = State::Finishing;
+        self.state = Phase::Finishing;
         self.phase_deadline = Some(Instant::now() + STOP_WAIT);
         self.broadcast(&Command::Stop);
     }
 
-    fn print_progress(&mut self) {
-        let mut now = Counters::default();
+    /// The workers' latest counters, summed.
+    fn counters(&self) -> Counters {
+        let mut sum = Counters::default();
         for counters in &self.progress {
-            now.add(counters);
+            sum.add(counters);
         }
-        let before = self.last_progress;
+        sum
+    }
+
+    fn print_progress(&mut self) {
+        let now = self.counters();
+        let (before, before_at) = self.last_progress;
+        let at = Instant::now();
+        let phase = progress::phase(self.state, &self.shape, &now);
         eprintln!(
-            "[{:>5}s] {:<10} up {}/{} (+{}/s), {} failed | published {} (+{}/s) | delivered {} (+{}/s)",
-            self.start.elapsed().as_secs(),
-            format!("{:?}", self.state).to_lowercase(),
-            now.connected.saturating_sub(now.dropped),
-            self.plan.total,
-            now.connected.saturating_sub(before.connected),
-            now.connect_failed,
-            now.published,
-            now.published.saturating_sub(before.published),
-            now.unique,
-            now.unique.saturating_sub(before.unique),
+            "{}",
+            progress::line(
+                at - self.start,
+                phase,
+                &self.shape,
+                &now,
+                &before,
+                at - before_at
+            )
         );
-        self.last_progress = now;
+        self.last_progress = (now, at);
     }
 
     fn report(self, samples: Samples) -> anyhow::Result<Report> {

@@ -197,8 +197,11 @@ struct Common {
     #[arg(long)]
     workers: Option<u32>,
     /// No progress line on stderr.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "progress")]
     quiet: bool,
+    /// A progress line on stderr once a second even when stderr is not a terminal.
+    #[arg(long)]
+    progress: bool,
 }
 
 impl Common {
@@ -364,7 +367,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     scenario.validate()?;
 
     let options = RunOptions {
-        progress: !common.quiet && std::io::stderr().is_terminal(),
+        progress: common.progress || (!common.quiet && std::io::stderr().is_terminal()),
         ctrl_c: true,
         worker_exe: Some(std::env::current_exe().context("locating this binary for workers")?),
     };

@@ -9,6 +9,7 @@
 mod compare;
 mod hgrm;
 mod html;
+mod series;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use compare::compare;
 pub use hgrm::{parse_percentiles, write_percentiles, PercentileRow, Percentiles};
+pub use series::Phase;
 
 use crate::stats::{decode_histogram, encode_histogram};
 
