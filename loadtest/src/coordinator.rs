@@ -59,6 +59,7 @@ pub struct RunOptions {
 pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Report> {
     let plan = Plan::new(scenario)?;
     let addr = resolve(&scenario.broker)?;
+    probe(addr, scenario.client.connect_timeout.0)?;
     let descriptors = sys::raise_nofile_limit().context("raising RLIMIT_NOFILE")?;
     let per_process = descriptors.saturating_sub(FD_RESERVE).max(1);
     let workers = match scenario.runner.workers {
@@ -99,6 +100,15 @@ fn resolve(broker: &Broker) -> anyhow::Result<SocketAddr> {
         "src_ips spreads 127.0.0.x source addresses, so the broker must be on an IPv4 loopback address"
     );
     Ok(addr)
+}
+
+/// Opens one TCP connection to the broker and closes it at once, before any client starts. With
+/// no broker listening, the run fails in milliseconds with the address in the message, instead of
+/// reporting every client as failed after a ramp that may take minutes at a low connect rate.
+fn probe(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("no broker reachable at {addr} (is it running?)"))?;
+    Ok(())
 }
 
 /// One worker: in this process or a child process.
@@ -581,7 +591,7 @@ impl Coordinator<'_> {
         });
 
         let cpu_s = (user_ns + system_ns) as f64 / 1e9;
-        Ok(Report {
+        let mut report = Report {
             schema: SCHEMA_VERSION,
             tool: format!("shardmq-loadtest {}", env!("CARGO_PKG_VERSION")),
             name: scenario.name.clone(),
@@ -589,6 +599,8 @@ impl Coordinator<'_> {
             started_unix_ms,
             outcome,
             errors: self.errors,
+            failures: Vec::new(),
+            warnings: Vec::new(),
             setup: Setup {
                 host: scenario.broker.host.clone(),
                 port: scenario.broker.port,
@@ -651,6 +663,8 @@ impl Coordinator<'_> {
                 processes: if in_process { 1 } else { workers as u32 + 1 },
                 max_rss_bytes,
             },
-        })
+        };
+        report.judge();
+        Ok(report)
     }
 }

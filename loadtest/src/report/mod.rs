@@ -28,6 +28,21 @@ use crate::stats::{decode_histogram, encode_histogram};
 /// Version of the JSON layout; bumped when a field changes meaning or goes away.
 pub const SCHEMA_VERSION: u32 = 2;
 
+/// Exit status of a run that completed with figures that are a measurement.
+pub const EXIT_OK: u8 = 0;
+/// Exit status of an error before or around the run (bad scenario, no broker, files).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit status of a run that ended early: interrupted, timed out, drain time ran out, a worker
+/// failed. What was measured until then is in the report.
+pub const EXIT_INCOMPLETE: u8 = 2;
+/// Exit status of a run whose figures are not a measurement ([`Report::failures`] not empty),
+/// however it ended.
+pub const EXIT_FAILED: u8 = 3;
+
+/// The prefix of subscribe failures among `connections.failures`; the others are connect
+/// failures.
+pub(crate) const SUBSCRIBE_FAILURE: &str = "subscribe: ";
+
 /// Everything one run measured.
 #[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 pub struct Report {
@@ -45,6 +60,15 @@ pub struct Report {
     pub outcome: Outcome,
     /// Errors from worker processes.
     pub errors: Vec<String>,
+    /// Why the figures are not a measurement of the broker's performance, one line each:
+    /// clients that could not connect or subscribe, nothing delivered though deliveries were
+    /// expected (see [`Report::judge`]). Not empty: the binary exits with [`EXIT_FAILED`].
+    #[serde(default)]
+    pub failures: Vec<String>,
+    /// What a reader must know to read the figures right, one line each (a broker that was not
+    /// freshly started). Warnings do not change the exit status.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// What was asked for.
     pub setup: Setup,
     /// Connection figures.
@@ -409,6 +433,105 @@ impl Report {
         problems
     }
 
+    /// Fills [`Report::failures`] from the figures; called once the figures are final.
+    pub fn judge(&mut self) {
+        let c = &self.connections;
+        let m = &self.messages;
+        let mut failures = Vec::new();
+        if c.failed > 0 {
+            let reasons = c
+                .failures
+                .iter()
+                .filter(|(reason, _)| !reason.starts_with(SUBSCRIBE_FAILURE))
+                .map(|(reason, &n)| (reason.as_str(), n));
+            failures.push(format!(
+                "{} of {} clients could not connect ({})",
+                c.failed,
+                self.setup.connections,
+                reason_list(reasons)
+            ));
+        }
+        if c.subscribe_failed > 0 {
+            let reasons = c.failures.iter().filter_map(|(reason, &n)| {
+                reason
+                    .strip_prefix(SUBSCRIBE_FAILURE)
+                    .map(|reason| (reason, n))
+            });
+            failures.push(format!(
+                "{} of {} subscribers could not subscribe ({})",
+                c.subscribe_failed,
+                self.setup.subscribers,
+                reason_list(reasons)
+            ));
+        }
+        if let Some(expected) = m.expected.filter(|&expected| expected > 0) {
+            if m.delivered == 0 {
+                failures.push(format!("no message was delivered ({expected} expected)"));
+            }
+        }
+        self.failures = failures;
+    }
+
+    /// The binary's exit status for this run: [`EXIT_FAILED`] when there are failures,
+    /// [`EXIT_INCOMPLETE`] when the run did not complete, [`EXIT_OK`] otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if !self.failures.is_empty() {
+            EXIT_FAILED
+        } else if self.outcome != Outcome::Complete {
+            EXIT_INCOMPLETE
+        } else {
+            EXIT_OK
+        }
+    }
+
+    /// What must be read before the figures, one line each: `FAILED: ` for every failure,
+    /// `INCOMPLETE: ` when the run ended early, `WARNING: ` for every warning. Empty for a
+    /// complete, valid run. The summary and the HTML page start with these.
+    pub fn verdict(&self) -> Vec<String> {
+        let m = &self.messages;
+        let mut lines: Vec<String> = self
+            .failures
+            .iter()
+            .map(|failure| format!("FAILED: {failure}"))
+            .collect();
+        let incomplete = match self.outcome {
+            Outcome::Complete => None,
+            Outcome::DrainTimeout => {
+                let mut missing = Vec::new();
+                if let (Some(lost), Some(expected)) = (m.lost.filter(|&lost| lost > 0), m.expected)
+                {
+                    missing.push(format!("{lost} of {expected} deliveries"));
+                }
+                if m.unacked > 0 {
+                    missing.push(format!("{} acknowledgements", m.unacked));
+                }
+                Some(format!(
+                    "the drain time ran out with {} missing",
+                    if missing.is_empty() {
+                        "deliveries".into()
+                    } else {
+                        missing.join(" and ")
+                    }
+                ))
+            }
+            Outcome::Interrupted => {
+                Some("interrupted; the figures cover the run until then".into())
+            }
+            Outcome::Timeout => Some(
+                "the run reached its time limit (--timeout); the figures cover the run until then"
+                    .into(),
+            ),
+            Outcome::Failed => Some("a worker failed (see the errors)".into()),
+        };
+        lines.extend(incomplete.map(|text| format!("INCOMPLETE: {text}")));
+        lines.extend(
+            self.warnings
+                .iter()
+                .map(|warning| format!("WARNING: {warning}")),
+        );
+        lines
+    }
+
     /// The human summary printed at the end of a run.
     pub fn summary(&self) -> String {
         let mut out = String::new();
@@ -425,6 +548,9 @@ impl Report {
             4 => "MQTT 3.1.1",
             _ => "MQTT 5.0",
         };
+        for line in self.verdict() {
+            let _ = writeln!(out, "{line}");
+        }
         let _ = writeln!(
             out,
             "shardmq-loadtest {} {:?}: {}",
@@ -550,6 +676,27 @@ fn figure(value: Option<f64>, scale: f64, decimals: usize) -> String {
     value.map_or("-".into(), |value| format!("{:.decimals$}", value * scale))
 }
 
+/// `reason` or `n reason, m reason, ...`, most frequent first, at most three.
+fn reason_list<'a>(reasons: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let mut reasons: Vec<(&str, u64)> = reasons.collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    match reasons.as_slice() {
+        [] => "no reason recorded".into(),
+        [(reason, _)] => (*reason).into(),
+        more => {
+            let mut list: Vec<String> = more
+                .iter()
+                .take(3)
+                .map(|(reason, n)| format!("{n} {reason}"))
+                .collect();
+            if more.len() > 3 {
+                list.push("...".into());
+            }
+            list.join(", ")
+        }
+    }
+}
+
 fn optional(value: Option<u64>) -> String {
     value.map_or("?".into(), |value| value.to_string())
 }
@@ -596,6 +743,8 @@ pub(crate) mod tests {
             started_unix_ms: 1_700_000_000_000,
             outcome: Outcome::Complete,
             errors: Vec::new(),
+            failures: Vec::new(),
+            warnings: Vec::new(),
             setup: Setup {
                 host: "127.0.0.1".into(),
                 port: 1883,
@@ -808,6 +957,127 @@ pub(crate) mod tests {
                 "3 messages lost"
             ]
         );
+    }
+
+    #[test]
+    fn clients_that_could_not_connect_fail_the_run_first() {
+        let mut report = sample("run", 1);
+        report.setup.connections = 1000;
+        let c = &mut report.connections;
+        (c.attempted, c.connected, c.failed) = (1000, 688, 312);
+        c.failures = BTreeMap::from([
+            ("connection refused".to_owned(), 300),
+            ("timeout".to_owned(), 12),
+        ]);
+        report.judge();
+        assert_eq!(
+            report.failures,
+            ["312 of 1000 clients could not connect (300 connection refused, 12 timeout)"]
+        );
+        assert_eq!(report.exit_code(), EXIT_FAILED);
+        let summary = report.summary();
+        assert!(
+            summary.starts_with(
+                "FAILED: 312 of 1000 clients could not connect (300 connection refused, 12 timeout)\n\
+                 shardmq-loadtest fanout"
+            ),
+            "{summary}"
+        );
+
+        report.connections.failures = BTreeMap::from([("connection refused".to_owned(), 312)]);
+        report.judge();
+        assert_eq!(
+            report.failures,
+            ["312 of 1000 clients could not connect (connection refused)"]
+        );
+    }
+
+    #[test]
+    fn subscribe_failures_are_told_apart() {
+        let mut report = sample("run", 1);
+        let c = &mut report.connections;
+        (c.failed, c.subscribe_failed) = (1, 5);
+        c.failures = BTreeMap::from([
+            ("CONNACK NotAuthorized".to_owned(), 1),
+            (format!("{SUBSCRIBE_FAILURE}SUBACK refused"), 4),
+            (format!("{SUBSCRIBE_FAILURE}timeout"), 1),
+        ]);
+        report.judge();
+        assert_eq!(
+            report.failures,
+            [
+                "1 of 101 clients could not connect (CONNACK NotAuthorized)",
+                "5 of 100 subscribers could not subscribe (4 SUBACK refused, 1 timeout)",
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_delivered_fails_however_the_run_ended() {
+        let mut report = sample("run", 1);
+        report.outcome = Outcome::DrainTimeout;
+        let m = &mut report.messages;
+        (m.received, m.delivered, m.lost) = (0, 0, Some(1000));
+        m.latency = Latency::from_histogram(&new_histogram());
+        report.judge();
+        assert_eq!(
+            report.failures,
+            ["no message was delivered (1000 expected)"]
+        );
+        assert_eq!(report.exit_code(), EXIT_FAILED);
+        assert_eq!(
+            report.verdict(),
+            [
+                "FAILED: no message was delivered (1000 expected)",
+                "INCOMPLETE: the drain time ran out with 1000 of 1000 deliveries missing",
+            ]
+        );
+        assert!(report
+            .summary()
+            .starts_with("FAILED: no message was delivered"));
+    }
+
+    #[test]
+    fn exit_status_follows_outcome_and_failures() {
+        let mut report = sample("run", 1);
+        report.judge();
+        assert_eq!(report.verdict(), Vec::<String>::new());
+        assert_eq!(report.exit_code(), EXIT_OK);
+        assert!(report.summary().starts_with("shardmq-loadtest fanout"));
+        for outcome in [Outcome::Interrupted, Outcome::Timeout, Outcome::Failed] {
+            report.outcome = outcome;
+            assert_eq!(report.exit_code(), EXIT_INCOMPLETE, "{outcome:?}");
+            assert!(report.verdict()[0].starts_with("INCOMPLETE: "));
+        }
+        report.outcome = Outcome::DrainTimeout;
+        report.messages.lost = Some(0);
+        report.messages.unacked = 3;
+        assert_eq!(
+            report.verdict(),
+            ["INCOMPLETE: the drain time ran out with 3 acknowledgements missing"]
+        );
+        // Warnings come last and change nothing.
+        report.outcome = Outcome::Complete;
+        report.warnings = vec!["broker not fresh".into()];
+        assert_eq!(report.verdict(), ["WARNING: broker not fresh"]);
+        assert_eq!(report.exit_code(), EXIT_OK);
+    }
+
+    #[test]
+    fn a_run_that_expects_no_delivery_does_not_fail_for_none() {
+        let mut report = sample("conn", 1);
+        report.scenario = "conn".into();
+        report.setup.publishers = 0;
+        report.setup.subscribers = 0;
+        let m = &mut report.messages;
+        (m.published, m.expected, m.delivered, m.lost) = (0, Some(0), 0, Some(0));
+        report.judge();
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        // Stopped before the expectation was known: incomplete, not failed.
+        report.outcome = Outcome::Interrupted;
+        report.messages.expected = None;
+        report.judge();
+        assert_eq!(report.exit_code(), EXIT_INCOMPLETE);
     }
 
     #[test]
