@@ -24,6 +24,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::plan::Plan;
 use crate::progress::{self, Shape};
+use crate::report::series::{self, Sample};
 use crate::report::{
     BrokerUsage, Connections, Latency, LoadtestUsage, Messages, Outcome, Phase, Report, Setup,
     SCHEMA_VERSION,
@@ -235,6 +236,8 @@ struct Coordinator<'a> {
     ramp_s: Option<f64>,
     broker_connected: Option<BrokerSample>,
     broker_end: Option<BrokerSample>,
+    /// The run over time, for the report's series.
+    series: Vec<Sample>,
 }
 
 async fn coordinate(
@@ -297,6 +300,13 @@ async fn coordinate(
         ramp_s: None,
         broker_connected: None,
         broker_end: None,
+        series: vec![Sample {
+            t_s: 0.0,
+            phase: Phase::Connecting,
+            counters: Counters::default(),
+            broker_rss: broker_before.and_then(|sample| sample.rss),
+            broker_cpu_ns: broker_before.and_then(|sample| sample.cpu_ns),
+        }],
     };
     let deadline = start + scenario.limits.timeout.0;
     let mut interrupts = if options.ctrl_c {
@@ -341,6 +351,7 @@ async fn coordinate(
                 }
             }
             _ = tick.tick() => {
+                run.record();
                 if options.progress {
                     run.print_progress();
                 }
@@ -435,6 +446,7 @@ impl Coordinator<'_> {
                     self.ramp_s = Some(self.ramp.1.saturating_sub(self.ramp.0) as f64 / 1e9);
                     self.broker_connected = sample_broker(self.scenario.broker.pid);
                     self.state = Phase::Publishing;
+                    self.record();
                     self.broadcast(&Command::Go);
                 }
             }
@@ -447,6 +459,7 @@ impl Coordinator<'_> {
                 self.published += 1;
                 if self.published == workers && self.state == Phase::Publishing {
                     self.state = Phase::Draining;
+                    self.record();
                     self.phase_deadline = Some(Instant::now() + self.scenario.limits.drain.0);
                     self.broadcast(&Command::Drain {
                         sent: self.sent.clone(),
@@ -470,12 +483,13 @@ impl Coordinator<'_> {
     /// Every delivery is in (or the drain time is up): keep the connections for the hold time.
     fn hold(&mut self) {
         self.state = Phase::Holding;
+        self.record();
         self.phase_deadline = Some(Instant::now() + self.scenario.limits.hold.0);
     }
 
     fn finish(&mut self) {
-        self.broker_end = sample_broker(self.scenario.broker.pid);
         self.state = Phase::Finishing;
+        self.broker_end = self.record();
         self.phase_deadline = Some(Instant::now() + FINISH_WAIT);
         self.broadcast(&Command::Finish);
     }
@@ -485,8 +499,8 @@ impl Coordinator<'_> {
             return;
         }
         self.outcome = Some(outcome);
-        self.broker_end = sample_broker(self.scenario.broker.pid);
         self.state = Phase::Finishing;
+        self.broker_end = self.record();
         self.phase_deadline = Some(Instant::now() + STOP_WAIT);
         self.broadcast(&Command::Stop);
     }
@@ -498,6 +512,21 @@ impl Coordinator<'_> {
             sum.add(counters);
         }
         sum
+    }
+
+    /// Adds a point to the series (now, in the current phase) and returns the broker's figures
+    /// read for it.
+    fn record(&mut self) -> Option<BrokerSample> {
+        let counters = self.counters();
+        let broker = sample_broker(self.scenario.broker.pid);
+        self.series.push(Sample {
+            t_s: self.start.elapsed().as_secs_f64(),
+            phase: progress::phase(self.state, &self.shape, &counters),
+            counters,
+            broker_rss: broker.and_then(|sample| sample.rss),
+            broker_cpu_ns: broker.and_then(|sample| sample.cpu_ns),
+        });
+        broker
     }
 
     fn print_progress(&mut self) {
@@ -519,7 +548,7 @@ impl Coordinator<'_> {
         self.last_progress = (now, at);
     }
 
-    fn report(self, samples: Samples) -> anyhow::Result<Report> {
+    fn report(mut self, samples: Samples) -> anyhow::Result<Report> {
         let Samples {
             started_unix_ms,
             threads,
@@ -551,6 +580,14 @@ impl Coordinator<'_> {
             }
         }
         let counters = total.counters;
+        self.series.push(Sample {
+            t_s: wall_s,
+            phase: Phase::Finishing,
+            counters,
+            broker_rss: broker_after.and_then(|sample| sample.rss),
+            broker_cpu_ns: broker_after.and_then(|sample| sample.cpu_ns),
+        });
+        let series = series::points(&self.series);
         let drain_complete = self.drained == workers;
         let outcome = self.outcome.unwrap_or(if drain_complete {
             Outcome::Complete
@@ -580,6 +617,10 @@ impl Coordinator<'_> {
                 rss_before_bytes: before.rss,
                 rss_connected_bytes: self.broker_connected.and_then(|sample| sample.rss),
                 rss_end_bytes: end.rss,
+                rss_max_bytes: series
+                    .iter()
+                    .filter_map(|point| point.broker_rss_bytes)
+                    .max(),
                 rss_per_connection_bytes: before
                     .rss
                     .zip(end.rss)
@@ -663,6 +704,7 @@ impl Coordinator<'_> {
                 processes: if in_process { 1 } else { workers as u32 + 1 },
                 max_rss_bytes,
             },
+            series,
         };
         report.judge();
         Ok(report)

@@ -1,6 +1,8 @@
 //! `shardmq-loadtest compare A.json B.json`: two runs side by side, with B/A for every figure, so
 //! a release can be held against the previous one, or shardmq against another broker measured in
-//! the same session (only ratios from one session mean much on a shared machine).
+//! the same session (only ratios from one session mean much on a shared machine). A figure one run
+//! does not define (`null` in its JSON) shows as `-`, with no ratio; each run's verdict lines
+//! (`FAILED`, `INCOMPLETE`, `WARNING`) follow the table, so a ratio is never read without them.
 
 use std::fmt::Write as _;
 
@@ -93,6 +95,11 @@ pub fn compare(a: &Report, b: &Report) -> String {
         };
         row(&mut out, label, &number(x), &number(y), &ratio);
     }
+    for (which, report) in [("A", a), ("B", b)] {
+        for line in report.verdict() {
+            let _ = writeln!(out, "{which} {line}");
+        }
+    }
     out
 }
 
@@ -168,6 +175,19 @@ mod tests {
             assert_eq!(cells[2], "-", "{line}");
             assert!(cells[1].parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn verdicts_follow_the_table() {
+        let a = sample("a", 1);
+        let mut b = sample("b", 1);
+        b.failures = vec!["no message was delivered (1000 expected)".into()];
+        let table = compare(&a, &b);
+        assert!(
+            table.ends_with("B FAILED: no message was delivered (1000 expected)\n"),
+            "{table}"
+        );
+        assert!(!table.contains("\nA "), "{table}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 mod compare;
 mod hgrm;
 mod html;
-mod series;
+pub(crate) mod series;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use compare::compare;
 pub use hgrm::{parse_percentiles, write_percentiles, PercentileRow, Percentiles};
-pub use series::Phase;
+pub use series::{Phase, Point};
 
 use crate::stats::{decode_histogram, encode_histogram};
 
@@ -79,6 +79,10 @@ pub struct Report {
     pub broker: Option<BrokerUsage>,
     /// The load generator's own CPU use: is it the bottleneck?
     pub loadtest: LoadtestUsage,
+    /// The run over time: about one point a second, one at every phase change, one at the start
+    /// and one at the end.
+    #[serde(default)]
+    pub series: Vec<Point>,
 }
 
 /// How a run ended.
@@ -232,6 +236,9 @@ pub struct BrokerUsage {
     pub rss_connected_bytes: Option<u64>,
     /// VmRSS at the end of the hold, before clients disconnect.
     pub rss_end_bytes: Option<u64>,
+    /// The largest VmRSS sampled during the run (see [`Report::series`]).
+    #[serde(default)]
+    pub rss_max_bytes: Option<u64>,
     /// `(rss_end - rss_before) / connected`.
     pub rss_per_connection_bytes: Option<f64>,
     /// User + system CPU seconds over the run.
@@ -433,8 +440,17 @@ impl Report {
         problems
     }
 
-    /// Fills [`Report::failures`] from the figures; called once the figures are final.
+    /// Fills [`Report::failures`] and [`Report::warnings`] from the figures; called once the
+    /// figures are final.
     pub fn judge(&mut self) {
+        self.warnings = self
+            .broker
+            .as_ref()
+            .and_then(|broker| {
+                series::broker_warning(broker, &self.series, self.connections.connected)
+            })
+            .into_iter()
+            .collect();
         let c = &self.connections;
         let m = &self.messages;
         let mut failures = Vec::new();
@@ -646,10 +662,11 @@ impl Report {
         if let Some(b) = &self.broker {
             let _ = writeln!(
                 out,
-                "broker       pid {}: RSS {} -> {} ({} per connection); CPU {} ({} of a core)",
+                "broker       pid {}: RSS {} -> {}, at most {} ({} per connection); CPU {} ({} of a core)",
                 b.pid,
                 optional_bytes(b.rss_before_bytes),
                 optional_bytes(b.rss_end_bytes),
+                optional_bytes(b.rss_max_bytes),
                 b.rss_per_connection_bytes.map_or("-".into(), bytes_text),
                 b.cpu_s.map_or("-".into(), |s| format!("{s:.2} s")),
                 b.cpu_percent.map_or("-".into(), |p| format!("{p:.0}%")),
@@ -706,7 +723,7 @@ fn optional_bytes(value: Option<u64>) -> String {
 }
 
 /// `bytes` in B, KiB, MiB or GiB.
-fn bytes_text(bytes: f64) -> String {
+pub(crate) fn bytes_text(bytes: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes;
     let mut unit = 0;
@@ -802,6 +819,7 @@ pub(crate) mod tests {
                 rss_before_bytes: Some(1 << 20),
                 rss_connected_bytes: Some(2 << 20),
                 rss_end_bytes: Some(2 << 20),
+                rss_max_bytes: Some(2 << 20),
                 rss_per_connection_bytes: Some(10_382.0),
                 cpu_s: Some(0.2),
                 cpu_percent: Some(20.0),
@@ -815,7 +833,33 @@ pub(crate) mod tests {
                 processes: 1,
                 max_rss_bytes: 30 << 20,
             },
+            series: sample_series(scale),
         }
+    }
+
+    /// Points of a 3-second run of the sample's shape.
+    fn sample_series(scale: u64) -> Vec<Point> {
+        let point = |t_s: f64, phase: Phase, connections: u64, delivered: u64| Point {
+            t_s,
+            phase,
+            connections,
+            connect_failed: 0,
+            published: delivered / 100,
+            delivered,
+            connects_per_s: (t_s > 0.0).then(|| connections as f64 / t_s),
+            publishes_per_s: (t_s > 0.0).then(|| 10.0 / scale as f64),
+            deliveries_per_s: (t_s > 0.0).then(|| 1000.0 / scale as f64),
+            broker_rss_bytes: Some((1 << 20) + connections * 10_382),
+            broker_cpu_percent: (t_s > 0.0).then_some(20.0),
+        };
+        vec![
+            point(0.0, Phase::Connecting, 0, 0),
+            point(0.05, Phase::Publishing, 101, 0),
+            point(1.0, Phase::Publishing, 101, 500),
+            point(2.0, Phase::Draining, 101, 1000),
+            point(2.5, Phase::Holding, 101, 1000),
+            point(3.0, Phase::Finishing, 0, 1000),
+        ]
     }
 
     #[test]
@@ -835,11 +879,22 @@ pub(crate) mod tests {
             "/messages/lost",
             "/messages/deliveries_per_s",
             "/broker/rss_per_connection_bytes",
+            "/broker/rss_max_bytes",
             "/loadtest/cpu_percent",
+            "/failures",
+            "/warnings",
+            "/series/0/t_s",
+            "/series/0/phase",
+            "/series/2/deliveries_per_s",
+            "/series/2/broker_rss_bytes",
+            "/series/2/broker_cpu_percent",
         ] {
             assert!(value.pointer(pointer).is_some(), "{pointer} missing");
         }
         assert_eq!(value["outcome"], "complete");
+        assert_eq!(value["series"][1]["phase"], "publishing");
+        // The first point has no interval to measure a rate over.
+        assert!(value["series"][0]["deliveries_per_s"].is_null());
     }
 
     #[test]
@@ -885,8 +940,16 @@ pub(crate) mod tests {
         value["schema"] = 1.into();
         value["messages"]["ack_latency"]["p99_ms"] = 0.0.into();
         value["messages"]["publish_s"] = 0.0.into();
+        for field in ["failures", "warnings", "series"] {
+            value.as_object_mut().unwrap().remove(field);
+        }
+        value["broker"]
+            .as_object_mut()
+            .unwrap()
+            .remove("rss_max_bytes");
         let report: Report = serde_json::from_value(value).unwrap();
         assert_eq!(report.messages.ack_latency.p99_ms, Some(0.0));
+        assert!(report.series.is_empty() && report.failures.is_empty());
     }
 
     #[test]
