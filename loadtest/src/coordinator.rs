@@ -11,6 +11,7 @@
 //! coordinator's epoch on `CLOCK_MONOTONIC`, which is system-wide, so a message published in one
 //! worker and received in another has a meaningful latency.
 
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -40,6 +41,8 @@ const FD_RESERVE: u64 = 64;
 const FINISH_WAIT: Duration = Duration::from_secs(30);
 /// How long workers get to report after Stop.
 const STOP_WAIT: Duration = Duration::from_secs(10);
+/// How long the probe connection waits for the broker to close its side.
+const PROBE_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// How to run a scenario, beyond the scenario itself.
 #[derive(Clone, Debug, Default)]
@@ -106,9 +109,25 @@ fn resolve(broker: &Broker) -> anyhow::Result<SocketAddr> {
 /// Opens one TCP connection to the broker and closes it at once, before any client starts. With
 /// no broker listening, the run fails in milliseconds with the address in the message, instead of
 /// reporting every client as failed after a ramp that may take minutes at a low connect rate.
+///
+/// The probe sends FIN and waits (at most [`PROBE_CLOSE_WAIT`]) for the broker to close its side:
+/// until then the probe may hold one of the broker's connection slots, and a broker with a
+/// connection limit would turn one client away.
 fn probe(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
-    std::net::TcpStream::connect_timeout(&addr, timeout)
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
         .with_context(|| format!("no broker reachable at {addr} (is it running?)"))?;
+    let deadline = std::time::Instant::now() + PROBE_CLOSE_WAIT;
+    if stream.shutdown(std::net::Shutdown::Write).is_ok()
+        && stream.set_read_timeout(Some(PROBE_CLOSE_WAIT)).is_ok()
+    {
+        let mut buf = [0u8; 256];
+        while std::time::Instant::now() < deadline {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
     Ok(())
 }
 
