@@ -73,7 +73,7 @@ run() { # broker scenario-name loadtest-args...
     start_broker "$broker" "$port"
     echo "== $broker $name: $LT $* -p $port"
     "$LT" "$@" -p "$port" --broker-pid "$PID" --out "$OUT" --name "$broker-$name$SUFFIX" --timeout 120s \
-        | grep -E "connections |messages |last delivery|broker |loadtest " || true
+        | grep -E "^(FAILED|INCOMPLETE|WARNING)|connections |messages |last delivery|broker |loadtest " || true
     kill "$PID" 2>/dev/null || true
     wait "$PID" 2>/dev/null || true
 }

@@ -38,7 +38,7 @@ for connections in 10000 19000; do
             echo "== $name"
             "$LT" fanout -n "$connections" --preset "$preset" -m 10 --src-ips 8 -p "$port" \
                 --broker-pid "$PID" --out "$OUT" --name "$name" --timeout 180s \
-                | grep -E "messages |last delivery|delivery  |broker " || true
+                | grep -E "^(FAILED|INCOMPLETE|WARNING)|messages |last delivery|delivery  |broker " || true
             kill "$PID" 2>/dev/null || true
             wait "$PID" 2>/dev/null || true
         done

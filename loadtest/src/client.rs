@@ -39,6 +39,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::payload::Stamp;
 use crate::plan::{GroupPlan, Plan, PublishPlan};
+use crate::report::SUBSCRIBE_FAILURE;
 use crate::stats::{lock, Batch, Counters, Receipt, Stats, Tracker};
 use crate::sys::{self, Epoch};
 
@@ -533,7 +534,7 @@ impl Reader<'_> {
                 shard.counters.subscribe_failed += 1;
                 *shard
                     .connect_failures
-                    .entry("SUBACK refused".into())
+                    .entry(format!("{SUBSCRIBE_FAILURE}SUBACK refused"))
                     .or_default() += 1;
             } else {
                 shard.counters.subscribed += 1;
@@ -593,6 +594,9 @@ impl Reader<'_> {
     /// Counts how the connection ended.
     fn finish(&mut self, end: End, conn: &Conn) {
         self.flush();
+        if !matches!(self.stage, Stage::ConnAck { .. }) {
+            self.shared.stats.with(|shard| shard.counters.closed += 1);
+        }
         let End::Closed(reason) = end else { return };
         conn.close();
         match self.stage {
@@ -601,7 +605,7 @@ impl Reader<'_> {
                 shard.counters.subscribe_failed += 1;
                 *shard
                     .connect_failures
-                    .entry(format!("subscribe: {reason}"))
+                    .entry(format!("{SUBSCRIBE_FAILURE}{reason}"))
                     .or_default() += 1;
             }),
             Stage::Ready if *self.shared.phase.borrow() < Phase::Finish => {

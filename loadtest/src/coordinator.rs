@@ -11,6 +11,7 @@
 //! coordinator's epoch on `CLOCK_MONOTONIC`, which is system-wide, so a message published in one
 //! worker and received in another has a meaningful latency.
 
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,8 +24,10 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::plan::Plan;
+use crate::progress::{self, Shape};
+use crate::report::series::{self, Sample};
 use crate::report::{
-    BrokerUsage, Connections, Latency, LoadtestUsage, Messages, Outcome, Report, Setup,
+    BrokerUsage, Connections, Latency, LoadtestUsage, Messages, Outcome, Phase, Report, Setup,
     SCHEMA_VERSION,
 };
 use crate::scenario::{Broker, Scenario};
@@ -38,6 +41,8 @@ const FD_RESERVE: u64 = 64;
 const FINISH_WAIT: Duration = Duration::from_secs(30);
 /// How long workers get to report after Stop.
 const STOP_WAIT: Duration = Duration::from_secs(10);
+/// How long the probe connection waits for the broker to close its side.
+const PROBE_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// How to run a scenario, beyond the scenario itself.
 #[derive(Clone, Debug, Default)]
@@ -58,6 +63,7 @@ pub struct RunOptions {
 pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Report> {
     let plan = Plan::new(scenario)?;
     let addr = resolve(&scenario.broker)?;
+    probe(addr, scenario.client.connect_timeout.0)?;
     let descriptors = sys::raise_nofile_limit().context("raising RLIMIT_NOFILE")?;
     let per_process = descriptors.saturating_sub(FD_RESERVE).max(1);
     let workers = match scenario.runner.workers {
@@ -100,14 +106,29 @@ fn resolve(broker: &Broker) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// The coordinator's view of where the run is.
-#[derive(Clone, Copy, Debug, Eq, Ord, PartialEq, PartialOrd)]
-enum State {
-    Connecting,
-    Publishing,
-    Draining,
-    Holding,
-    Finishing,
+/// Opens one TCP connection to the broker and closes it at once, before any client starts. With
+/// no broker listening, the run fails in milliseconds with the address in the message, instead of
+/// reporting every client as failed after a ramp that may take minutes at a low connect rate.
+///
+/// The probe sends FIN and waits (at most [`PROBE_CLOSE_WAIT`]) for the broker to close its side:
+/// until then the probe may hold one of the broker's connection slots, and a broker with a
+/// connection limit would turn one client away.
+fn probe(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("no broker reachable at {addr} (is it running?)"))?;
+    let deadline = std::time::Instant::now() + PROBE_CLOSE_WAIT;
+    if stream.shutdown(std::net::Shutdown::Write).is_ok()
+        && stream.set_read_timeout(Some(PROBE_CLOSE_WAIT)).is_ok()
+    {
+        let mut buf = [0u8; 256];
+        while std::time::Instant::now() < deadline {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One worker: in this process or a child process.
@@ -211,7 +232,8 @@ struct Coordinator<'a> {
     scenario: &'a Scenario,
     plan: &'a Plan,
     links: Vec<Link>,
-    state: State,
+    /// Where the run is; never [`Phase::Subscribing`], which only the counters tell apart.
+    state: Phase,
     phase_deadline: Option<Instant>,
     /// Set when the run is stopped, or when the drain time runs out.
     outcome: Option<Outcome>,
@@ -220,8 +242,11 @@ struct Coordinator<'a> {
     published: usize,
     drained: usize,
     sent: Vec<u64>,
+    shape: Shape,
+    /// Each worker's latest counters.
     progress: Vec<Counters>,
-    last_progress: Counters,
+    /// The counters and time of the last progress line.
+    last_progress: (Counters, Instant),
     finals: Vec<Option<Box<Final>>>,
     gone: Vec<bool>,
     start: Instant,
@@ -230,6 +255,8 @@ struct Coordinator<'a> {
     ramp_s: Option<f64>,
     broker_connected: Option<BrokerSample>,
     broker_end: Option<BrokerSample>,
+    /// The run over time, for the report's series.
+    series: Vec<Sample>,
 }
 
 async fn coordinate(
@@ -274,7 +301,7 @@ async fn coordinate(
         scenario,
         plan,
         links,
-        state: State::Connecting,
+        state: Phase::Connecting,
         phase_deadline: None,
         outcome: None,
         errors: Vec::new(),
@@ -282,8 +309,9 @@ async fn coordinate(
         published: 0,
         drained: 0,
         sent: vec![0; plan.publishers as usize],
+        shape: Shape::of(plan),
         progress: vec![Counters::default(); count],
-        last_progress: Counters::default(),
+        last_progress: (Counters::default(), start),
         finals: vec![None; count],
         gone: vec![false; count],
         start,
@@ -291,6 +319,13 @@ async fn coordinate(
         ramp_s: None,
         broker_connected: None,
         broker_end: None,
+        series: vec![Sample {
+            t_s: 0.0,
+            phase: Phase::Connecting,
+            counters: Counters::default(),
+            broker_rss: broker_before.and_then(|sample| sample.rss),
+            broker_cpu_ns: broker_before.and_then(|sample| sample.cpu_ns),
+        }],
     };
     let deadline = start + scenario.limits.timeout.0;
     let mut interrupts = if options.ctrl_c {
@@ -308,16 +343,18 @@ async fn coordinate(
                 Some((worker, event)) => run.handle(worker, event),
                 None => break,
             },
-            _ = sleep_until(deadline), if run.state < State::Finishing => run.stop(Outcome::Timeout),
+            _ = sleep_until(deadline), if run.state < Phase::Finishing => run.stop(Outcome::Timeout),
             _ = sleep_until_some(run.phase_deadline) => {
                 match run.state {
-                    State::Draining => {
+                    Phase::Draining => {
                         run.outcome = Some(Outcome::DrainTimeout);
                         run.hold();
                     }
-                    State::Holding => run.finish(),
-                    State::Finishing => break,
-                    State::Connecting | State::Publishing => run.phase_deadline = None,
+                    Phase::Holding => run.finish(),
+                    Phase::Finishing => break,
+                    Phase::Connecting | Phase::Subscribing | Phase::Publishing => {
+                        run.phase_deadline = None;
+                    }
                 }
             }
             _ = interrupted(&mut interrupts) => {
@@ -333,6 +370,7 @@ async fn coordinate(
                 }
             }
             _ = tick.tick() => {
+                run.record();
                 if options.progress {
                     run.print_progress();
                 }
@@ -423,10 +461,11 @@ impl Coordinator<'_> {
                 self.ready += 1;
                 self.ramp.0 = self.ramp.0.min(started_ns);
                 self.ramp.1 = self.ramp.1.max(done_ns);
-                if self.ready == workers && self.state == State::Connecting {
+                if self.ready == workers && self.state == Phase::Connecting {
                     self.ramp_s = Some(self.ramp.1.saturating_sub(self.ramp.0) as f64 / 1e9);
                     self.broker_connected = sample_broker(self.scenario.broker.pid);
-                    self.state = State::Publishing;
+                    self.state = Phase::Publishing;
+                    self.record();
                     self.broadcast(&Command::Go);
                 }
             }
@@ -437,8 +476,9 @@ impl Coordinator<'_> {
                     }
                 }
                 self.published += 1;
-                if self.published == workers && self.state == State::Publishing {
-                    self.state = State::Draining;
+                if self.published == workers && self.state == Phase::Publishing {
+                    self.state = Phase::Draining;
+                    self.record();
                     self.phase_deadline = Some(Instant::now() + self.scenario.limits.drain.0);
                     self.broadcast(&Command::Drain {
                         sent: self.sent.clone(),
@@ -447,7 +487,7 @@ impl Coordinator<'_> {
             }
             Event::Drained => {
                 self.drained += 1;
-                if self.drained == workers && self.state == State::Draining {
+                if self.drained == workers && self.state == Phase::Draining {
                     self.hold();
                 }
             }
@@ -461,51 +501,73 @@ impl Coordinator<'_> {
 
     /// Every delivery is in (or the drain time is up): keep the connections for the hold time.
     fn hold(&mut self) {
-        self.state = State::Holding;
+        self.state = Phase::Holding;
+        self.record();
         self.phase_deadline = Some(Instant::now() + self.scenario.limits.hold.0);
     }
 
     fn finish(&mut self) {
-        self.broker_end = sample_broker(self.scenario.broker.pid);
-        self.state = State::Finishing;
+        self.state = Phase::Finishing;
+        self.broker_end = self.record();
         self.phase_deadline = Some(Instant::now() + FINISH_WAIT);
         self.broadcast(&Command::Finish);
     }
 
     fn stop(&mut self, outcome: Outcome) {
-        if self.state == State::Finishing {
+        if self.state == Phase::Finishing {
             return;
         }
         self.outcome = Some(outcome);
-        self.broker_end = sample_broker(self.scenario.broker.pid);
-        self.state = State::Finishing;
+        self.state = Phase::Finishing;
+        self.broker_end = self.record();
         self.phase_deadline = Some(Instant::now() + STOP_WAIT);
         self.broadcast(&Command::Stop);
     }
 
-    fn print_progress(&mut self) {
-        let mut now = Counters::default();
+    /// The workers' latest counters, summed.
+    fn counters(&self) -> Counters {
+        let mut sum = Counters::default();
         for counters in &self.progress {
-            now.add(counters);
+            sum.add(counters);
         }
-        let before = self.last_progress;
-        eprintln!(
-            "[{:>5}s] {:<10} up {}/{} (+{}/s), {} failed | published {} (+{}/s) | delivered {} (+{}/s)",
-            self.start.elapsed().as_secs(),
-            format!("{:?}", self.state).to_lowercase(),
-            now.connected.saturating_sub(now.dropped),
-            self.plan.total,
-            now.connected.saturating_sub(before.connected),
-            now.connect_failed,
-            now.published,
-            now.published.saturating_sub(before.published),
-            now.unique,
-            now.unique.saturating_sub(before.unique),
-        );
-        self.last_progress = now;
+        sum
     }
 
-    fn report(self, samples: Samples) -> anyhow::Result<Report> {
+    /// Adds a point to the series (now, in the current phase) and returns the broker's figures
+    /// read for it.
+    fn record(&mut self) -> Option<BrokerSample> {
+        let counters = self.counters();
+        let broker = sample_broker(self.scenario.broker.pid);
+        self.series.push(Sample {
+            t_s: self.start.elapsed().as_secs_f64(),
+            phase: progress::phase(self.state, &self.shape, &counters),
+            counters,
+            broker_rss: broker.and_then(|sample| sample.rss),
+            broker_cpu_ns: broker.and_then(|sample| sample.cpu_ns),
+        });
+        broker
+    }
+
+    fn print_progress(&mut self) {
+        let now = self.counters();
+        let (before, before_at) = self.last_progress;
+        let at = Instant::now();
+        let phase = progress::phase(self.state, &self.shape, &now);
+        eprintln!(
+            "{}",
+            progress::line(
+                at - self.start,
+                phase,
+                &self.shape,
+                &now,
+                &before,
+                at - before_at
+            )
+        );
+        self.last_progress = (now, at);
+    }
+
+    fn report(mut self, samples: Samples) -> anyhow::Result<Report> {
         let Samples {
             started_unix_ms,
             threads,
@@ -537,6 +599,14 @@ impl Coordinator<'_> {
             }
         }
         let counters = total.counters;
+        self.series.push(Sample {
+            t_s: wall_s,
+            phase: Phase::Finishing,
+            counters,
+            broker_rss: broker_after.and_then(|sample| sample.rss),
+            broker_cpu_ns: broker_after.and_then(|sample| sample.cpu_ns),
+        });
+        let series = series::points(&self.series);
         let drain_complete = self.drained == workers;
         let outcome = self.outcome.unwrap_or(if drain_complete {
             Outcome::Complete
@@ -552,7 +622,6 @@ impl Coordinator<'_> {
         };
         let publish_s = span_s(counters.first_publish_ns, counters.last_publish_ns);
         let delivery_s = span_s(counters.first_publish_ns, counters.last_delivery_ns);
-        let ramp_s = self.ramp_s.unwrap_or(wall_s);
 
         let broker = scenario.broker.pid.map(|pid| {
             let before = broker_before.unwrap_or_default();
@@ -567,6 +636,10 @@ impl Coordinator<'_> {
                 rss_before_bytes: before.rss,
                 rss_connected_bytes: self.broker_connected.and_then(|sample| sample.rss),
                 rss_end_bytes: end.rss,
+                rss_max_bytes: series
+                    .iter()
+                    .filter_map(|point| point.broker_rss_bytes)
+                    .max(),
                 rss_per_connection_bytes: before
                     .rss
                     .zip(end.rss)
@@ -578,7 +651,7 @@ impl Coordinator<'_> {
         });
 
         let cpu_s = (user_ns + system_ns) as f64 / 1e9;
-        Ok(Report {
+        let mut report = Report {
             schema: SCHEMA_VERSION,
             tool: format!("shardmq-loadtest {}", env!("CARGO_PKG_VERSION")),
             name: scenario.name.clone(),
@@ -586,6 +659,8 @@ impl Coordinator<'_> {
             started_unix_ms,
             outcome,
             errors: self.errors,
+            failures: Vec::new(),
+            warnings: Vec::new(),
             setup: Setup {
                 host: scenario.broker.host.clone(),
                 port: scenario.broker.port,
@@ -614,14 +689,14 @@ impl Coordinator<'_> {
                 subscribe_failed: counters.subscribe_failed,
                 dropped: counters.dropped,
                 drops: total.drops.clone(),
-                ramp_s,
-                connects_per_s: per_second(counters.connected, Some(ramp_s)),
+                ramp_s: self.ramp_s,
+                connects_per_s: per_second(counters.connected, self.ramp_s),
                 connect_latency: Latency::from_histogram(&total.connect),
                 subscribe_latency: Latency::from_histogram(&total.subscribe),
             },
             messages: Messages {
                 published: counters.published,
-                publish_s: publish_s.unwrap_or(0.0),
+                publish_s,
                 publishes_per_s: per_second(counters.published, publish_s),
                 acked: counters.acked,
                 rejected: counters.rejected,
@@ -648,6 +723,9 @@ impl Coordinator<'_> {
                 processes: if in_process { 1 } else { workers as u32 + 1 },
                 max_rss_bytes,
             },
-        })
+            series,
+        };
+        report.judge();
+        Ok(report)
     }
 }

@@ -12,6 +12,7 @@
 //! - `plan`: the scenario as numbered clients in groups, and which publishers each subscriber
 //!   should hear from.
 //! - `coordinator`: processes, phases, time limits, Ctrl-C, `/proc` sampling, the report.
+//! - `progress`: the once-a-second progress line, a pure function of the counters.
 //! - `worker`: the clients of one process walked through the phases by the coordinator.
 //! - `client`: one connection (reader task + writer task) and its publishing schedule.
 //! - `stats`, `payload`, `sys`: per-thread measurements, the payload's measurement header, OS
@@ -38,6 +39,7 @@ mod client;
 mod coordinator;
 mod payload;
 mod plan;
+mod progress;
 pub mod report;
 pub mod scenario;
 mod stats;

@@ -3,8 +3,10 @@
 //! `compare` prints two reports side by side. The hidden `worker` subcommand is how the
 //! coordinator re-executes this binary when one process may not hold every connection.
 //!
-//! Exit status: 0 when the run completed, 2 when it ended otherwise (interrupted, timed out,
-//! deliveries missing at the end of the drain, a worker failed), 1 on errors.
+//! Exit status (`report::EXIT_*`): 0 when the run completed and its figures are a measurement,
+//! 1 on errors (bad scenario, no broker, files), 2 when the run ended early (interrupted, timed
+//! out, deliveries missing at the end of the drain, a worker failed), 3 when clients could not
+//! connect or subscribe, or nothing was delivered, however the run ended.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -13,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use mimalloc::MiMalloc;
-use shardmq_loadtest::report::{compare, Outcome};
+use shardmq_loadtest::report::{compare, EXIT_ERROR};
 use shardmq_loadtest::scenario::{Dur, Fanin, Fanout, Pairs, Preset, Workload};
 use shardmq_loadtest::{Report, RunOptions, Scenario};
 
@@ -197,8 +199,11 @@ struct Common {
     #[arg(long)]
     workers: Option<u32>,
     /// No progress line on stderr.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "progress")]
     quiet: bool,
+    /// A progress line on stderr once a second even when stderr is not a terminal.
+    #[arg(long)]
+    progress: bool,
 }
 
 impl Common {
@@ -277,7 +282,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("shardmq-loadtest: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }
@@ -364,7 +369,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     scenario.validate()?;
 
     let options = RunOptions {
-        progress: !common.quiet && std::io::stderr().is_terminal(),
+        progress: common.progress || (!common.quiet && std::io::stderr().is_terminal()),
         ctrl_c: true,
         worker_exe: Some(std::env::current_exe().context("locating this binary for workers")?),
     };
@@ -376,9 +381,5 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         .map(|path| path.display().to_string())
         .collect();
     print_out(&format!("reports      {}\n", names.join(" ")));
-    Ok(if report.outcome == Outcome::Complete {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    Ok(ExitCode::from(report.exit_code()))
 }

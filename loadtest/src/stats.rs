@@ -70,6 +70,9 @@ pub(crate) struct Counters {
     pub subscribe_failed: u64,
     /// Connections closed by the broker or the network before the run ended them.
     pub dropped: u64,
+    /// Established connections that have ended, dropped or closed by the run: `connected -
+    /// closed` are open.
+    pub closed: u64,
     pub published: u64,
     /// QoS 1/2 publications: each awaits a PUBACK or PUBCOMP.
     pub needs_ack: u64,
@@ -90,6 +93,11 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Connections open now.
+    pub(crate) fn open(&self) -> u64 {
+        self.connected.saturating_sub(self.closed)
+    }
+
     /// QoS 1/2 publications neither acknowledged nor refused yet.
     pub(crate) fn unacked(&self) -> u64 {
         self.needs_ack.saturating_sub(self.acked + self.rejected)
@@ -101,6 +109,7 @@ impl Counters {
         self.subscribed += other.subscribed;
         self.subscribe_failed += other.subscribe_failed;
         self.dropped += other.dropped;
+        self.closed += other.closed;
         self.published += other.published;
         self.needs_ack += other.needs_ack;
         self.acked += other.acked;

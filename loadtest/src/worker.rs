@@ -229,6 +229,14 @@ async fn drive(
         if let Some(end) = wait_until(&shared.handshakes_done, all_connected, commands).await {
             break 'run end;
         }
+        // Every phase event follows fresh counters, so the coordinator's view at a phase change
+        // is exact, not up to PROGRESS_EVERY old.
+        let progress_now = || {
+            let _ = events.send(Event::Progress {
+                counters: stats.counters(),
+            });
+        };
+        progress_now();
         let _ = events.send(Event::Ready {
             started_ns,
             done_ns: epoch.now_ns(),
@@ -251,6 +259,7 @@ async fn drive(
             break 'run end;
         }
         let sent = std::mem::take(&mut *lock(&shared.sent));
+        progress_now();
         let _ = events.send(Event::Published { sent });
 
         let total_sent = loop {
@@ -273,6 +282,7 @@ async fn drive(
         loop {
             let counters = stats.counters();
             if counters.unique >= target && counters.unacked() == 0 {
+                progress_now();
                 let _ = events.send(Event::Drained);
                 break;
             }

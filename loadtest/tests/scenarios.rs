@@ -2,98 +2,19 @@
 //! that parse back.
 //!
 //! The broker is Debian's mosquitto (`apt-get install mosquitto`) started per test on a free
-//! loopback port; without the binary the tests fail under CI and are skipped elsewhere (the rule
-//! in `tests/common/external.rs`, shared with the root crate's tests). [`check_scenario`] only
-//! needs the broker's address, so the same checks can be pointed at any broker.
+//! loopback port (see `mosquitto/mod.rs`). [`check_scenario`] only needs the broker's address, so
+//! the same checks can be pointed at any broker.
 
-#[path = "../../tests/common/external.rs"]
-mod external;
+mod mosquitto;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
 
+use mosquitto::{closed_port, Mosquitto};
 use shardmq_loadtest::report::parse_percentiles;
 use shardmq_loadtest::scenario::{Conn, Dur, Fanin, Fanout, Pairs, Preset, Workload};
 use shardmq_loadtest::{Report, RunOptions, Scenario};
-
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-
-/// A mosquitto process on a free loopback port, killed (by its pid) when dropped.
-struct Mosquitto {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    /// Starts mosquitto, or returns `None` when it is not installed and the test is skipped (see
-    /// [`external::available`]).
-    fn start() -> Option<Self> {
-        Self::start_with(|_| "allow_anonymous true\n".into())
-    }
-
-    /// Starts mosquitto with the configuration lines `extra` returns for its temporary directory.
-    fn start_with(extra: impl FnOnce(&Path) -> String) -> Option<Self> {
-        if !external::available(
-            MOSQUITTO,
-            Path::new(MOSQUITTO).exists(),
-            "apt-get install mosquitto",
-        ) {
-            return None;
-        }
-        // mosquitto cannot listen on port 0: take a free port from the kernel and hand it over.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listener {port} 127.0.0.1\npersistence false\nmax_queued_messages 100000\n\
-                 log_dest stderr\nlog_type error\n{}",
-                extra(dir.path())
-            ),
-        )
-        .unwrap();
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starting mosquitto");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let broker = Self {
-            child,
-            addr,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(broker)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A scenario with small, bounded limits against the broker at `addr`.
 fn scenario(addr: SocketAddr, name: &str, workload: Workload) -> Scenario {
@@ -133,7 +54,7 @@ fn check_scenario(scenario: &Scenario) -> Report {
     let hgrm = std::fs::read_to_string(dir.path().join(format!("{}.hgrm", report.name))).unwrap();
     let percentiles = parse_percentiles(&hgrm).unwrap();
     assert_eq!(percentiles.total_count, main.count);
-    assert!((percentiles.max - main.max_ms).abs() < 0.001);
+    assert!((percentiles.max - main.max_ms.expect("samples")).abs() < 0.001);
     for path in written
         .iter()
         .filter(|path| path.extension().is_some_and(|e| e == "hgrm"))
@@ -164,7 +85,7 @@ fn conn_50_reports_broker_memory() {
     assert!(usage.rss_before_bytes.is_some() && usage.rss_end_bytes.is_some());
     assert!(usage.rss_per_connection_bytes.is_some());
     assert!(
-        report.connections.ramp_s >= 0.09,
+        report.connections.ramp_s.expect("every client connected") >= 0.09,
         "50 connections at 500/s take 0.1 s"
     );
 }
@@ -380,24 +301,41 @@ fn username_and_password_templates() {
 }
 
 #[test]
-fn refused_connections_are_counted() {
-    // Nothing listens on a port just released by the kernel.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut run = scenario(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        "refused",
-        Workload::Conn(Conn { connections: 5 }),
-    );
+fn no_broker_is_an_error_naming_the_address() {
+    let addr = closed_port();
+    let mut run = scenario(addr, "refused", Workload::Conn(Conn { connections: 5 }));
     run.limits.timeout = Dur::secs(20);
+    let err = shardmq_loadtest::run(&run, &RunOptions::default()).unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains(&addr.to_string()) && message.contains("refused"),
+        "{message}"
+    );
+}
+
+#[test]
+fn clients_turned_away_are_counted_by_reason() {
+    // mosquitto closes connections beyond max_connections as soon as it accepts them.
+    let Some(broker) =
+        Mosquitto::start_with(|_| "allow_anonymous true\nmax_connections 2\n".into())
+    else {
+        return;
+    };
+    let mut run = scenario(
+        broker.addr,
+        "turned-away",
+        Workload::Conn(Conn { connections: 8 }),
+    );
+    run.client.connect_timeout = Dur::secs(5);
     let report = shardmq_loadtest::run(&run, &RunOptions::default()).unwrap();
-    assert_eq!(report.connections.connected, 0);
-    assert_eq!(report.connections.failed, 5);
-    assert_eq!(
-        report.connections.failures.get("connection refused"),
-        Some(&5)
+    let c = &report.connections;
+    assert!(c.failed > 0 && c.connected > 0, "{}", report.summary());
+    assert_eq!(c.failed + c.connected, 8);
+    assert_eq!(c.failures.values().sum::<u64>(), c.failed);
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    assert!(
+        report.failures[0].starts_with(&format!("{} of 8 clients could not connect (", c.failed)),
+        "{:?}",
+        report.failures
     );
 }

@@ -1,10 +1,12 @@
 //! `shardmq-loadtest compare A.json B.json`: two runs side by side, with B/A for every figure, so
 //! a release can be held against the previous one, or shardmq against another broker measured in
-//! the same session (only ratios from one session mean much on a shared machine).
+//! the same session (only ratios from one session mean much on a shared machine). A figure one run
+//! does not define (`null` in its JSON) shows as `-`, with no ratio; each run's verdict lines
+//! (`FAILED`, `INCOMPLETE`, `WARNING`) follow the table, so a ratio is never read without them.
 
 use std::fmt::Write as _;
 
-use super::{Latency, Report};
+use super::Report;
 
 type Figure = fn(&Report) -> Option<f64>;
 
@@ -18,15 +20,9 @@ const FIGURES: &[(&str, Figure)] = &[
         Some(r.connections.dropped as f64)
     }),
     ("connects/s", |r| r.connections.connects_per_s),
-    ("connect p50 ms", |r| {
-        latency(&r.connections.connect_latency, |l| l.p50_ms)
-    }),
-    ("connect p99 ms", |r| {
-        latency(&r.connections.connect_latency, |l| l.p99_ms)
-    }),
-    ("connect max ms", |r| {
-        latency(&r.connections.connect_latency, |l| l.max_ms)
-    }),
+    ("connect p50 ms", |r| r.connections.connect_latency.p50_ms),
+    ("connect p99 ms", |r| r.connections.connect_latency.p99_ms),
+    ("connect max ms", |r| r.connections.connect_latency.max_ms),
     ("published", |r| Some(r.messages.published as f64)),
     ("publishes/s", |r| r.messages.publishes_per_s),
     ("delivered", |r| Some(r.messages.delivered as f64)),
@@ -34,30 +30,14 @@ const FIGURES: &[(&str, Figure)] = &[
     ("duplicates", |r| Some(r.messages.duplicates as f64)),
     ("deliveries/s", |r| r.messages.deliveries_per_s),
     ("last delivery ms", |r| r.messages.time_to_last_delivery_ms),
-    ("delivery p50 ms", |r| {
-        latency(&r.messages.latency, |l| l.p50_ms)
-    }),
-    ("delivery p90 ms", |r| {
-        latency(&r.messages.latency, |l| l.p90_ms)
-    }),
-    ("delivery p99 ms", |r| {
-        latency(&r.messages.latency, |l| l.p99_ms)
-    }),
-    ("delivery p99.9 ms", |r| {
-        latency(&r.messages.latency, |l| l.p99_9_ms)
-    }),
-    ("delivery p99.99 ms", |r| {
-        latency(&r.messages.latency, |l| l.p99_99_ms)
-    }),
-    ("delivery max ms", |r| {
-        latency(&r.messages.latency, |l| l.max_ms)
-    }),
-    ("ack p50 ms", |r| {
-        latency(&r.messages.ack_latency, |l| l.p50_ms)
-    }),
-    ("ack p99 ms", |r| {
-        latency(&r.messages.ack_latency, |l| l.p99_ms)
-    }),
+    ("delivery p50 ms", |r| r.messages.latency.p50_ms),
+    ("delivery p90 ms", |r| r.messages.latency.p90_ms),
+    ("delivery p99 ms", |r| r.messages.latency.p99_ms),
+    ("delivery p99.9 ms", |r| r.messages.latency.p99_9_ms),
+    ("delivery p99.99 ms", |r| r.messages.latency.p99_99_ms),
+    ("delivery max ms", |r| r.messages.latency.max_ms),
+    ("ack p50 ms", |r| r.messages.ack_latency.p50_ms),
+    ("ack p99 ms", |r| r.messages.ack_latency.p99_ms),
     ("broker RSS/connection B", |r| {
         r.broker.as_ref().and_then(|b| b.rss_per_connection_bytes)
     }),
@@ -66,10 +46,6 @@ const FIGURES: &[(&str, Figure)] = &[
     }),
     ("loadtest CPU %", |r| Some(r.loadtest.cpu_percent)),
 ];
-
-fn latency(latency: &Latency, pick: fn(&Latency) -> f64) -> Option<f64> {
-    (latency.count > 0).then(|| pick(latency))
-}
 
 /// The side-by-side table of `a` and `b`.
 pub fn compare(a: &Report, b: &Report) -> String {
@@ -119,6 +95,11 @@ pub fn compare(a: &Report, b: &Report) -> String {
         };
         row(&mut out, label, &number(x), &number(y), &ratio);
     }
+    for (which, report) in [("A", a), ("B", b)] {
+        for line in report.verdict() {
+            let _ = writeln!(out, "{which} {line}");
+        }
+    }
     out
 }
 
@@ -145,6 +126,8 @@ fn number(value: Option<f64>) -> String {
 mod tests {
     use super::*;
     use crate::report::tests::sample;
+    use crate::report::Latency;
+    use crate::stats::new_histogram;
 
     #[test]
     fn side_by_side_with_ratios() {
@@ -173,6 +156,38 @@ mod tests {
         assert!((ratio - 2.0).abs() < 0.01, "{p99:?}");
         // Latencies neither run measured are left out.
         assert!(!table.contains("ack p50"));
+    }
+
+    #[test]
+    fn undefined_figures_are_dashes() {
+        let mut a = sample("conn-only", 1);
+        a.messages.latency = Latency::from_histogram(&new_histogram());
+        a.messages.deliveries_per_s = None;
+        let b = sample("full", 1);
+        let table = compare(&a, &b);
+        for label in ["delivery p50 ms", "delivery max ms", "deliveries/s"] {
+            let line = table
+                .lines()
+                .find(|line| line.starts_with(label))
+                .unwrap_or_else(|| panic!("{label} missing:\n{table}"));
+            let cells: Vec<&str> = line[label.len()..].split_whitespace().collect();
+            assert_eq!(cells[0], "-", "{line}");
+            assert_eq!(cells[2], "-", "{line}");
+            assert!(cells[1].parse::<f64>().is_ok(), "{line}");
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_the_table() {
+        let a = sample("a", 1);
+        let mut b = sample("b", 1);
+        b.failures = vec!["no message was delivered (1000 expected)".into()];
+        let table = compare(&a, &b);
+        assert!(
+            table.ends_with("B FAILED: no message was delivered (1000 expected)\n"),
+            "{table}"
+        );
+        assert!(!table.contains("\nA "), "{table}");
     }
 
     #[test]

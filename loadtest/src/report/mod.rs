@@ -9,6 +9,7 @@
 mod compare;
 mod hgrm;
 mod html;
+pub(crate) mod series;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,11 +21,27 @@ use serde::{Deserialize, Serialize};
 
 pub use compare::compare;
 pub use hgrm::{parse_percentiles, write_percentiles, PercentileRow, Percentiles};
+pub use series::{Phase, Point};
 
 use crate::stats::{decode_histogram, encode_histogram};
 
 /// Version of the JSON layout; bumped when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Exit status of a run that completed with figures that are a measurement.
+pub const EXIT_OK: u8 = 0;
+/// Exit status of an error before or around the run (bad scenario, no broker, files).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit status of a run that ended early: interrupted, timed out, drain time ran out, a worker
+/// failed. What was measured until then is in the report.
+pub const EXIT_INCOMPLETE: u8 = 2;
+/// Exit status of a run whose figures are not a measurement ([`Report::failures`] not empty),
+/// however it ended.
+pub const EXIT_FAILED: u8 = 3;
+
+/// The prefix of subscribe failures among `connections.failures`; the others are connect
+/// failures.
+pub(crate) const SUBSCRIBE_FAILURE: &str = "subscribe: ";
 
 /// Everything one run measured.
 #[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
@@ -43,6 +60,15 @@ pub struct Report {
     pub outcome: Outcome,
     /// Errors from worker processes.
     pub errors: Vec<String>,
+    /// Why the figures are not a measurement of the broker's performance, one line each:
+    /// clients that could not connect or subscribe, nothing delivered though deliveries were
+    /// expected (see [`Report::judge`]). Not empty: the binary exits with [`EXIT_FAILED`].
+    #[serde(default)]
+    pub failures: Vec<String>,
+    /// What a reader must know to read the figures right, one line each (a broker that was not
+    /// freshly started). Warnings do not change the exit status.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// What was asked for.
     pub setup: Setup,
     /// Connection figures.
@@ -53,6 +79,10 @@ pub struct Report {
     pub broker: Option<BrokerUsage>,
     /// The load generator's own CPU use: is it the bottleneck?
     pub loadtest: LoadtestUsage,
+    /// The run over time: about one point a second, one at every phase change, one at the start
+    /// and one at the end.
+    #[serde(default)]
+    pub series: Vec<Point>,
 }
 
 /// How a run ended.
@@ -143,8 +173,9 @@ pub struct Connections {
     pub dropped: u64,
     /// Losses by reason.
     pub drops: BTreeMap<String, u64>,
-    /// Seconds from the first connection attempt until every client had connected or failed.
-    pub ramp_s: f64,
+    /// Seconds from the first connection attempt until every client had connected or failed;
+    /// `None` when the run ended before that.
+    pub ramp_s: Option<f64>,
     /// `connected / ramp_s`.
     pub connects_per_s: Option<f64>,
     /// CONNECT → CONNACK.
@@ -158,8 +189,8 @@ pub struct Connections {
 pub struct Messages {
     /// PUBLISH packets sent.
     pub published: u64,
-    /// Seconds from the first to the last publication.
-    pub publish_s: f64,
+    /// Seconds from the first to the last publication; `None` without publications.
+    pub publish_s: Option<f64>,
     /// `published / publish_s`.
     pub publishes_per_s: Option<f64>,
     /// QoS 1/2 publications acknowledged (PUBACK / PUBCOMP).
@@ -205,6 +236,9 @@ pub struct BrokerUsage {
     pub rss_connected_bytes: Option<u64>,
     /// VmRSS at the end of the hold, before clients disconnect.
     pub rss_end_bytes: Option<u64>,
+    /// The largest VmRSS sampled during the run (see [`Report::series`]).
+    #[serde(default)]
+    pub rss_max_bytes: Option<u64>,
     /// `(rss_end - rss_before) / connected`.
     pub rss_per_connection_bytes: Option<f64>,
     /// User + system CPU seconds over the run.
@@ -232,29 +266,31 @@ pub struct LoadtestUsage {
     pub max_rss_bytes: u64,
 }
 
-/// A latency distribution, in milliseconds.
+/// A latency distribution, in milliseconds. Every figure is `None` (`null` in the JSON) when the
+/// distribution has no samples: an empty histogram has no minimum, mean or percentile, and a 0
+/// would read as a measurement.
 #[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 pub struct Latency {
     /// Samples.
     pub count: u64,
     /// Smallest.
-    pub min_ms: f64,
+    pub min_ms: Option<f64>,
     /// Mean.
-    pub mean_ms: f64,
+    pub mean_ms: Option<f64>,
     /// Standard deviation.
-    pub stddev_ms: f64,
+    pub stddev_ms: Option<f64>,
     /// Median.
-    pub p50_ms: f64,
+    pub p50_ms: Option<f64>,
     /// 90th percentile.
-    pub p90_ms: f64,
+    pub p90_ms: Option<f64>,
     /// 99th percentile.
-    pub p99_ms: f64,
+    pub p99_ms: Option<f64>,
     /// 99.9th percentile.
-    pub p99_9_ms: f64,
+    pub p99_9_ms: Option<f64>,
     /// 99.99th percentile.
-    pub p99_99_ms: f64,
+    pub p99_99_ms: Option<f64>,
     /// Largest.
-    pub max_ms: f64,
+    pub max_ms: Option<f64>,
     /// The histogram in nanoseconds: HdrHistogram V2 serialization, base64.
     pub histogram: String,
 }
@@ -264,32 +300,20 @@ const NS_PER_MS: f64 = 1e6;
 impl Latency {
     /// The summary of `histogram` (nanoseconds).
     pub fn from_histogram(histogram: &Histogram<u64>) -> Self {
-        let at = |quantile: f64| {
-            if histogram.is_empty() {
-                0.0
-            } else {
-                histogram.value_at_quantile(quantile) as f64 / NS_PER_MS
-            }
-        };
+        let defined = !histogram.is_empty();
+        let ms = |ns: f64| defined.then_some(ns / NS_PER_MS);
+        let at = |quantile: f64| ms(histogram.value_at_quantile(quantile) as f64);
         Self {
             count: histogram.len(),
-            min_ms: if histogram.is_empty() {
-                0.0
-            } else {
-                histogram.min() as f64 / NS_PER_MS
-            },
-            mean_ms: histogram.mean() / NS_PER_MS,
-            stddev_ms: histogram.stdev() / NS_PER_MS,
+            min_ms: ms(histogram.min() as f64),
+            mean_ms: ms(histogram.mean()),
+            stddev_ms: ms(histogram.stdev()),
             p50_ms: at(0.5),
             p90_ms: at(0.9),
             p99_ms: at(0.99),
             p99_9_ms: at(0.999),
             p99_99_ms: at(0.9999),
-            max_ms: if histogram.is_empty() {
-                0.0
-            } else {
-                histogram.max() as f64 / NS_PER_MS
-            },
+            max_ms: ms(histogram.max() as f64),
             histogram: encode_histogram(histogram),
         }
     }
@@ -297,6 +321,20 @@ impl Latency {
     /// The histogram this summary was made from.
     pub fn histogram(&self) -> anyhow::Result<Histogram<u64>> {
         decode_histogram(&self.histogram)
+    }
+
+    /// The figures of the summary tables, in their order: p50, p90, p99, p99.9, p99.99, max,
+    /// mean.
+    pub fn table_figures(&self) -> [Option<f64>; 7] {
+        [
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.p99_9_ms,
+            self.p99_99_ms,
+            self.max_ms,
+            self.mean_ms,
+        ]
     }
 }
 
@@ -402,6 +440,114 @@ impl Report {
         problems
     }
 
+    /// Fills [`Report::failures`] and [`Report::warnings`] from the figures; called once the
+    /// figures are final.
+    pub fn judge(&mut self) {
+        self.warnings = self
+            .broker
+            .as_ref()
+            .and_then(|broker| {
+                series::broker_warning(broker, &self.series, self.connections.connected)
+            })
+            .into_iter()
+            .collect();
+        let c = &self.connections;
+        let m = &self.messages;
+        let mut failures = Vec::new();
+        if c.failed > 0 {
+            let reasons = c
+                .failures
+                .iter()
+                .filter(|(reason, _)| !reason.starts_with(SUBSCRIBE_FAILURE))
+                .map(|(reason, &n)| (reason.as_str(), n));
+            failures.push(format!(
+                "{} of {} clients could not connect ({})",
+                c.failed,
+                self.setup.connections,
+                reason_list(reasons)
+            ));
+        }
+        if c.subscribe_failed > 0 {
+            let reasons = c.failures.iter().filter_map(|(reason, &n)| {
+                reason
+                    .strip_prefix(SUBSCRIBE_FAILURE)
+                    .map(|reason| (reason, n))
+            });
+            failures.push(format!(
+                "{} of {} subscribers could not subscribe ({})",
+                c.subscribe_failed,
+                self.setup.subscribers,
+                reason_list(reasons)
+            ));
+        }
+        if let Some(expected) = m.expected.filter(|&expected| expected > 0) {
+            if m.delivered == 0 {
+                failures.push(format!("no message was delivered ({expected} expected)"));
+            }
+        }
+        self.failures = failures;
+    }
+
+    /// The binary's exit status for this run: [`EXIT_FAILED`] when there are failures,
+    /// [`EXIT_INCOMPLETE`] when the run did not complete, [`EXIT_OK`] otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if !self.failures.is_empty() {
+            EXIT_FAILED
+        } else if self.outcome != Outcome::Complete {
+            EXIT_INCOMPLETE
+        } else {
+            EXIT_OK
+        }
+    }
+
+    /// What must be read before the figures, one line each: `FAILED: ` for every failure,
+    /// `INCOMPLETE: ` when the run ended early, `WARNING: ` for every warning. Empty for a
+    /// complete, valid run. The summary and the HTML page start with these.
+    pub fn verdict(&self) -> Vec<String> {
+        let m = &self.messages;
+        let mut lines: Vec<String> = self
+            .failures
+            .iter()
+            .map(|failure| format!("FAILED: {failure}"))
+            .collect();
+        let incomplete = match self.outcome {
+            Outcome::Complete => None,
+            Outcome::DrainTimeout => {
+                let mut missing = Vec::new();
+                if let (Some(lost), Some(expected)) = (m.lost.filter(|&lost| lost > 0), m.expected)
+                {
+                    missing.push(format!("{lost} of {expected} deliveries"));
+                }
+                if m.unacked > 0 {
+                    missing.push(format!("{} acknowledgements", m.unacked));
+                }
+                Some(format!(
+                    "the drain time ran out with {} missing",
+                    if missing.is_empty() {
+                        "deliveries".into()
+                    } else {
+                        missing.join(" and ")
+                    }
+                ))
+            }
+            Outcome::Interrupted => {
+                Some("interrupted; the figures cover the run until then".into())
+            }
+            Outcome::Timeout => Some(
+                "the run reached its time limit (--timeout); the figures cover the run until then"
+                    .into(),
+            ),
+            Outcome::Failed => Some("a worker failed (see the errors)".into()),
+        };
+        lines.extend(incomplete.map(|text| format!("INCOMPLETE: {text}")));
+        lines.extend(
+            self.warnings
+                .iter()
+                .map(|warning| format!("WARNING: {warning}")),
+        );
+        lines
+    }
+
     /// The human summary printed at the end of a run.
     pub fn summary(&self) -> String {
         let mut out = String::new();
@@ -418,6 +564,9 @@ impl Report {
             4 => "MQTT 3.1.1",
             _ => "MQTT 5.0",
         };
+        for line in self.verdict() {
+            let _ = writeln!(out, "{line}");
+        }
         let _ = writeln!(
             out,
             "shardmq-loadtest {} {:?}: {}",
@@ -446,12 +595,12 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "connections  {}/{} connected, {} failed, {} dropped; ramp {:.3} s{}",
+            "connections  {}/{} connected, {} failed, {} dropped; ramp {} s{}",
             c.connected,
             c.attempted,
             c.failed,
             c.dropped,
-            c.ramp_s,
+            figure(c.ramp_s, 1.0, 3),
             c.connects_per_s
                 .map(|rate| format!(" ({rate:.0}/s)"))
                 .unwrap_or_default(),
@@ -498,22 +647,14 @@ impl Report {
             "latency", "count", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
         );
         for (kind, _, latency) in self.latencies() {
-            let values = [
-                latency.p50_ms,
-                latency.p90_ms,
-                latency.p99_ms,
-                latency.p99_9_ms,
-                latency.p99_99_ms,
-                latency.max_ms,
-                latency.mean_ms,
-            ];
+            let values = latency.table_figures();
             let _ = write!(out, "{:<21}ms{:>10}", kind, latency.count);
             for value in values {
-                let _ = write!(out, "{value:>11.3}");
+                let _ = write!(out, "{:>11}", figure(value, 1.0, 3));
             }
             let _ = write!(out, "\n{:<21}µs{:>10}", "", "");
             for value in values {
-                let _ = write!(out, "{:>11.1}", value * 1e3);
+                let _ = write!(out, "{:>11}", figure(value, 1e3, 1));
             }
             let _ = writeln!(out);
         }
@@ -521,10 +662,11 @@ impl Report {
         if let Some(b) = &self.broker {
             let _ = writeln!(
                 out,
-                "broker       pid {}: RSS {} -> {} ({} per connection); CPU {} ({} of a core)",
+                "broker       pid {}: RSS {} -> {}, at most {} ({} per connection); CPU {} ({} of a core)",
                 b.pid,
                 optional_bytes(b.rss_before_bytes),
                 optional_bytes(b.rss_end_bytes),
+                optional_bytes(b.rss_max_bytes),
                 b.rss_per_connection_bytes.map_or("-".into(), bytes_text),
                 b.cpu_s.map_or("-".into(), |s| format!("{s:.2} s")),
                 b.cpu_percent.map_or("-".into(), |p| format!("{p:.0}%")),
@@ -546,6 +688,32 @@ impl Report {
     }
 }
 
+/// `value × scale` with `decimals` decimals, or `-` for a figure that is not defined.
+fn figure(value: Option<f64>, scale: f64, decimals: usize) -> String {
+    value.map_or("-".into(), |value| format!("{:.decimals$}", value * scale))
+}
+
+/// `reason` or `n reason, m reason, ...`, most frequent first, at most three.
+fn reason_list<'a>(reasons: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let mut reasons: Vec<(&str, u64)> = reasons.collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    match reasons.as_slice() {
+        [] => "no reason recorded".into(),
+        [(reason, _)] => (*reason).into(),
+        more => {
+            let mut list: Vec<String> = more
+                .iter()
+                .take(3)
+                .map(|(reason, n)| format!("{n} {reason}"))
+                .collect();
+            if more.len() > 3 {
+                list.push("...".into());
+            }
+            list.join(", ")
+        }
+    }
+}
+
 fn optional(value: Option<u64>) -> String {
     value.map_or("?".into(), |value| value.to_string())
 }
@@ -555,7 +723,7 @@ fn optional_bytes(value: Option<u64>) -> String {
 }
 
 /// `bytes` in B, KiB, MiB or GiB.
-fn bytes_text(bytes: f64) -> String {
+pub(crate) fn bytes_text(bytes: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes;
     let mut unit = 0;
@@ -592,6 +760,8 @@ pub(crate) mod tests {
             started_unix_ms: 1_700_000_000_000,
             outcome: Outcome::Complete,
             errors: Vec::new(),
+            failures: Vec::new(),
+            warnings: Vec::new(),
             setup: Setup {
                 host: "127.0.0.1".into(),
                 port: 1883,
@@ -620,14 +790,14 @@ pub(crate) mod tests {
                 subscribe_failed: 0,
                 dropped: 0,
                 drops: BTreeMap::new(),
-                ramp_s: 0.05,
+                ramp_s: Some(0.05),
                 connects_per_s: Some(2020.0),
                 connect_latency: Latency::from_histogram(&connect),
                 subscribe_latency: empty.clone(),
             },
             messages: Messages {
                 published: 10,
-                publish_s: 0.001,
+                publish_s: Some(0.001),
                 publishes_per_s: Some(10_000.0),
                 acked: 10,
                 rejected: 0,
@@ -649,6 +819,7 @@ pub(crate) mod tests {
                 rss_before_bytes: Some(1 << 20),
                 rss_connected_bytes: Some(2 << 20),
                 rss_end_bytes: Some(2 << 20),
+                rss_max_bytes: Some(2 << 20),
                 rss_per_connection_bytes: Some(10_382.0),
                 cpu_s: Some(0.2),
                 cpu_percent: Some(20.0),
@@ -662,7 +833,33 @@ pub(crate) mod tests {
                 processes: 1,
                 max_rss_bytes: 30 << 20,
             },
+            series: sample_series(scale),
         }
+    }
+
+    /// Points of a 3-second run of the sample's shape.
+    fn sample_series(scale: u64) -> Vec<Point> {
+        let point = |t_s: f64, phase: Phase, connections: u64, delivered: u64| Point {
+            t_s,
+            phase,
+            connections,
+            connect_failed: 0,
+            published: delivered / 100,
+            delivered,
+            connects_per_s: (t_s > 0.0).then(|| connections as f64 / t_s),
+            publishes_per_s: (t_s > 0.0).then(|| 10.0 / scale as f64),
+            deliveries_per_s: (t_s > 0.0).then(|| 1000.0 / scale as f64),
+            broker_rss_bytes: Some((1 << 20) + connections * 10_382),
+            broker_cpu_percent: (t_s > 0.0).then_some(20.0),
+        };
+        vec![
+            point(0.0, Phase::Connecting, 0, 0),
+            point(0.05, Phase::Publishing, 101, 0),
+            point(1.0, Phase::Publishing, 101, 500),
+            point(2.0, Phase::Draining, 101, 1000),
+            point(2.5, Phase::Holding, 101, 1000),
+            point(3.0, Phase::Finishing, 0, 1000),
+        ]
     }
 
     #[test]
@@ -682,11 +879,77 @@ pub(crate) mod tests {
             "/messages/lost",
             "/messages/deliveries_per_s",
             "/broker/rss_per_connection_bytes",
+            "/broker/rss_max_bytes",
             "/loadtest/cpu_percent",
+            "/failures",
+            "/warnings",
+            "/series/0/t_s",
+            "/series/0/phase",
+            "/series/2/deliveries_per_s",
+            "/series/2/broker_rss_bytes",
+            "/series/2/broker_cpu_percent",
         ] {
             assert!(value.pointer(pointer).is_some(), "{pointer} missing");
         }
         assert_eq!(value["outcome"], "complete");
+        assert_eq!(value["series"][1]["phase"], "publishing");
+        // The first point has no interval to measure a rate over.
+        assert!(value["series"][0]["deliveries_per_s"].is_null());
+    }
+
+    #[test]
+    fn empty_distributions_are_null_in_the_json() {
+        let mut report = sample("run", 1);
+        report.messages.publish_s = None;
+        report.connections.ramp_s = None;
+        let value = serde_json::to_value(&report).unwrap();
+        // The sample's subscribe and ack distributions have no samples.
+        for pointer in ["/connections/subscribe_latency", "/messages/ack_latency"] {
+            let latency = value.pointer(pointer).unwrap().as_object().unwrap();
+            assert_eq!(latency["count"], 0);
+            let figures: Vec<&String> = latency.keys().filter(|key| key.ends_with("_ms")).collect();
+            assert_eq!(figures.len(), 9, "{figures:?}");
+            for field in figures {
+                assert!(
+                    latency[field].is_null(),
+                    "{pointer}/{field}: {}",
+                    latency[field]
+                );
+            }
+        }
+        for pointer in ["/messages/publish_s", "/connections/ramp_s"] {
+            assert!(value.pointer(pointer).unwrap().is_null(), "{pointer}");
+        }
+        let back: Report = serde_json::from_value(value).unwrap();
+        assert_eq!(back, report);
+
+        let mut one = new_histogram();
+        one.record(2_000_000).unwrap();
+        let latency = Latency::from_histogram(&one);
+        for figure in latency.table_figures().into_iter().chain([latency.min_ms]) {
+            // Within HdrHistogram's 3 significant digits.
+            assert!((figure.unwrap() - 2.0).abs() < 0.002, "{figure:?}");
+        }
+        assert_eq!(latency.stddev_ms, Some(0.0));
+    }
+
+    #[test]
+    fn schema_1_reports_still_load() {
+        // Schema 1 wrote 0 for the figures of an empty distribution.
+        let mut value = serde_json::to_value(sample("old", 1)).unwrap();
+        value["schema"] = 1.into();
+        value["messages"]["ack_latency"]["p99_ms"] = 0.0.into();
+        value["messages"]["publish_s"] = 0.0.into();
+        for field in ["failures", "warnings", "series"] {
+            value.as_object_mut().unwrap().remove(field);
+        }
+        value["broker"]
+            .as_object_mut()
+            .unwrap()
+            .remove("rss_max_bytes");
+        let report: Report = serde_json::from_value(value).unwrap();
+        assert_eq!(report.messages.ack_latency.p99_ms, Some(0.0));
+        assert!(report.series.is_empty() && report.failures.is_empty());
     }
 
     #[test]
@@ -694,9 +957,16 @@ pub(crate) mod tests {
         let report = sample("run", 1);
         let latency = &report.messages.latency;
         assert_eq!(latency.count, 1000);
-        assert!((latency.p50_ms - 0.5).abs() < 0.001, "{}", latency.p50_ms);
-        assert!((latency.p99_ms - 0.99).abs() < 0.001, "{}", latency.p99_ms);
-        assert!((latency.max_ms - 1.0).abs() < 0.001, "{}", latency.max_ms);
+        let near = |value: Option<f64>, want: f64| {
+            assert!(
+                (value.unwrap() - want).abs() < 0.001,
+                "{value:?} is not {want}"
+            );
+        };
+        near(latency.p50_ms, 0.5);
+        near(latency.p99_ms, 0.99);
+        near(latency.max_ms, 1.0);
+        near(latency.min_ms, 0.001);
         assert_eq!(latency.histogram().unwrap().len(), 1000);
     }
 
@@ -750,6 +1020,127 @@ pub(crate) mod tests {
                 "3 messages lost"
             ]
         );
+    }
+
+    #[test]
+    fn clients_that_could_not_connect_fail_the_run_first() {
+        let mut report = sample("run", 1);
+        report.setup.connections = 1000;
+        let c = &mut report.connections;
+        (c.attempted, c.connected, c.failed) = (1000, 688, 312);
+        c.failures = BTreeMap::from([
+            ("connection refused".to_owned(), 300),
+            ("timeout".to_owned(), 12),
+        ]);
+        report.judge();
+        assert_eq!(
+            report.failures,
+            ["312 of 1000 clients could not connect (300 connection refused, 12 timeout)"]
+        );
+        assert_eq!(report.exit_code(), EXIT_FAILED);
+        let summary = report.summary();
+        assert!(
+            summary.starts_with(
+                "FAILED: 312 of 1000 clients could not connect (300 connection refused, 12 timeout)\n\
+                 shardmq-loadtest fanout"
+            ),
+            "{summary}"
+        );
+
+        report.connections.failures = BTreeMap::from([("connection refused".to_owned(), 312)]);
+        report.judge();
+        assert_eq!(
+            report.failures,
+            ["312 of 1000 clients could not connect (connection refused)"]
+        );
+    }
+
+    #[test]
+    fn subscribe_failures_are_told_apart() {
+        let mut report = sample("run", 1);
+        let c = &mut report.connections;
+        (c.failed, c.subscribe_failed) = (1, 5);
+        c.failures = BTreeMap::from([
+            ("CONNACK NotAuthorized".to_owned(), 1),
+            (format!("{SUBSCRIBE_FAILURE}SUBACK refused"), 4),
+            (format!("{SUBSCRIBE_FAILURE}timeout"), 1),
+        ]);
+        report.judge();
+        assert_eq!(
+            report.failures,
+            [
+                "1 of 101 clients could not connect (CONNACK NotAuthorized)",
+                "5 of 100 subscribers could not subscribe (4 SUBACK refused, 1 timeout)",
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_delivered_fails_however_the_run_ended() {
+        let mut report = sample("run", 1);
+        report.outcome = Outcome::DrainTimeout;
+        let m = &mut report.messages;
+        (m.received, m.delivered, m.lost) = (0, 0, Some(1000));
+        m.latency = Latency::from_histogram(&new_histogram());
+        report.judge();
+        assert_eq!(
+            report.failures,
+            ["no message was delivered (1000 expected)"]
+        );
+        assert_eq!(report.exit_code(), EXIT_FAILED);
+        assert_eq!(
+            report.verdict(),
+            [
+                "FAILED: no message was delivered (1000 expected)",
+                "INCOMPLETE: the drain time ran out with 1000 of 1000 deliveries missing",
+            ]
+        );
+        assert!(report
+            .summary()
+            .starts_with("FAILED: no message was delivered"));
+    }
+
+    #[test]
+    fn exit_status_follows_outcome_and_failures() {
+        let mut report = sample("run", 1);
+        report.judge();
+        assert_eq!(report.verdict(), Vec::<String>::new());
+        assert_eq!(report.exit_code(), EXIT_OK);
+        assert!(report.summary().starts_with("shardmq-loadtest fanout"));
+        for outcome in [Outcome::Interrupted, Outcome::Timeout, Outcome::Failed] {
+            report.outcome = outcome;
+            assert_eq!(report.exit_code(), EXIT_INCOMPLETE, "{outcome:?}");
+            assert!(report.verdict()[0].starts_with("INCOMPLETE: "));
+        }
+        report.outcome = Outcome::DrainTimeout;
+        report.messages.lost = Some(0);
+        report.messages.unacked = 3;
+        assert_eq!(
+            report.verdict(),
+            ["INCOMPLETE: the drain time ran out with 3 acknowledgements missing"]
+        );
+        // Warnings come last and change nothing.
+        report.outcome = Outcome::Complete;
+        report.warnings = vec!["broker not fresh".into()];
+        assert_eq!(report.verdict(), ["WARNING: broker not fresh"]);
+        assert_eq!(report.exit_code(), EXIT_OK);
+    }
+
+    #[test]
+    fn a_run_that_expects_no_delivery_does_not_fail_for_none() {
+        let mut report = sample("conn", 1);
+        report.scenario = "conn".into();
+        report.setup.publishers = 0;
+        report.setup.subscribers = 0;
+        let m = &mut report.messages;
+        (m.published, m.expected, m.delivered, m.lost) = (0, Some(0), 0, Some(0));
+        report.judge();
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        // Stopped before the expectation was known: incomplete, not failed.
+        report.outcome = Outcome::Interrupted;
+        report.messages.expected = None;
+        report.judge();
+        assert_eq!(report.exit_code(), EXIT_INCOMPLETE);
     }
 
     #[test]
