@@ -64,10 +64,10 @@ fn main() -> ExitCode {
         config,
         settings: flags,
     } = Cli::parse();
-    let settings = move || Settings::resolve(config.config.as_deref(), flags);
     let result = match command {
-        None => settings().and_then(|settings| startup::Plan::from_settings(&settings)?.run()),
-        Some(command) => cli::run(command, settings),
+        None => cli::settings(config.config.as_deref(), flags)
+            .and_then(|settings| startup::Plan::from_settings(&settings)?.run()),
+        Some(command) => cli::run(command, config, flags),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
