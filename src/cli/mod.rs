@@ -5,19 +5,23 @@
 //! | --- | --- | --- |
 //! | `check-config` | [`check_config`] | the configuration, checked as start-up checks it, and every file it names |
 //! | `passwd` | [`passwd`] | a password file (no configuration) |
+//! | `import-mosquitto-conf` | [`import_mosquitto_conf`] | a mosquitto.conf, written as shardmq's TOML (no configuration) |
 //! | `hot-topics` | [`hot_topics`] | a running broker's admin API, or Redis |
 //! | `status` | [`status`] | the status history in Postgres |
 //! | `users` | [`users`] | the users in Redis |
 //! | `import` | [`import`] | the access files, written into Redis |
 //!
-//! Every command but `passwd` reads its defaults (admin address and token, Postgres and Redis
-//! URLs) from the same configuration as the broker (`--config` and flags), so
-//! `shardmq --config broker.toml status` finds the broker's own Postgres. `check-config` also
-//! takes `--config` and the flags after its name, which win over those before it.
+//! Every command but `passwd` and `import-mosquitto-conf` reads its defaults (admin address and
+//! token, Postgres and Redis URLs) from the same configuration as the broker (`--config` and
+//! flags), so `shardmq --config broker.toml status` finds the broker's own Postgres.
+//! `check-config` also takes `--config` and the flags after its name, which win over those
+//! before it. A `--config` file that reads like a mosquitto.conf gets its error followed by how
+//! to convert it ([`settings`]).
 
 pub mod check_config;
 pub mod hot_topics;
 pub mod import;
+pub mod import_mosquitto_conf;
 pub mod passwd;
 mod redis;
 pub mod status;
@@ -44,14 +48,19 @@ pub enum Command {
     Users(users::UsersArgs),
     /// Loads password, ACL, relations and auto-subscribe files into Redis.
     Import(import::ImportArgs),
+    /// Converts a mosquitto.conf into shardmq's TOML configuration, naming what does not carry
+    /// over.
+    ImportMosquittoConf(import_mosquitto_conf::ImportMosquittoConfArgs),
 }
 
-/// Runs `command` with the configuration file and flags given before it. `passwd` never reads
-/// them, so a broken configuration file does not stop an operator from fixing a password file.
+/// Runs `command` with the configuration file and flags given before it. `passwd` and
+/// `import-mosquitto-conf` never read them, so a broken configuration file does not stop an
+/// operator from fixing a password file or converting a Mosquitto configuration.
 pub fn run(command: Command, config: ConfigFile, flags: Settings) -> anyhow::Result<()> {
     let resolved = || settings(config.config.as_deref(), flags.clone());
     match command {
         Command::Passwd(args) => passwd::run(args),
+        Command::ImportMosquittoConf(args) => import_mosquitto_conf::run(&args),
         Command::CheckConfig(args) => {
             let (file, flags) = args.after(config.config.clone(), flags.clone());
             check_config::run(&settings(file.as_deref(), flags)?)
@@ -64,7 +73,11 @@ pub fn run(command: Command, config: ConfigFile, flags: Settings) -> anyhow::Res
 }
 
 /// The settings of `file` (if any) overridden by `flags`, as the broker and every command read
-/// them.
+/// them. A file that is not TOML but reads like a mosquitto.conf gets its error followed by how
+/// to convert it.
 pub fn settings(file: Option<&Path>, flags: Settings) -> anyhow::Result<Settings> {
-    Settings::resolve(file, flags)
+    Settings::resolve(file, flags).map_err(|err| match file.and_then(import_mosquitto_conf::hint) {
+        Some(hint) => anyhow::anyhow!("{err:#}\n{hint}"),
+        None => err,
+    })
 }
