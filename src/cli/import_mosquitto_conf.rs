@@ -67,15 +67,13 @@ pub fn run(args: &ImportMosquittoConfArgs) -> anyhow::Result<()> {
     for unmapped in &translation.unmapped {
         writeln!(stderr, "not mapped: {unmapped}")?;
     }
-    let written = args
+    let check = args
         .output
         .as_ref()
-        .map_or("the configuration".to_owned(), |output| {
-            output.display().to_string()
-        });
+        .map_or("FILE".to_owned(), |output| output.display().to_string());
     writeln!(
         stderr,
-        "{} option(s) not mapped; check {written} with `shardmq check-config --config FILE`",
+        "{} option(s) not mapped; check the result with `shardmq check-config --config {check}`",
         translation.unmapped.len()
     )?;
     Ok(())
