@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         config,
         settings: flags,
     } = Cli::parse();
-    let settings = Settings::resolve(config.config.as_deref(), flags);
+    let settings = cli::settings(config.config.as_deref(), flags.clone());
     let _log = match &settings {
         Ok(settings) => logging::init(
             settings.log_level.as_ref(),
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     };
     let result = match command {
         None => settings.and_then(|settings| startup::Plan::from_settings(&settings)?.run()),
-        Some(command) => cli::run(command, move || settings),
+        Some(command) => cli::run(command, config, flags),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -63,6 +63,12 @@ impl Plan {
         })
     }
 
+    /// Reads and parses every access file the settings name, as the control core does when it
+    /// starts, without starting it (for `check-config`); the error names the key, file and line.
+    pub fn check_files(&self) -> anyhow::Result<()> {
+        self.control.check_files()
+    }
+
     /// The shards' configuration.
     pub fn shard_config(&self) -> &ShardConfig {
         &self.config

@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
 # Reports whether this host can hold N concurrent MQTT connections: for each setting the current
 # value, the recommended one and a status. FAIL means N connections cannot be held (descriptors,
-# locked memory for io_uring, ports for a local load generator, conntrack, memory); WARN costs
-# performance under load, not capacity. Exits 1 when any line FAILs.
+# locked memory for io_uring, conntrack, memory, and for a load generator its ephemeral ports);
+# WARN costs performance under load, not capacity. Exits 1 when any line FAILs.
 #
-# Usage: tuning/check.sh [--connections N]      (N defaults to 100000)
+# Usage: tuning/check.sh [--role broker|loadgen] [--connections N]
+#   --role broker   (default) a host that runs the broker: it accepts connections on its
+#                   listening ports and needs no ephemeral ports
+#   --role loadgen  a host that runs shardmq-loadtest, with the broker beside it as the tests do:
+#                   also checks the ephemeral port range its outgoing connections draw from
+#   --connections N (default 100000)
 # Fix with tuning/apply.sh; each setting is explained in tuning/TUNING.md.
 set -euo pipefail
 
 connections=100000
+role=broker
 while [ $# -gt 0 ]; do
     case "$1" in
+        --role)
+            role="${2:-}"
+            shift 2 || shift
+            ;;
+        --role=*)
+            role="${1#*=}"
+            shift
+            ;;
         --connections)
             connections="${2:-}"
             shift 2 || shift
@@ -20,7 +34,7 @@ while [ $# -gt 0 ]; do
             shift
             ;;
         -h | --help)
-            sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -33,14 +47,25 @@ if ! [[ "$connections" =~ ^[0-9]+$ ]] || [ "$connections" -eq 0 ]; then
     echo "check.sh: --connections needs a positive number" >&2
     exit 2
 fi
+case "$role" in
+    broker | loadgen) ;;
+    *)
+        echo "check.sh: --role needs broker or loadgen, not '$role'" >&2
+        exit 2
+        ;;
+esac
 
 # Descriptors a broker process needs beyond its connections (listeners, rings, logs, files).
 readonly broker_reserve=1024
 # Widest ephemeral port range (1024-65535) and thus the most connections per source address.
 readonly max_ports=64512
-# Estimated memory per connection with the load generator on the same host: two kernel sockets
-# (~3.5 KiB each idle), the broker's session (<= 1 KiB) and the load generator's client (~1 KiB).
-readonly kib_per_connection=10
+# Estimated memory per connection: a kernel socket (~3.5 KiB idle) and the broker's session
+# (<= 1 KiB); with the load generator on the same host, a second socket and its client (~1 KiB).
+if [ "$role" = loadgen ]; then
+    readonly kib_per_connection=10 memory_note="with broker and load generator on this host"
+else
+    readonly kib_per_connection=5 memory_note="for the broker"
+fi
 
 fails=0
 warns=0
@@ -80,7 +105,7 @@ at_least() {
 }
 
 need_fds=$((connections + broker_reserve))
-printf 'Can this host hold %d MQTT connections?\n\n' "$connections"
+printf 'Can this host hold %d MQTT connections (role: %s)?\n\n' "$connections" "$role"
 printf '%-32s %-24s %-24s %s\n' setting current recommended status
 
 # --- descriptors ---------------------------------------------------------------------------------
@@ -158,22 +183,26 @@ else
 fi
 row "RLIMIT_MEMLOCK soft (this shell)" "$memlock_text" ">= 65536 KiB (unlimited)" $status "$note"
 
-# --- ports for a load generator on this host -----------------------------------------------------
-range=$(sysctl_value net.ipv4.ip_local_port_range)
-low=$(field 1 "$range")
-high=$(field 2 "$range")
-ports=$((high - low + 1))
-wanted_ports=$((connections < max_ports ? connections : max_ports))
-if [ $ports -ge $wanted_ports ]; then status=ok; else status=FAIL; fi
-note=""
-if [ $status = FAIL ]; then
-    note="a load generator here has $ports ports per source address; widen to 1024 65535 (sysctl.d)"
+# --- ports for a load generator on this host ---------------------------------------------------
+# Only outgoing connections take an ephemeral port; a broker's side of each connection uses its
+# listening port, so a broker-only host is not judged on this range.
+if [ "$role" = loadgen ]; then
+    range=$(sysctl_value net.ipv4.ip_local_port_range)
+    low=$(field 1 "$range")
+    high=$(field 2 "$range")
+    ports=$((high - low + 1))
+    wanted_ports=$((connections < max_ports ? connections : max_ports))
+    if [ $ports -ge $wanted_ports ]; then status=ok; else status=FAIL; fi
+    note=""
+    if [ $status = FAIL ]; then
+        note="a load generator here has $ports ports per source address; widen to 1024 65535 (sysctl.d)"
+    fi
+    if [ "$connections" -gt "$ports" ]; then
+        ips=$(((connections + ports - 1) / ports))
+        note="${note:+$note; }a load generator here needs $ips source addresses: shardmq-loadtest --src-ips $ips"
+    fi
+    row net.ipv4.ip_local_port_range "$range ($ports)" "1024 65535 ($max_ports)" $status "$note"
 fi
-if [ "$connections" -gt "$ports" ]; then
-    ips=$(((connections + ports - 1) / ports))
-    note="${note:+$note; }a load generator here needs $ips source addresses: shardmq-loadtest --src-ips $ips"
-fi
-row net.ipv4.ip_local_port_range "$range ($ports)" "1024 65535 ($max_ports)" $status "$note"
 
 # --- connection tracking ---------------------------------------------------------------------------
 value=$(sysctl_value net.netfilter.nf_conntrack_max)
@@ -188,7 +217,7 @@ available_kib=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
 needed_kib=$((connections * kib_per_connection))
 if [ "$available_kib" -ge "$needed_kib" ]; then status=ok; else status=FAIL; fi
 row "MemAvailable" "$((available_kib / 1024)) MiB" ">= $((needed_kib / 1024)) MiB" $status \
-    "$([ $status = FAIL ] && echo "estimate: ${kib_per_connection} KiB per connection with broker and load generator on this host")"
+    "$([ $status = FAIL ] && echo "estimate: ${kib_per_connection} KiB per connection ${memory_note}")"
 
 tcp_mem=$(sysctl_value net.ipv4.tcp_mem)
 tcp_mem_max=$(field 3 "$tcp_mem")

@@ -138,7 +138,7 @@ fn read_text(path: &Path) -> Result<String, FileError> {
 
 /// The lines of `text` that carry content, each with its 1-based number, trimmed: blank lines
 /// and lines whose first non-blank character is `#` are skipped.
-fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+pub(crate) fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.lines()
         .enumerate()
         .map(|(index, line)| (index + 1, line.trim()))
@@ -146,7 +146,7 @@ fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 /// Splits off the first whitespace-separated word of a trimmed line: `(word, rest trimmed)`.
-fn first_word(line: &str) -> (&str, &str) {
+pub(crate) fn first_word(line: &str) -> (&str, &str) {
     match line.split_once(char::is_whitespace) {
         Some((word, rest)) => (word, rest.trim_start()),
         None => (line, ""),

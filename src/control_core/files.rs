@@ -3,6 +3,7 @@
 //! the default. A reload (SIGHUP) reads every file again; one that does not parse leaves all the
 //! previous data in force.
 
+use anyhow::Context;
 use shardmq_codec::QoS;
 use shardmq_shard::acl::SessionAcl;
 use tracing::{info, warn};
@@ -64,25 +65,34 @@ impl Data {
         info!(file = %passwords.path().display(), users = passwords.len(), "password file loaded");
     }
 
+    /// Reads every configured file; an error names the key, the file and the line.
     fn load(files: &AccessFiles) -> anyhow::Result<Data> {
         Ok(Data {
             passwords: files
                 .password_file
                 .as_deref()
                 .map(PasswordFile::load)
-                .transpose()?,
-            rules: files.acl_file.as_deref().map(load_acl_file).transpose()?,
+                .transpose()
+                .context("password_file")?,
+            rules: files
+                .acl_file
+                .as_deref()
+                .map(load_acl_file)
+                .transpose()
+                .context("acl_file")?,
             relations: files
                 .relations_file
                 .as_deref()
                 .map(load_relations_file)
-                .transpose()?
+                .transpose()
+                .context("relations_file")?
                 .unwrap_or_default(),
             auto_subscribe: files
                 .auto_subscribe_file
                 .as_deref()
                 .map(load_auto_subscribe_file)
-                .transpose()?
+                .transpose()
+                .context("auto_subscribe_file")?
                 .unwrap_or_default(),
         })
     }

@@ -88,6 +88,15 @@ impl Plan {
         !self.allow_anonymous || self.redis_url.is_some() || !self.files.is_empty()
     }
 
+    /// Reads and parses the configured files with the loaders [`Plan::start`] uses, without
+    /// starting the control core; nothing is read when Redis holds users and rules.
+    pub fn check_files(&self) -> anyhow::Result<()> {
+        if self.redis_url.is_some() || self.files.is_empty() {
+            return Ok(());
+        }
+        FileBackend::load(self.files.clone(), self.allow_anonymous).map(drop)
+    }
+
     /// Loads the files (or connects to Redis) and starts the control core, when needed.
     pub fn start(&self) -> anyhow::Result<Option<(ControlCore, Authenticator)>> {
         if !self.needs_control_core() {
