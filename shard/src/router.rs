@@ -16,9 +16,11 @@
 //! Routing (ARCHITECTURE.md, "One PUBLISH"): the local trie maps filters to this shard's
 //! subscribers; the route table, replicated on every shard, maps filters to the shards that have
 //! subscribers. A publish goes at most once to each interested shard, the message shared by
-//! `Arc`. The first local subscriber to a filter sends `RouteAdd` to every peer, and the SUBACK
-//! (or CONNACK, for restored and automatic subscriptions) waits for every peer's `RouteAck`, so a
-//! message published anywhere after it is delivered. The client-id protocol is in [`crate::takeover`].
+//! `Arc`. The first local subscriber to a filter sends `RouteAdd` to every peer (an
+//! [`Announcement`]), and the SUBACK (or CONNACK, for restored and automatic subscriptions) waits
+//! for every peer's `RouteAck`, so a message published anywhere after it is delivered. A second
+//! subscriber to the same filter while the announcement is still unacknowledged waits for the
+//! same acknowledgements: the route it relies on is not in place before. The client-id protocol is in [`crate::takeover`].
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -257,7 +259,7 @@ struct Client {
     identity: Identity,
     acl: Option<Box<SessionAcl>>,
     phase: Phase,
-    /// Route acknowledgements the pending CONNECT or SUBSCRIBE still waits for.
+    /// Route announcements the pending CONNECT or SUBSCRIBE still waits for.
     awaiting_acks: usize,
     pending_suback: Option<Box<PendingSubAck>>,
     /// MQTT 5 topic aliases the client set (they live as long as the connection).
@@ -292,6 +294,15 @@ pub struct Departure {
     pub peer: Option<SocketAddr>,
     /// Requests the access rules refused during the connection.
     pub denials: u32,
+}
+
+/// A filter's first local subscriber, announced to the peers (`RouteAdd`): the clients whose
+/// SUBACK or CONNACK waits for the route to be in place everywhere.
+#[derive(Debug)]
+struct Announcement {
+    filter: ByteStr,
+    acks_left: usize,
+    waiters: Vec<ConnId>,
 }
 
 /// What one delivery did to a client.
@@ -420,6 +431,11 @@ pub struct Router {
     retained_bytes: usize,
     /// Sessions that moved away, by their old connection id here.
     forwards: HashMap<ConnId, Forward>,
+    /// Route announcements still waiting for peers' acknowledgements, by token.
+    announcements: HashMap<u64, Announcement>,
+    /// The token of the unacknowledged announcement of each filter.
+    announcing: HashMap<ByteStr, u64>,
+    next_announcement: u64,
     /// Connections closed by a takeover whose tasks have not ended yet: who they were.
     departed: HashMap<ConnId, Departure>,
     outputs: Vec<Output>,
@@ -441,6 +457,9 @@ impl Router {
             registry: Registry::default(),
             retained_bytes: 0,
             forwards: HashMap::new(),
+            announcements: HashMap::new(),
+            announcing: HashMap::new(),
+            next_announcement: 0,
             departed: HashMap::new(),
             outputs: Vec::new(),
         }
@@ -1327,22 +1346,71 @@ impl Router {
             self.hot_topics.record_subscribers(&filter, 1);
         }
         if !first {
+            // The route may still be on its way to the peers: wait for it as its announcer does.
+            if let Some(announcement) = self
+                .announcing
+                .get(&filter)
+                .and_then(|token| self.announcements.get_mut(token))
+            {
+                if !announcement.waiters.contains(&conn) {
+                    announcement.waiters.push(conn);
+                    client.awaiting_acks += 1;
+                }
+            }
             return;
         }
         self.routes
             .get_or_insert_with(&filter, ShardSet::default)
             .insert(self.id);
         let peers = self.config.shards - 1;
-        client.awaiting_acks += peers;
+        if peers == 0 {
+            return;
+        }
+        client.awaiting_acks += 1;
+        let token = self.next_announcement;
+        self.next_announcement += 1;
+        self.announcements.insert(
+            token,
+            Announcement {
+                filter: filter.clone(),
+                acks_left: peers,
+                waiters: vec![conn],
+            },
+        );
+        self.announcing.insert(filter.clone(), token);
         for peer in self.peers().collect::<Vec<_>>() {
             self.transmit(
                 peer,
                 ShardMsg::RouteAdd {
                     filter: filter.clone(),
                     from: self.id,
-                    token: conn.0,
+                    token,
                 },
             );
+        }
+    }
+
+    /// A peer applied the announcement `token`; once every peer has, its waiters go on.
+    fn route_acknowledged(&mut self, token: u64) {
+        let Some(announcement) = self.announcements.get_mut(&token) else {
+            return;
+        };
+        announcement.acks_left -= 1;
+        if announcement.acks_left > 0 {
+            return;
+        }
+        let announcement = self
+            .announcements
+            .remove(&token)
+            .expect("the announcement was just found");
+        if self.announcing.get(&announcement.filter) == Some(&token) {
+            self.announcing.remove(&announcement.filter);
+        }
+        for conn in announcement.waiters {
+            if let Some(client) = self.clients.get_mut(&conn) {
+                client.awaiting_acks = client.awaiting_acks.saturating_sub(1);
+                self.maybe_complete(conn);
+            }
         }
     }
 
@@ -1492,16 +1560,11 @@ impl Router {
                 }
             });
         if matched > 1 {
-            targets.sort_by_key(|target| target.conn);
-            targets.dedup_by(|later, kept| {
-                if later.conn == kept.conn {
-                    kept.qos = kept.qos.max(later.qos);
-                    kept.retain |= later.retain;
-                    true
-                } else {
-                    false
-                }
-            });
+            // Overlapping subscriptions of one session: one delivery, at their highest QoS. A
+            // moved session's forwarded copy too, or the once-only check at its new place would
+            // keep whichever copy came first, perhaps the QoS 0 one.
+            merge_overlapping(&mut targets);
+            merge_overlapping(&mut forwarded);
         }
         for target in forwarded {
             self.forward(target.conn, &message, target.qos, target.retain);
@@ -1705,13 +1768,7 @@ impl Router {
                     .insert(from);
                 self.transmit(from, ShardMsg::RouteAck { token });
             }
-            ShardMsg::RouteAck { token } => {
-                let conn = ConnId(token);
-                if let Some(client) = self.clients.get_mut(&conn) {
-                    client.awaiting_acks = client.awaiting_acks.saturating_sub(1);
-                    self.maybe_complete(conn);
-                }
-            }
+            ShardMsg::RouteAck { token } => self.route_acknowledged(token),
             ShardMsg::RouteRemove { filter, from } => {
                 if let Some(shards) = self.routes.get_mut(&filter) {
                     shards.remove(from);
@@ -1917,6 +1974,20 @@ impl Router {
             }
         }
     }
+}
+
+/// Merges the targets of one connection into one, at the highest QoS any of them asks for.
+fn merge_overlapping(targets: &mut Vec<Target>) {
+    targets.sort_by_key(|target| target.conn);
+    targets.dedup_by(|later, kept| {
+        if later.conn == kept.conn {
+            kept.qos = kept.qos.max(later.qos);
+            kept.retain |= later.retain;
+            true
+        } else {
+            false
+        }
+    });
 }
 
 /// Whether a topic name or filter is within `max_topic_length` and `max_topic_levels`.
