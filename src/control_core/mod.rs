@@ -219,6 +219,7 @@ impl ControlCore {
                     backend,
                     guard,
                     broker: None,
+                    refresh_on_attach: false,
                     figures: worker_figures,
                     audit: Audit::new(Instant::now()),
                     queries: query_rx,
@@ -271,6 +272,9 @@ struct Worker {
     backend: Box<dyn Backend>,
     guard: LoginGuard,
     broker: Option<BrokerHandle>,
+    /// Rules changed before the broker was attached: applied to every session once it is (shards
+    /// serve clients before the control core learns their handle).
+    refresh_on_attach: bool,
     /// Refusals held back by the brute-force penalty: when, to whom, what.
     delayed: Vec<(Instant, oneshot::Sender<ConnectDecision>, ConnectDecision)>,
     figures: Arc<LoginFigures>,
@@ -291,7 +295,12 @@ impl Worker {
                     Err(_) => return,
                 },
                 recv(jobs) -> job => match job {
-                    Ok(Job::Attach(broker)) => self.broker = Some(broker),
+                    Ok(Job::Attach(broker)) => {
+                        self.broker = Some(broker);
+                        if std::mem::take(&mut self.refresh_on_attach) {
+                            self.refresh_sessions(&Refresh::All);
+                        }
+                    }
                     Ok(Job::Reload) => self.handle_reload(),
                     Err(_) => return,
                 },
@@ -507,7 +516,10 @@ impl Worker {
     /// Pushes recompiled rules to the sessions `refresh` concerns, in one batch per shard, and
     /// logs "access rules reloaded" once every shard confirmed it applied them.
     fn refresh_sessions(&mut self, refresh: &Refresh) {
-        let Some(broker) = &self.broker else { return };
+        let Some(broker) = &self.broker else {
+            self.refresh_on_attach = true;
+            return;
+        };
         let clients = broker.clients(LIST_TIMEOUT);
         let updates = self.backend.refreshed_acls(refresh, &clients);
         match broker.update_acls(&updates, LIST_TIMEOUT) {
