@@ -214,7 +214,8 @@ fn keep_alive_is_capped_by_the_server() {
 }
 
 /// 20,000 copies of `#` in one SUBSCRIBE over 2,000 retained messages: duplicates collapse, the
-/// retained messages go out in slices, and another client's PINGRESP stays under 100 ms.
+/// retained messages go out in slices, and another client's PINGRESP stays under 500 ms (a
+/// frozen shard takes seconds; the margin is for a loaded test machine, not a speed target).
 #[test]
 fn one_subscribe_does_not_freeze_the_shard() {
     let broker = Broker::start_one_shard(&[]);
@@ -246,7 +247,7 @@ fn one_subscribe_does_not_freeze_the_shard() {
         slowest = slowest.max(sent.elapsed());
     }
     assert!(
-        slowest < Duration::from_millis(100),
+        slowest < Duration::from_millis(500),
         "PINGRESP took {slowest:?}"
     );
     // The SUBACK answers every filter.
