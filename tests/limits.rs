@@ -134,17 +134,27 @@ fn connections_still_connecting_are_capped_per_address() {
 }
 
 /// A peer that never reads: its outbox stays bounded (reading from it pauses), the write
-/// timeout ends the connection, and a kick takes effect.
+/// timeout ends the connection as a lost one (its will is published), and the log says why.
 #[test]
 fn a_client_that_never_reads_is_paused_then_closed() {
     let broker = Broker::start(&["--write-timeout", "1", "--max-outbox-bytes", "65536"]);
+    let mut watcher = RawClient::connect(broker.addr, "watcher");
+    watcher.subscribe(&[("wills/pinger", QoS::AtMostOnce)]);
     // A small receive window, so the PINGRESPs pile up at the broker rather than in this
     // socket's buffer.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&broker.addr.into()).unwrap();
     let mut pinger = RawClient::from_stream(socket.into());
-    pinger.send(&Packet::Connect(Box::new(connect_packet("pinger", true))));
+    let mut connect = connect_packet("pinger", true);
+    connect.will = Some(shardmq_codec::LastWill {
+        topic: ByteStr::from("wills/pinger"),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    pinger.send(&Packet::Connect(Box::new(connect)));
     // Three million PINGREQs without reading one PINGRESP: more than the kernel's socket
     // buffers hold (4 MiB here), so replies pile up at the broker, which stops reading; this
     // write then ends in its own timeout.
@@ -157,8 +167,22 @@ fn a_client_that_never_reads_is_paused_then_closed() {
     figure_reaches(&broker, "limit_outbox", 1);
     figure_reaches(&broker, "write_timeouts", 1);
     broker.wait_for_stats("the pinger gone", |stats| {
-        stats["total"]["connections"].as_u64() == Some(0)
+        stats["total"]["connections"].as_u64() == Some(1)
     });
+    let will = watcher
+        .next_publish(WAIT)
+        .expect("the will of a lost connection");
+    assert_eq!(&will.payload[..], b"gone");
+    assert!(broker
+        .wait_for_log(
+            &[
+                "client disconnected",
+                "client_id=pinger",
+                "could not be written to in time"
+            ],
+            WAIT
+        )
+        .is_some());
 }
 
 /// A kick takes effect on a client whose socket is full and who never reads.
