@@ -532,6 +532,7 @@ fn accept_connect(
         protocol: connect.protocol,
         clean_start: connect.clean_start,
         persistent,
+        session_expiry: v5.then(|| connect.properties.session_expiry_interval.unwrap_or(0)),
         assigned,
         receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
         keep_alive: connect.keep_alive,
@@ -718,7 +719,8 @@ async fn teardown(shard: &Rc<Shard>, socket: &Rc<Socket>, end: End) {
         socket.writer_idle().await;
     }
     if end.publishes_will() {
-        if let Some(fanout) = shard.with_router(|router| router.publish_will(conn)) {
+        let now = Instant::now();
+        if let Some(fanout) = shard.with_router(|router| router.publish_will(conn, now)) {
             shard.fan_out(fanout).await;
         }
     }
