@@ -626,7 +626,11 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
             }
         };
         trace!(conn = conn.0, packet = ?packet.packet_type(), "packet");
-        match shard.with_router(|router| router.handle_packet(conn, packet)) {
+        let now = Instant::now();
+        match shard.with_router(|router| {
+            router.advance(now);
+            router.handle_packet(conn, packet)
+        }) {
             Ok(Handled::Done) => {}
             Ok(Handled::Wait) => {
                 if !socket.signalled_within(PEER_TIMEOUT).await {

@@ -392,9 +392,19 @@ impl Client {
 
     /// Hands a routed message to the session, once (see `arrived`); `None` if it already
     /// arrived by the other path of a move.
-    fn deliver(&mut self, message: &Arc<Message>, qos: QoS, retain: bool) -> Option<Delivered> {
+    /// `now` is the router's time, against which the session judges message expiry.
+    fn deliver(
+        &mut self,
+        message: &Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        now: Option<Instant>,
+    ) -> Option<Delivered> {
         if self.arrived_before(message) {
             return None;
+        }
+        if let Some(now) = now {
+            self.session.handle_time(now);
         }
         let before = self.session.pending_bytes();
         if self.session.handle_delivery(message, qos, retain) {
@@ -426,7 +436,7 @@ impl Client {
 
     /// The will as a message to publish, if the client's rules (which may have changed since
     /// its CONNECT) still let it publish there; counted.
-    fn take_will(&mut self, stats: &Stats) -> Option<Arc<Message>> {
+    fn take_will(&mut self, stats: &Stats, now: Option<Instant>) -> Option<Arc<Message>> {
         self.will_at = None;
         let will = self.will.take()?;
         if !self.can_publish(&will.topic) {
@@ -444,6 +454,7 @@ impl Client {
             payload: will.payload,
             qos: will.qos,
             retain: will.retain,
+            expires_at: expiry_from(&properties, now),
             properties,
         }))
     }
@@ -489,6 +500,9 @@ pub struct Router {
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     /// Wills of sessions that ended, published by the next [`Router::handle_timeout`].
     wills_due: Vec<(Arc<Message>, Owner)>,
+    /// The latest time an input carried ([`Router::advance`]): message expiry is counted from
+    /// it, and sessions judge expiry by it. `None` before the first.
+    now: Option<Instant>,
     outputs: Vec<Output>,
 }
 
@@ -514,8 +528,16 @@ impl Router {
             departed: HashMap::new(),
             timers: BinaryHeap::new(),
             wills_due: Vec::new(),
+            now: None,
             outputs: Vec::new(),
         }
+    }
+
+    /// The time is `now`: the inputs that follow happen then. The router reads no clock; the
+    /// connection task advances it before each packet, and the shard's timer at least every
+    /// tick (so a delivery that came through the mesh is judged at most a tick late).
+    pub fn advance(&mut self, now: Instant) {
+        self.now = Some(self.now.map_or(now, |before| before.max(now)));
     }
 
     /// This shard's id.
@@ -956,6 +978,9 @@ impl Router {
             properties.subscription_identifier_available = Some(0);
             properties.shared_subscription_available = Some(0);
         }
+        if let Some(now) = self.now {
+            client.session.handle_time(now);
+        }
         client.session.send(&Packet::ConnAck(ConnAck {
             session_present: handshake.session_present,
             code: ReasonCode::Success,
@@ -1013,6 +1038,7 @@ impl Router {
     /// by [`Router::handle_timeout`] when the delay has passed or the session ends, whichever
     /// comes first, and dropped if the client id connects again meanwhile [MQTT-3.1.3-9].
     pub fn publish_will(&mut self, conn: ConnId, now: Instant) -> Option<FanOut> {
+        self.advance(now);
         let client = self.clients.get_mut(&conn)?;
         let delay = client.will.as_ref()?.properties.will_delay_interval;
         let delay = match (delay, client.session_expiry) {
@@ -1026,7 +1052,7 @@ impl Router {
                 return None;
             }
         }
-        let message = client.take_will(&self.stats)?;
+        let message = client.take_will(&self.stats, self.now)?;
         self.publish(message, self.owner(conn))
     }
 
@@ -1035,6 +1061,7 @@ impl Router {
     /// until its Session Expiry Interval (MQTT 5) or `persistent_client_expiration` (MQTT 3.x)
     /// has passed, unless this shard already keeps its share of `max_offline_sessions`.
     pub fn disconnected(&mut self, conn: ConnId, now: Instant) {
+        self.advance(now);
         let offline_cap = self
             .config
             .limits
@@ -1085,7 +1112,7 @@ impl Router {
             Stats::sub(&self.stats.sessions_offline, 1);
         }
         if client.will_at.is_some() {
-            if let Some(will) = client.take_will(&self.stats) {
+            if let Some(will) = client.take_will(&self.stats, self.now) {
                 self.wills_due.push((will, self.owner(conn)));
             }
         }
@@ -1102,6 +1129,7 @@ impl Router {
     /// their client id is released. Wills whose delay has passed (or whose session ended) are
     /// made due. Returns how many sessions ended.
     pub fn expire_sessions(&mut self, now: Instant) -> usize {
+        self.advance(now);
         let mut expired = 0;
         while let Some(&Reverse((at, conn))) = self.timers.peek() {
             if at > now {
@@ -1116,7 +1144,7 @@ impl Router {
             }
             if client.will_at.is_some_and(|will_at| will_at <= now) {
                 client.will_at = None;
-                if let Some(will) = client.take_will(&self.stats) {
+                if let Some(will) = client.take_will(&self.stats, self.now) {
                     self.wills_due.push((will, self.owner(conn)));
                 }
             }
@@ -1154,6 +1182,7 @@ impl Router {
     /// The time is `now`: ends expired sessions ([`Router::expire_sessions`]) and publishes the
     /// wills that are due. Returns the wills' local deliveries, for the driver to apply.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<FanOut> {
+        self.advance(now);
         self.expire_sessions(now);
         let mut fanouts = Vec::new();
         for (will, origin) in std::mem::take(&mut self.wills_due) {
@@ -1181,6 +1210,9 @@ impl Router {
         let Some(client) = self.clients.get_mut(&conn) else {
             return Ok(Handled::Done);
         };
+        if let Some(now) = self.now {
+            client.session.handle_time(now);
+        }
         let handled = match packet {
             Packet::Publish(publish) => return self.handle_publish(conn, publish),
             Packet::PubAck(ack) => {
@@ -1304,6 +1336,7 @@ impl Router {
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
+            expires_at: expiry_from(&properties, self.now),
             properties,
         });
         Ok(match self.publish(message, self.owner(conn)) {
@@ -1423,14 +1456,25 @@ impl Router {
         };
         client.session.send(&Packet::SubAck(pending.suback));
         let mut messages = Vec::new();
+        let mut expired = Vec::new();
+        let now = self.now;
         for (filter, qos) in pending.retained {
             // The same per-topic read check as a live delivery: `read #` with `deny secret/#`
             // must not hand out the retained `secret/x`.
             self.retained.for_each_matching(&filter, |topic, message| {
-                if client.can_receive(topic) {
+                if matches!((message.expires_at, now), (Some(at), Some(now)) if at <= now) {
+                    // Its Message Expiry Interval passed: no longer retained [MQTT-3.3.2-5].
+                    expired.push(message.topic.clone());
+                } else if client.can_receive(topic) {
                     messages.push((Arc::clone(message), qos));
                 }
             });
+        }
+        expired.sort_unstable();
+        expired.dedup();
+        Stats::add(&self.stats.messages_expired, expired.len() as u64);
+        for topic in expired {
+            self.apply_retain(&topic, None);
         }
         let batch = RetainedBatch { conn, messages };
         self.deliver_retained(&batch, 0..batch.len().min(RETAINED_SLICE));
@@ -1445,6 +1489,9 @@ impl Router {
         let Some(client) = self.clients.get_mut(&batch.conn) else {
             return;
         };
+        if let Some(now) = self.now {
+            client.session.handle_time(now);
+        }
         for (message, qos) in &batch.messages[range] {
             client.session.handle_delivery(message, *qos, true);
         }
@@ -1764,11 +1811,12 @@ impl Router {
         qos: QoS,
         retain: bool,
     ) {
+        let now = self.now;
         if let Some(client) = self.clients.get_mut(&conn) {
             if client.upstream != Some(from) || !client.can_receive(&message.topic) {
                 return;
             }
-            let Some(delivered) = client.deliver(message, qos, retain) else {
+            let Some(delivered) = client.deliver(message, qos, retain, now) else {
                 return;
             };
             if delivered.flush {
@@ -1868,11 +1916,13 @@ impl Router {
     pub fn deliver(&mut self, fanout: &FanOut, range: Range<usize>) {
         let mut drops = Drops::default();
         let mut delivered = 0;
+        let now = self.now;
         for target in &fanout.targets[range] {
             let Some(client) = self.clients.get_mut(&target.conn) else {
                 continue;
             };
-            let Some(outcome) = client.deliver(&fanout.message, target.qos, target.retain) else {
+            let Some(outcome) = client.deliver(&fanout.message, target.qos, target.retain, now)
+            else {
                 continue;
             };
             drops.add(outcome.drops);
@@ -1888,13 +1938,18 @@ impl Router {
     fn count_drops(&self, drops: Drops) {
         Stats::add(&self.stats.dropped_slow, drops.slow_qos0);
         Stats::add(&self.stats.dropped_queue_full, drops.queue_full);
+        Stats::add(&self.stats.messages_expired, drops.expired);
     }
 
     /// The writer sent what `conn` had queued: acknowledgements may have opened the inflight
     /// window meanwhile, so queued messages move into it.
     /// Returns whether the session has bytes to send.
     pub fn release_queued(&mut self, conn: ConnId) -> bool {
+        let now = self.now;
         self.clients.get_mut(&conn).is_some_and(|client| {
+            if let Some(now) = now {
+                client.session.handle_time(now);
+            }
             client.session.release_queued();
             client.session.pending_bytes() > 0
         })
@@ -2135,6 +2190,13 @@ fn merge_overlapping(targets: &mut Vec<Target>) {
             false
         }
     });
+}
+
+/// When a message published at `now` with these properties expires (MQTT 5 Message Expiry
+/// Interval); `None` never.
+fn expiry_from(properties: &Properties, now: Option<Instant>) -> Option<Instant> {
+    let interval = properties.message_expiry_interval?;
+    now?.checked_add(Duration::from_secs(interval.into()))
 }
 
 /// Whether a topic name or filter is within `max_topic_length` and `max_topic_levels`.

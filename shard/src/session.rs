@@ -8,11 +8,19 @@
 //! persistent session outlive its connection and move between shards as plain data
 //! ([`Session`] is `Send`).
 //!
+//! MQTT 5 Message Expiry Interval: a message carries the instant it expires ([`Message::expires_at`],
+//! set by the router from the time of its arrival). The session reads no clock: the router tells
+//! it the time of the input being handled ([`Session::handle_time`]). A message whose expiry has
+//! come before it is sent (queued offline or behind the window) is dropped and counted
+//! [MQTT-3.3.2-5]; one sent later than it arrived carries the interval that remains
+//! [MQTT-3.3.2-6]. A message already sent stays in flight until acknowledged.
+//!
 //! Retransmission follows MQTT 3.1.1 §4.4: over TCP nothing is resent on a timer; unacknowledged
 //! PUBLISH (with DUP) and PUBREL are resent when a persistent session reconnects [MQTT-4.4.0-1].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use hashbrown::{HashMap, HashSet};
@@ -35,6 +43,9 @@ pub struct Message {
     pub retain: bool,
     /// MQTT 5 properties forwarded to subscribers (topic alias and subscription ids removed).
     pub properties: Properties,
+    /// When the message expires (its MQTT 5 Message Expiry Interval counted from its arrival at
+    /// the broker); `None` never.
+    pub expires_at: Option<Instant>,
 }
 
 /// Limits a session enforces. Copied into each session so it never looks anything up.
@@ -216,6 +227,8 @@ pub struct Drops {
     pub slow_qos0: u64,
     /// Messages dropped because the session queue was full.
     pub queue_full: u64,
+    /// Messages whose MQTT 5 Message Expiry Interval passed before they were sent.
+    pub expired: u64,
 }
 
 impl Drops {
@@ -223,6 +236,7 @@ impl Drops {
     pub fn add(&mut self, other: Drops) {
         self.slow_qos0 += other.slow_qos0;
         self.queue_full += other.queue_full;
+        self.expired += other.expired;
     }
 }
 
@@ -260,6 +274,8 @@ pub struct Session {
     drops: Drops,
     dropped_total: u64,
     outbox: Outbox,
+    /// The time of the input being handled, told by the router ([`Session::handle_time`]).
+    now: Option<Instant>,
 }
 
 impl Session {
@@ -281,6 +297,7 @@ impl Session {
             drops: Drops::default(),
             dropped_total: 0,
             outbox: Outbox::default(),
+            now: None,
         }
     }
 
@@ -302,6 +319,61 @@ impl Session {
     /// A new connection is taking this (resumed) session over: hold deliveries until its CONNACK.
     pub fn handle_connecting(&mut self) {
         self.link = Link::Connecting { fresh: false };
+    }
+
+    /// The time of the input about to be handled: message expiry is judged against it.
+    pub fn handle_time(&mut self, now: Instant) {
+        self.now = Some(now);
+    }
+
+    /// Whether `message` has expired at the session's time.
+    fn expired(&self, message: &Message) -> bool {
+        matches!((message.expires_at, self.now), (Some(at), Some(now)) if at <= now)
+    }
+
+    /// The Message Expiry Interval to send `message` with now, when it differs from the one it
+    /// arrived with: the interval less the time it waited, in whole seconds rounded up
+    /// [MQTT-3.3.2-6].
+    fn remaining_expiry(&self, message: &Message) -> Option<u32> {
+        let remaining = message.expires_at?.saturating_duration_since(self.now?);
+        let seconds = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+        let seconds = u32::try_from(seconds).unwrap_or(u32::MAX);
+        (message.properties.message_expiry_interval != Some(seconds)).then_some(seconds)
+    }
+
+    /// Encodes a PUBLISH of `message` into the outbox, with the expiry interval that remains.
+    fn push_message(&mut self, message: &Message, qos: QoS, retain: bool, id: Option<PacketId>) {
+        let header = header(message, qos, retain, id);
+        match self.remaining_expiry(message) {
+            None => self
+                .outbox
+                .push_publish(&header, &message.payload, self.protocol),
+            Some(remaining) => {
+                let mut properties = message.properties.clone();
+                properties.message_expiry_interval = Some(remaining);
+                let header = PublishHeader {
+                    properties: &properties,
+                    ..header
+                };
+                self.outbox
+                    .push_publish(&header, &message.payload, self.protocol);
+            }
+        }
+    }
+
+    /// Drops the queued messages that have expired; returns how many.
+    fn drop_expired(&mut self) -> u64 {
+        let before = self.queued.len();
+        let now = self.now;
+        self.queued.retain(|queued| {
+            !matches!((queued.message.expires_at, now), (Some(at), Some(now)) if at <= now)
+        });
+        let dropped = (before - self.queued.len()) as u64;
+        if dropped > 0 {
+            self.queued_bytes = self.queued.iter().map(|q| q.message.payload.len()).sum();
+            self.drops.expired += dropped;
+        }
+        dropped
     }
 
     /// The user name that created the session.
@@ -371,7 +443,7 @@ impl Session {
         drops
     }
 
-    /// Messages this session dropped since it began (counted as [`Session::take_drops`] reads
+    /// Messages this session dropped for want of room (not those that expired) since it began (counted as [`Session::take_drops`] reads
     /// them), whichever connection and shard it was on.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_total
@@ -459,6 +531,10 @@ impl Session {
     /// `retain` is the RETAIN flag to deliver with (true for retained messages sent on
     /// subscribe, or as published with retain-as-published).
     pub fn handle_delivery(&mut self, message: &Arc<Message>, granted: QoS, retain: bool) -> bool {
+        if self.expired(message) {
+            self.drops.expired += 1;
+            return false;
+        }
         let qos = message.qos.min(granted);
         if self.link != Link::Connected {
             let as_offline = !matches!(self.link, Link::Connecting { fresh: true });
@@ -476,11 +552,7 @@ impl Session {
                 self.drops.slow_qos0 += 1;
                 return false;
             }
-            self.outbox.push_publish(
-                &header(message, qos, retain, None),
-                &message.payload,
-                self.protocol,
-            );
+            self.push_message(message, qos, retain, None);
             return true;
         }
         if self.queued.is_empty() && self.window_open() {
@@ -508,7 +580,12 @@ impl Session {
             self.limits.max_queued_online
         };
         let bytes = queued.message.payload.len();
-        if self.queued.len() >= bound || self.queued_bytes + bytes > self.limits.max_queued_bytes {
+        let full = |session: &Self| {
+            session.queued.len() >= bound
+                || session.queued_bytes + bytes > session.limits.max_queued_bytes
+        };
+        // Expired messages make room before a new one is refused.
+        if full(self) && (self.drop_expired() == 0 || full(self)) {
             self.drops.queue_full += 1;
             return false;
         }
@@ -519,11 +596,7 @@ impl Session {
 
     fn send_new(&mut self, message: Arc<Message>, qos: QoS, retain: bool) {
         let id = self.allocate_id();
-        self.outbox.push_publish(
-            &header(&message, qos, retain, Some(id)),
-            &message.payload,
-            self.protocol,
-        );
+        self.push_message(&message, qos, retain, Some(id));
         let awaiting = if qos == QoS::AtLeastOnce {
             Awaiting::PubAck
         } else {
@@ -545,12 +618,10 @@ impl Session {
                 break;
             };
             self.queued_bytes -= next.message.payload.len();
-            if next.qos == QoS::AtMostOnce {
-                self.outbox.push_publish(
-                    &header(&next.message, next.qos, next.retain, None),
-                    &next.message.payload,
-                    self.protocol,
-                );
+            if self.expired(&next.message) {
+                self.drops.expired += 1;
+            } else if next.qos == QoS::AtMostOnce {
+                self.push_message(&next.message, next.qos, next.retain, None);
             } else {
                 self.send_new(next.message, next.qos, next.retain);
             }
@@ -726,6 +797,7 @@ mod tests {
             qos,
             retain: false,
             properties: Properties::default(),
+            expires_at: None,
         })
     }
 
@@ -928,6 +1000,7 @@ mod tests {
                 qos: QoS::AtMostOnce,
                 retain: false,
                 properties: Properties::default(),
+                expires_at: None,
             });
             s.handle_delivery(&message, QoS::AtMostOnce, false);
             s.send(&Packet::PingResp);
@@ -1075,6 +1148,7 @@ mod tests {
                                 qos: QoS::from_u8(qos).unwrap(),
                                 retain: false,
                                 properties: Properties::default(),
+                                expires_at: None,
                             });
                             let before = session.take_drops();
                             prop_assert_eq!(before, Drops::default());
