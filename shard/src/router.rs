@@ -993,6 +993,8 @@ impl Router {
         } else {
             client.session.handle_connected(handshake.receive_maximum);
         }
+        let drops = client.session.take_drops();
+        self.count_drops(drops);
         self.outputs.push(Output::Flush(conn));
         self.outputs.push(Output::Ready(conn));
     }
@@ -1151,7 +1153,10 @@ impl Router {
             let Some(client) = self.clients.get(&conn) else {
                 continue;
             };
-            if client.expires_at.is_some_and(|expires_at| expires_at <= now) {
+            if client
+                .expires_at
+                .is_some_and(|expires_at| expires_at <= now)
+            {
                 self.end_session(conn);
                 expired += 1;
             }
@@ -1263,6 +1268,11 @@ impl Router {
             | Packet::PingResp
             | Packet::Auth(_) => return Err(ReasonCode::ProtocolError),
         };
+        if let Some(client) = self.clients.get_mut(&conn) {
+            // Acknowledgements release queued messages, some of which may have expired.
+            let drops = client.session.take_drops();
+            self.count_drops(drops);
+        }
         self.flush_if_pending(conn);
         Ok(handled)
     }
@@ -1945,14 +1955,17 @@ impl Router {
     /// window meanwhile, so queued messages move into it.
     /// Returns whether the session has bytes to send.
     pub fn release_queued(&mut self, conn: ConnId) -> bool {
-        let now = self.now;
-        self.clients.get_mut(&conn).is_some_and(|client| {
-            if let Some(now) = now {
-                client.session.handle_time(now);
-            }
-            client.session.release_queued();
-            client.session.pending_bytes() > 0
-        })
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return false;
+        };
+        if let Some(now) = self.now {
+            client.session.handle_time(now);
+        }
+        client.session.release_queued();
+        let pending = client.session.pending_bytes() > 0;
+        let drops = client.session.take_drops();
+        self.count_drops(drops);
+        pending
     }
 
     // ----- the mesh --------------------------------------------------------------------------

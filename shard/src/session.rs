@@ -338,7 +338,10 @@ impl Session {
         let remaining = message.expires_at?.saturating_duration_since(self.now?);
         let seconds = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
         let seconds = u32::try_from(seconds).unwrap_or(u32::MAX);
-        (message.properties.message_expiry_interval != Some(seconds)).then_some(seconds)
+        // A session's time may lag the publisher's by up to a timer tick: never more than sent.
+        let original = message.properties.message_expiry_interval;
+        let seconds = original.map_or(seconds, |original| original.min(seconds));
+        (original != Some(seconds)).then_some(seconds)
     }
 
     /// Encodes a PUBLISH of `message` into the outbox, with the expiry interval that remains.
