@@ -1034,6 +1034,119 @@ mod tests {
         assert_eq!(ids, vec![u16::MAX, 1, 2]);
     }
 
+    fn expiring(topic: &str, interval: u32, at: Instant) -> Arc<Message> {
+        let mut properties = Properties::default();
+        properties.message_expiry_interval = Some(interval);
+        Arc::new(Message {
+            topic: ByteStr::from(topic),
+            payload: Bytes::from_static(b"hello"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties,
+            expires_at: Some(at + std::time::Duration::from_secs(interval.into())),
+        })
+    }
+
+    fn drain_v5(session: &mut Session) -> Vec<Packet> {
+        let mut chunks = Vec::new();
+        session.poll_transmit(&mut chunks);
+        let mut buf = BytesMut::new();
+        for chunk in chunks {
+            buf.extend_from_slice(&chunk);
+        }
+        let mut decoder = Decoder::with_protocol(1 << 20, Protocol::V500);
+        let mut packets = Vec::new();
+        while let Some(packet) = decoder.decode(&mut buf).expect("valid output") {
+            packets.push(packet);
+        }
+        packets
+    }
+
+    #[test]
+    fn offline_messages_expire_and_the_rest_carry_the_remaining_interval() {
+        let t0 = Instant::now();
+        let mut s = Session::new(ByteStr::from("c"), Protocol::V500, SessionLimits::default());
+        s.handle_time(t0);
+        s.handle_disconnected();
+        assert!(s.handle_delivery(&expiring("short", 1, t0), QoS::AtLeastOnce, false));
+        assert!(s.handle_delivery(&expiring("long", 10, t0), QoS::AtLeastOnce, false));
+        s.handle_time(t0 + std::time::Duration::from_millis(3500));
+        s.handle_resumed(Protocol::V500, u16::MAX);
+        let packets = drain_v5(&mut s);
+        assert_eq!(packets.len(), 1, "{packets:?}");
+        let Packet::Publish(p) = &packets[0] else {
+            panic!("{packets:?}")
+        };
+        assert_eq!(p.topic.as_str(), "long");
+        // 6.5 s remain, rounded up [MQTT-3.3.2-6].
+        assert_eq!(p.properties.message_expiry_interval, Some(7));
+        let drops = s.take_drops();
+        assert_eq!((drops.expired, drops.queue_full), (1, 0));
+        assert_eq!(
+            s.dropped_total(),
+            0,
+            "expiry is not a drop for want of room"
+        );
+    }
+
+    #[test]
+    fn messages_behind_the_window_expire_before_they_are_sent() {
+        let t0 = Instant::now();
+        let limits = SessionLimits {
+            inflight: 1,
+            ..SessionLimits::default()
+        };
+        let mut s = Session::new(ByteStr::from("c"), Protocol::V500, limits);
+        s.handle_time(t0);
+        s.handle_delivery(&expiring("first", 60, t0), QoS::AtLeastOnce, false);
+        s.handle_delivery(&expiring("second", 1, t0), QoS::AtLeastOnce, false);
+        assert_eq!(drain_v5(&mut s).len(), 1);
+        assert_eq!(s.queued_len(), 1);
+        s.handle_time(t0 + std::time::Duration::from_secs(2));
+        s.handle_puback(id(1));
+        assert!(drain_v5(&mut s).is_empty(), "the queued message expired");
+        assert_eq!(s.take_drops().expired, 1);
+        // A message arriving already expired (it waited between shards) is not sent either.
+        s.handle_delivery(&expiring("late", 1, t0), QoS::AtMostOnce, false);
+        assert!(drain_v5(&mut s).is_empty());
+        assert_eq!(s.take_drops().expired, 1);
+    }
+
+    #[test]
+    fn expired_messages_make_room_in_a_full_queue() {
+        let t0 = Instant::now();
+        let limits = SessionLimits {
+            max_queued: 1,
+            ..SessionLimits::default()
+        };
+        let mut s = Session::new(ByteStr::from("c"), Protocol::V500, limits);
+        s.handle_time(t0);
+        s.handle_disconnected();
+        assert!(s.handle_delivery(&expiring("a", 1, t0), QoS::AtLeastOnce, false));
+        assert!(!s.handle_delivery(&expiring("b", 1, t0), QoS::AtLeastOnce, false));
+        s.handle_time(t0 + std::time::Duration::from_secs(1));
+        assert!(s.handle_delivery(
+            &expiring("c", 1, t0 + std::time::Duration::from_secs(1)),
+            QoS::AtLeastOnce,
+            false
+        ));
+        let drops = s.take_drops();
+        assert_eq!((drops.expired, drops.queue_full), (1, 1));
+        assert_eq!(s.queued_len(), 1);
+    }
+
+    #[test]
+    fn a_lagging_session_time_never_raises_the_interval() {
+        let t0 = Instant::now();
+        let mut s = Session::new(ByteStr::from("c"), Protocol::V500, SessionLimits::default());
+        s.handle_time(t0 - std::time::Duration::from_millis(200));
+        s.handle_delivery(&expiring("t", 30, t0), QoS::AtLeastOnce, false);
+        let Packet::Publish(p) = &drain_v5(&mut s)[0] else {
+            panic!()
+        };
+        assert_eq!(p.properties.message_expiry_interval, Some(30));
+    }
+
     mod model {
         //! `Session` under random sequences of deliveries, client packets, acknowledgements,
         //! disconnections and resumptions, checked against what a client would observe.
