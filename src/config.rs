@@ -101,6 +101,10 @@ pub struct Settings {
     /// Seconds an MQTT 3.x persistent session is kept offline; 0 keeps it (default 0).
     #[arg(long)]
     pub persistent_client_expiration: Option<u32>,
+    /// Longest MQTT 5 Session Expiry Interval granted, in seconds; a client asking for more
+    /// (or for 0xFFFFFFFF, never) gets this, told in the CONNACK (default: no maximum).
+    #[arg(long)]
+    pub max_session_expiry: Option<u32>,
     /// Longest topic name or filter, in bytes (default 4096).
     #[arg(long)]
     pub max_topic_length: Option<NonZeroUsize>,
@@ -372,6 +376,7 @@ impl Settings {
             max_retained_bytes,
             max_offline_sessions,
             persistent_client_expiration,
+            max_session_expiry,
             max_topic_length,
             max_topic_levels,
             max_client_id_length,
@@ -494,6 +499,9 @@ impl Settings {
                 Some(seconds) => Some(Duration::from_secs(seconds.into())),
                 None => defaults.persistent_client_expiration,
             },
+            max_session_expiry: self
+                .max_session_expiry
+                .unwrap_or(defaults.max_session_expiry),
             max_topic_length: size(self.max_topic_length, defaults.max_topic_length),
             max_topic_levels: size(self.max_topic_levels, defaults.max_topic_levels),
             max_client_id_length: size(self.max_client_id_length, defaults.max_client_id_length),

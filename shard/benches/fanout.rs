@@ -107,6 +107,7 @@ fn fanout(c: &mut Criterion) {
                     qos,
                     retain: false,
                     properties: Properties::default(),
+                    expires_at: None,
                 });
                 let mut outputs = Vec::new();
                 let mut chunks = Vec::new();

@@ -32,6 +32,11 @@ use crate::writer;
 /// connection's writer ends after one to two of these without a send.
 const WRITER_IDLE_SWEEP: Duration = Duration::from_secs(5);
 
+/// How often a shard looks for offline sessions whose expiry has come and held wills whose
+/// delay has passed (`Router::handle_timeout`). The router keeps those deadlines in a heap, so a
+/// look with nothing due is one comparison; MQTT gives the intervals in seconds.
+const EXPIRY_TICK: Duration = Duration::from_millis(250);
+
 /// At most one line per this interval about refused connections (per shard and listener).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -290,13 +295,20 @@ fn spawn_control_tasks(shard: &Rc<Shard>, control: ShardControl) {
         loop {
             Timer::new(WRITER_IDLE_SWEEP).await;
             sweeper.retire_writers();
-            let drops = sweeper.with_router(|router| {
-                let drops = router.drop_reports();
-                router.expire_sessions(Instant::now());
-                drops
-            });
+            let drops = sweeper.with_router(|router| router.drop_reports());
             for (client_id, username, dropped) in drops {
                 warn!(%client_id, username = ?username.as_deref(), dropped, "messages dropped for a client that cannot keep up (queue or outbox full)");
+            }
+        }
+    })
+    .detach();
+    let timers = Rc::clone(shard);
+    glommio::spawn_local(async move {
+        loop {
+            Timer::new(EXPIRY_TICK).await;
+            let wills = timers.with_router(|router| router.handle_timeout(Instant::now()));
+            for fanout in wills {
+                timers.fan_out(fanout).await;
             }
         }
     })

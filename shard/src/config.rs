@@ -57,6 +57,9 @@ pub struct Limits {
     /// An offline persistent session of an MQTT 3.x client ends after this long (Mosquitto's
     /// `persistent_client_expiration`); `None` keeps it.
     pub persistent_client_expiration: Option<Duration>,
+    /// Longest MQTT 5 Session Expiry Interval granted, in seconds (0xFFFFFFFF, never ending, is
+    /// granted only when this is 0xFFFFFFFF too) [MQTT-3.2.2-3: the CONNACK says what was granted].
+    pub max_session_expiry: u32,
     /// Longest topic name or filter, in bytes.
     pub max_topic_length: usize,
     /// Most levels in a topic name or filter.
@@ -82,6 +85,7 @@ impl Default for Limits {
             max_retained_bytes: 1 << 30,
             max_offline_sessions: 1_000_000,
             persistent_client_expiration: None,
+            max_session_expiry: u32::MAX,
             max_topic_length: 4096,
             max_topic_levels: 128,
             max_client_id_length: 256,

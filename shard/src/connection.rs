@@ -532,6 +532,7 @@ fn accept_connect(
         protocol: connect.protocol,
         clean_start: connect.clean_start,
         persistent,
+        session_expiry: v5.then(|| connect.properties.session_expiry_interval.unwrap_or(0)),
         assigned,
         receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
         keep_alive: connect.keep_alive,
@@ -625,7 +626,11 @@ async fn read_loop(shard: &Rc<Shard>, socket: &Rc<Socket>, reader: &mut Reader) 
             }
         };
         trace!(conn = conn.0, packet = ?packet.packet_type(), "packet");
-        match shard.with_router(|router| router.handle_packet(conn, packet)) {
+        let now = Instant::now();
+        match shard.with_router(|router| {
+            router.advance(now);
+            router.handle_packet(conn, packet)
+        }) {
             Ok(Handled::Done) => {}
             Ok(Handled::Wait) => {
                 if !socket.signalled_within(PEER_TIMEOUT).await {
@@ -718,7 +723,8 @@ async fn teardown(shard: &Rc<Shard>, socket: &Rc<Socket>, end: End) {
         socket.writer_idle().await;
     }
     if end.publishes_will() {
-        if let Some(fanout) = shard.with_router(|router| router.publish_will(conn)) {
+        let now = Instant::now();
+        if let Some(fanout) = shard.with_router(|router| router.publish_will(conn, now)) {
             shard.fan_out(fanout).await;
         }
     }

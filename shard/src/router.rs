@@ -22,11 +22,13 @@
 //! subscriber to the same filter while the announcement is still unacknowledged waits for the
 //! same acknowledgements: the route it relies on is not in place before. The client-id protocol is in [`crate::takeover`].
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use shardmq_codec::{
@@ -75,6 +77,9 @@ pub struct NewClient {
     pub clean_start: bool,
     /// The session outlives the connection (3.1.1 clean session off, MQTT 5 session expiry).
     pub persistent: bool,
+    /// MQTT 5 Session Expiry Interval of the CONNECT in seconds (absent: 0); `None` for MQTT 3.x,
+    /// whose persistent sessions end by `persistent_client_expiration`.
+    pub session_expiry: Option<u32>,
     /// The broker assigned the client id (MQTT 5 CONNACK says which).
     pub assigned: bool,
     /// MQTT 5 receive maximum of the client.
@@ -100,6 +105,7 @@ impl NewClient {
             protocol,
             clean_start: !persistent,
             persistent,
+            session_expiry: (persistent && protocol.is_v5()).then_some(u32::MAX),
             assigned: false,
             receive_maximum: u16::MAX,
             keep_alive: 60,
@@ -232,6 +238,9 @@ struct Handshake {
     receive_maximum: u16,
     keep_alive: u16,
     session_present: bool,
+    /// The MQTT 5 Session Expiry Interval the CONNECT asked for, when the broker granted less:
+    /// the CONNACK says what was granted.
+    expiry_lowered: bool,
     auto_subscribe: Vec<(String, QoS)>,
     /// A newer connection claimed the id meanwhile: hand the session to it instead.
     superseded_by: Option<Owner>,
@@ -264,8 +273,20 @@ struct Client {
     pending_suback: Option<Box<PendingSubAck>>,
     /// MQTT 5 topic aliases the client set (they live as long as the connection).
     aliases: HashMap<u16, ByteStr>,
-    /// When an offline session lost its connection (for `persistent_client_expiration`).
+    /// When an offline session lost its connection (shown by the admin API).
     offline_since: Option<Instant>,
+    /// MQTT 5: the Session Expiry Interval granted, in seconds (0xFFFFFFFF: never), changed by a
+    /// DISCONNECT; `None` for MQTT 3.x.
+    session_expiry: Option<u32>,
+    /// MQTT 5: the CONNECT asked for a Session Expiry Interval of 0, which a DISCONNECT may not
+    /// raise [MQTT-3.14.2-2].
+    connected_without_expiry: bool,
+    /// When the offline session ends (its Session Expiry Interval, or for MQTT 3.x
+    /// `persistent_client_expiration`); `None` keeps it.
+    expires_at: Option<Instant>,
+    /// When the will held for the offline session is published (MQTT 5 Will Delay Interval); a
+    /// new connection with the same client id first cancels it [MQTT-3.1.3-9].
+    will_at: Option<Instant>,
     /// The session's drop total at the last [`Router::drop_reports`].
     reported_drops: u64,
     /// The forwarder at the session's previous place, until it says `ForwardEnd`: deliveries
@@ -371,9 +392,19 @@ impl Client {
 
     /// Hands a routed message to the session, once (see `arrived`); `None` if it already
     /// arrived by the other path of a move.
-    fn deliver(&mut self, message: &Arc<Message>, qos: QoS, retain: bool) -> Option<Delivered> {
+    /// `now` is the router's time, against which the session judges message expiry.
+    fn deliver(
+        &mut self,
+        message: &Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        now: Option<Instant>,
+    ) -> Option<Delivered> {
         if self.arrived_before(message) {
             return None;
+        }
+        if let Some(now) = now {
+            self.session.handle_time(now);
         }
         let before = self.session.pending_bytes();
         if self.session.handle_delivery(message, qos, retain) {
@@ -401,6 +432,31 @@ impl Client {
         if arrived.len() < MOVE_DEDUPE {
             arrived.insert(Arc::as_ptr(message) as usize, Arc::clone(message));
         }
+    }
+
+    /// The will as a message to publish, if the client's rules (which may have changed since
+    /// its CONNECT) still let it publish there; counted.
+    fn take_will(&mut self, stats: &Stats, now: Option<Instant>) -> Option<Arc<Message>> {
+        self.will_at = None;
+        let will = self.will.take()?;
+        if !self.can_publish(&will.topic) {
+            Stats::add(&stats.dropped_denied, 1);
+            return None;
+        }
+        let will = *will;
+        let mut properties = will.properties;
+        if properties.will_delay_interval.is_some() {
+            properties.will_delay_interval = None;
+        }
+        Stats::add(&stats.wills_published, 1);
+        Some(Arc::new(Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            expires_at: expiry_from(&properties, now),
+            properties,
+        }))
     }
 
     fn connecting(&mut self) -> Option<&mut Handshake> {
@@ -438,6 +494,15 @@ pub struct Router {
     next_announcement: u64,
     /// Connections closed by a takeover whose tasks have not ended yet: who they were.
     departed: HashMap<ConnId, Departure>,
+    /// Deadlines of offline sessions (`expires_at`, `will_at`), earliest first. An entry whose
+    /// client moved, reconnected or ended is stale and skipped when it comes due; the heap is
+    /// rebuilt when stale entries outnumber the live ones.
+    timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    /// Wills of sessions that ended, published by the next [`Router::handle_timeout`].
+    wills_due: Vec<(Arc<Message>, Owner)>,
+    /// The latest time an input carried ([`Router::advance`]): message expiry is counted from
+    /// it, and sessions judge expiry by it. `None` before the first.
+    now: Option<Instant>,
     outputs: Vec<Output>,
 }
 
@@ -461,8 +526,18 @@ impl Router {
             announcing: HashMap::new(),
             next_announcement: 0,
             departed: HashMap::new(),
+            timers: BinaryHeap::new(),
+            wills_due: Vec::new(),
+            now: None,
             outputs: Vec::new(),
         }
+    }
+
+    /// The time is `now`: the inputs that follow happen then. The router reads no clock; the
+    /// connection task advances it before each packet, and the shard's timer at least every
+    /// tick (so a delivery that came through the mesh is judged at most a tick late).
+    pub fn advance(&mut self, now: Instant) {
+        self.now = Some(self.now.map_or(now, |before| before.max(now)));
     }
 
     /// This shard's id.
@@ -582,9 +657,14 @@ impl Router {
             new.protocol,
             self.config.session,
         );
+        // MQTT 5: the broker grants at most `max_session_expiry` [MQTT-3.2.2-3 ff.]; a session
+        // granted 0 ends with its connection.
+        let session_expiry = new
+            .session_expiry
+            .map(|asked| asked.min(self.config.limits.max_session_expiry));
         let client = Client {
             client_id: new.client_id.clone(),
-            clean: !new.persistent,
+            clean: !new.persistent || session_expiry == Some(0),
             clean_start: new.clean_start,
             keep_alive: new.keep_alive,
             session,
@@ -598,6 +678,7 @@ impl Router {
                 receive_maximum: new.receive_maximum,
                 keep_alive: new.keep_alive,
                 session_present: false,
+                expiry_lowered: session_expiry != new.session_expiry,
                 auto_subscribe: new.auto_subscribe,
                 superseded_by: None,
             })),
@@ -605,6 +686,10 @@ impl Router {
             pending_suback: None,
             aliases: HashMap::new(),
             offline_since: None,
+            session_expiry,
+            connected_without_expiry: new.session_expiry == Some(0),
+            expires_at: None,
+            will_at: None,
             reported_drops: 0,
             upstream: None,
             arrived: None,
@@ -783,7 +868,9 @@ impl Router {
         });
         let unwanted_forwarder = handed.forwarder.filter(|_| resumable.is_none());
         if let Some(session) = resumable {
-            handshake.session_present = !client.clean;
+            // The broker had a session for this id and the client did not ask to start clean:
+            // Session Present, whatever this connection's own expiry [MQTT-3.2.2-3].
+            handshake.session_present = true;
             client.upstream = handed.forwarder;
             client.session = *session;
             client.session.handle_connecting();
@@ -885,8 +972,14 @@ impl Router {
                 properties.server_keep_alive = Some(granted);
             }
             properties.maximum_packet_size = u32::try_from(self.config.max_packet_size).ok();
+            if handshake.expiry_lowered {
+                properties.session_expiry_interval = client.session_expiry;
+            }
             properties.subscription_identifier_available = Some(0);
             properties.shared_subscription_available = Some(0);
+        }
+        if let Some(now) = self.now {
+            client.session.handle_time(now);
         }
         client.session.send(&Packet::ConnAck(ConnAck {
             session_present: handshake.session_present,
@@ -900,6 +993,8 @@ impl Router {
         } else {
             client.session.handle_connected(handshake.receive_maximum);
         }
+        let drops = client.session.take_drops();
+        self.count_drops(drops);
         self.outputs.push(Output::Flush(conn));
         self.outputs.push(Output::Ready(conn));
     }
@@ -936,35 +1031,39 @@ impl Router {
         client
     }
 
-    /// The will of `conn`, published as the connection ends abnormally (or by MQTT 5 request),
-    /// if the client's rules (which may have changed since its CONNECT) still let it publish there.
-    pub fn publish_will(&mut self, conn: ConnId) -> Option<FanOut> {
+    /// The will of `conn`, published as the connection ends abnormally (or by MQTT 5 request) at
+    /// `now`, if the client's rules (which may have changed since its CONNECT) still let it
+    /// publish there.
+    ///
+    /// MQTT 5 Will Delay Interval: when the session outlives the connection, the will is held
+    /// for the lesser of its delay and the session's expiry (`None` is returned); it is published
+    /// by [`Router::handle_timeout`] when the delay has passed or the session ends, whichever
+    /// comes first, and dropped if the client id connects again meanwhile [MQTT-3.1.3-9].
+    pub fn publish_will(&mut self, conn: ConnId, now: Instant) -> Option<FanOut> {
+        self.advance(now);
         let client = self.clients.get_mut(&conn)?;
-        let will = client.will.take()?;
-        if !client.can_publish(&will.topic) {
-            Stats::add(&self.stats.dropped_denied, 1);
-            return None;
+        let delay = client.will.as_ref()?.properties.will_delay_interval;
+        let delay = match (delay, client.session_expiry) {
+            (Some(delay), Some(expiry)) if !client.clean => delay.min(expiry),
+            _ => 0,
+        };
+        if delay > 0 && matches!(client.phase, Phase::Online) {
+            if let Some(at) = now.checked_add(Duration::from_secs(delay.into())) {
+                client.will_at = Some(at);
+                self.timers.push(Reverse((at, conn)));
+                return None;
+            }
         }
-        let will = *will;
-        let mut properties = will.properties;
-        if properties.will_delay_interval.is_some() {
-            properties.will_delay_interval = None;
-        }
-        let message = Arc::new(Message {
-            topic: will.topic,
-            payload: will.payload,
-            qos: will.qos,
-            retain: will.retain,
-            properties,
-        });
-        Stats::add(&self.stats.wills_published, 1);
+        let message = client.take_will(&self.stats, self.now)?;
         self.publish(message, self.owner(conn))
     }
 
     /// The connection of `conn` ended at `now`. A clean session is discarded and the id
     /// released; a persistent one stays, offline, collecting messages for its next connection,
-    /// unless this shard already keeps its share of `max_offline_sessions`.
+    /// until its Session Expiry Interval (MQTT 5) or `persistent_client_expiration` (MQTT 3.x)
+    /// has passed, unless this shard already keeps its share of `max_offline_sessions`.
     pub fn disconnected(&mut self, conn: ConnId, now: Instant) {
+        self.advance(now);
         let offline_cap = self
             .config
             .limits
@@ -975,7 +1074,9 @@ impl Router {
         let Some(client) = self.clients.get_mut(&conn) else {
             return; // taken over: the new owner has everything
         };
-        client.will = None;
+        if client.will_at.is_none() {
+            client.will = None;
+        }
         let keep = !client.clean && matches!(client.phase, Phase::Online);
         if keep && full {
             Stats::add(&self.stats.limit_offline_sessions, 1);
@@ -984,6 +1085,18 @@ impl Router {
             client.phase = Phase::Offline;
             client.aliases = HashMap::new();
             client.offline_since = Some(now);
+            client.expires_at = match client.session_expiry {
+                Some(u32::MAX) => None,
+                Some(seconds) => now.checked_add(Duration::from_secs(seconds.into())),
+                None => self
+                    .config
+                    .limits
+                    .persistent_client_expiration
+                    .and_then(|expiration| now.checked_add(expiration)),
+            };
+            if let Some(at) = client.expires_at {
+                self.timers.push(Reverse((at, conn)));
+            }
             client.session.handle_disconnected();
             Stats::sub(&self.stats.connections, 1);
             Stats::add(&self.stats.sessions_offline, 1);
@@ -992,11 +1105,18 @@ impl Router {
         }
     }
 
-    /// Removes `conn` and its session for good, releasing its client id.
+    /// Removes `conn` and its session for good, releasing its client id. A will still held
+    /// for the session is published now (by the next [`Router::handle_timeout`]): the session
+    /// ended before its delay [MQTT-3.1.3-9].
     fn end_session(&mut self, conn: ConnId) {
-        let client = self.remove_client(conn);
+        let mut client = self.remove_client(conn);
         if matches!(client.phase, Phase::Offline) {
             Stats::sub(&self.stats.sessions_offline, 1);
+        }
+        if client.will_at.is_some() {
+            if let Some(will) = client.take_will(&self.stats, self.now) {
+                self.wills_due.push((will, self.owner(conn)));
+            }
         }
         if let Some(upstream) = client.upstream {
             self.send_moved(upstream);
@@ -1006,28 +1126,76 @@ impl Router {
         self.release(client.client_id, owner);
     }
 
-    /// Ends the offline sessions of MQTT 3.x clients that have been offline longer than
-    /// `persistent_client_expiration` at `now`. Returns how many ended.
+    /// Ends the offline sessions whose expiry (MQTT 5 Session Expiry Interval, MQTT 3.x
+    /// `persistent_client_expiration`) has come at `now`: their subscriptions and routes go and
+    /// their client id is released. Wills whose delay has passed (or whose session ended) are
+    /// made due. Returns how many sessions ended.
     pub fn expire_sessions(&mut self, now: Instant) -> usize {
-        let Some(expiration) = self.config.limits.persistent_client_expiration else {
-            return 0;
-        };
-        let expired: Vec<ConnId> = self
-            .clients
-            .iter()
-            .filter(|(_, client)| {
-                !client.session.protocol().is_v5()
-                    && client
-                        .offline_since
-                        .is_some_and(|since| now.saturating_duration_since(since) >= expiration)
-            })
-            .map(|(conn, _)| *conn)
-            .collect();
-        for conn in &expired {
-            self.end_session(*conn);
+        self.advance(now);
+        let mut expired = 0;
+        while let Some(&Reverse((at, conn))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(client) = self.clients.get_mut(&conn) else {
+                continue; // stale: the session moved or ended
+            };
+            if !matches!(client.phase, Phase::Offline) {
+                continue;
+            }
+            if client.will_at.is_some_and(|will_at| will_at <= now) {
+                client.will_at = None;
+                if let Some(will) = client.take_will(&self.stats, self.now) {
+                    self.wills_due.push((will, self.owner(conn)));
+                }
+            }
+            let Some(client) = self.clients.get(&conn) else {
+                continue;
+            };
+            if client
+                .expires_at
+                .is_some_and(|expires_at| expires_at <= now)
+            {
+                self.end_session(conn);
+                expired += 1;
+            }
         }
-        Stats::add(&self.stats.sessions_expired, expired.len() as u64);
-        expired.len()
+        if self.timers.len() > 1024 && self.timers.len() > 2 * self.clients.len() {
+            // Mostly stale (sessions resumed before their deadlines): keep the live ones.
+            self.timers = self
+                .clients
+                .iter()
+                .filter(|(_, client)| matches!(client.phase, Phase::Offline))
+                .flat_map(|(conn, client)| {
+                    [client.expires_at, client.will_at]
+                        .into_iter()
+                        .flatten()
+                        .map(|at| Reverse((at, *conn)))
+                })
+                .collect();
+        }
+        Stats::add(&self.stats.sessions_expired, expired as u64);
+        expired
+    }
+
+    /// The earliest deadline of an offline session or a held will, for the driver's timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The time is `now`: ends expired sessions ([`Router::expire_sessions`]) and publishes the
+    /// wills that are due. Returns the wills' local deliveries, for the driver to apply.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<FanOut> {
+        self.advance(now);
+        self.expire_sessions(now);
+        let mut fanouts = Vec::new();
+        for (will, origin) in std::mem::take(&mut self.wills_due) {
+            if let Some(fanout) = self.publish(will, origin) {
+                fanouts.push(fanout);
+            }
+        }
+        fanouts
     }
 
     fn release(&mut self, client_id: ByteStr, owner: Owner) {
@@ -1047,6 +1215,9 @@ impl Router {
         let Some(client) = self.clients.get_mut(&conn) else {
             return Ok(Handled::Done);
         };
+        if let Some(now) = self.now {
+            client.session.handle_time(now);
+        }
         let handled = match packet {
             Packet::Publish(publish) => return self.handle_publish(conn, publish),
             Packet::PubAck(ack) => {
@@ -1071,9 +1242,23 @@ impl Router {
                 client.session.send(&Packet::PingResp);
                 Handled::Done
             }
-            Packet::Disconnect(disconnect) => Handled::Disconnect {
-                publish_will: disconnect.code == ReasonCode::DisconnectWithWillMessage,
-            },
+            Packet::Disconnect(disconnect) => {
+                if let Some(expiry) = disconnect.properties.session_expiry_interval {
+                    if client.session.protocol().is_v5() {
+                        // A session that was to end with its connection cannot be made to
+                        // outlive it now [MQTT-3.14.2-2].
+                        if client.connected_without_expiry && expiry != 0 {
+                            return Err(ReasonCode::ProtocolError);
+                        }
+                        let granted = expiry.min(self.config.limits.max_session_expiry);
+                        client.session_expiry = Some(granted);
+                        client.clean = granted == 0;
+                    }
+                }
+                Handled::Disconnect {
+                    publish_will: disconnect.code == ReasonCode::DisconnectWithWillMessage,
+                }
+            }
             // A second CONNECT is a protocol violation [MQTT-3.1.0-2]; server-to-client packets
             // and (without enhanced authentication) AUTH are too.
             Packet::Connect(_)
@@ -1083,6 +1268,11 @@ impl Router {
             | Packet::PingResp
             | Packet::Auth(_) => return Err(ReasonCode::ProtocolError),
         };
+        if let Some(client) = self.clients.get_mut(&conn) {
+            // Acknowledgements release queued messages, some of which may have expired.
+            let drops = client.session.take_drops();
+            self.count_drops(drops);
+        }
         self.flush_if_pending(conn);
         Ok(handled)
     }
@@ -1156,6 +1346,7 @@ impl Router {
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
+            expires_at: expiry_from(&properties, self.now),
             properties,
         });
         Ok(match self.publish(message, self.owner(conn)) {
@@ -1275,14 +1466,25 @@ impl Router {
         };
         client.session.send(&Packet::SubAck(pending.suback));
         let mut messages = Vec::new();
+        let mut expired = Vec::new();
+        let now = self.now;
         for (filter, qos) in pending.retained {
             // The same per-topic read check as a live delivery: `read #` with `deny secret/#`
             // must not hand out the retained `secret/x`.
             self.retained.for_each_matching(&filter, |topic, message| {
-                if client.can_receive(topic) {
+                if matches!((message.expires_at, now), (Some(at), Some(now)) if at <= now) {
+                    // Its Message Expiry Interval passed: no longer retained [MQTT-3.3.2-5].
+                    expired.push(message.topic.clone());
+                } else if client.can_receive(topic) {
                     messages.push((Arc::clone(message), qos));
                 }
             });
+        }
+        expired.sort_unstable();
+        expired.dedup();
+        Stats::add(&self.stats.messages_expired, expired.len() as u64);
+        for topic in expired {
+            self.apply_retain(&topic, None);
         }
         let batch = RetainedBatch { conn, messages };
         self.deliver_retained(&batch, 0..batch.len().min(RETAINED_SLICE));
@@ -1297,6 +1499,9 @@ impl Router {
         let Some(client) = self.clients.get_mut(&batch.conn) else {
             return;
         };
+        if let Some(now) = self.now {
+            client.session.handle_time(now);
+        }
         for (message, qos) in &batch.messages[range] {
             client.session.handle_delivery(message, *qos, true);
         }
@@ -1616,11 +1821,12 @@ impl Router {
         qos: QoS,
         retain: bool,
     ) {
+        let now = self.now;
         if let Some(client) = self.clients.get_mut(&conn) {
             if client.upstream != Some(from) || !client.can_receive(&message.topic) {
                 return;
             }
-            let Some(delivered) = client.deliver(message, qos, retain) else {
+            let Some(delivered) = client.deliver(message, qos, retain, now) else {
                 return;
             };
             if delivered.flush {
@@ -1720,11 +1926,13 @@ impl Router {
     pub fn deliver(&mut self, fanout: &FanOut, range: Range<usize>) {
         let mut drops = Drops::default();
         let mut delivered = 0;
+        let now = self.now;
         for target in &fanout.targets[range] {
             let Some(client) = self.clients.get_mut(&target.conn) else {
                 continue;
             };
-            let Some(outcome) = client.deliver(&fanout.message, target.qos, target.retain) else {
+            let Some(outcome) = client.deliver(&fanout.message, target.qos, target.retain, now)
+            else {
                 continue;
             };
             drops.add(outcome.drops);
@@ -1740,16 +1948,24 @@ impl Router {
     fn count_drops(&self, drops: Drops) {
         Stats::add(&self.stats.dropped_slow, drops.slow_qos0);
         Stats::add(&self.stats.dropped_queue_full, drops.queue_full);
+        Stats::add(&self.stats.messages_expired, drops.expired);
     }
 
     /// The writer sent what `conn` had queued: acknowledgements may have opened the inflight
     /// window meanwhile, so queued messages move into it.
     /// Returns whether the session has bytes to send.
     pub fn release_queued(&mut self, conn: ConnId) -> bool {
-        self.clients.get_mut(&conn).is_some_and(|client| {
-            client.session.release_queued();
-            client.session.pending_bytes() > 0
-        })
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return false;
+        };
+        if let Some(now) = self.now {
+            client.session.handle_time(now);
+        }
+        client.session.release_queued();
+        let pending = client.session.pending_bytes() > 0;
+        let drops = client.session.take_drops();
+        self.count_drops(drops);
+        pending
     }
 
     // ----- the mesh --------------------------------------------------------------------------
@@ -1906,11 +2122,10 @@ impl Router {
             .offline_since
             .filter(|_| matches!(client.phase, Phase::Offline))
             .map(|since| now.saturating_duration_since(since));
-        let expires_in = offline_for.and_then(|offline_for| {
-            let expiration = self.config.limits.persistent_client_expiration?;
-            (!client.session.protocol().is_v5())
-                .then(|| expiration.saturating_sub(offline_for).as_secs())
-        });
+        let expires_in = client
+            .expires_at
+            .filter(|_| matches!(client.phase, Phase::Offline))
+            .map(|at| at.saturating_duration_since(now).as_secs());
         let mut subscriptions: Vec<(String, SubscriptionOptions)> = client
             .session
             .subscriptions()
@@ -1988,6 +2203,13 @@ fn merge_overlapping(targets: &mut Vec<Target>) {
             false
         }
     });
+}
+
+/// When a message published at `now` with these properties expires (MQTT 5 Message Expiry
+/// Interval); `None` never.
+fn expiry_from(properties: &Properties, now: Option<Instant>) -> Option<Instant> {
+    let interval = properties.message_expiry_interval?;
+    now?.checked_add(Duration::from_secs(interval.into()))
 }
 
 /// Whether a topic name or filter is within `max_topic_length` and `max_topic_levels`.

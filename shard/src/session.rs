@@ -8,11 +8,19 @@
 //! persistent session outlive its connection and move between shards as plain data
 //! ([`Session`] is `Send`).
 //!
+//! MQTT 5 Message Expiry Interval: a message carries the instant it expires ([`Message::expires_at`],
+//! set by the router from the time of its arrival). The session reads no clock: the router tells
+//! it the time of the input being handled ([`Session::handle_time`]). A message whose expiry has
+//! come before it is sent (queued offline or behind the window) is dropped and counted
+//! [MQTT-3.3.2-5]; one sent later than it arrived carries the interval that remains
+//! [MQTT-3.3.2-6]. A message already sent stays in flight until acknowledged.
+//!
 //! Retransmission follows MQTT 3.1.1 §4.4: over TCP nothing is resent on a timer; unacknowledged
 //! PUBLISH (with DUP) and PUBREL are resent when a persistent session reconnects [MQTT-4.4.0-1].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use hashbrown::{HashMap, HashSet};
@@ -35,6 +43,9 @@ pub struct Message {
     pub retain: bool,
     /// MQTT 5 properties forwarded to subscribers (topic alias and subscription ids removed).
     pub properties: Properties,
+    /// When the message expires (its MQTT 5 Message Expiry Interval counted from its arrival at
+    /// the broker); `None` never.
+    pub expires_at: Option<Instant>,
 }
 
 /// Limits a session enforces. Copied into each session so it never looks anything up.
@@ -216,6 +227,8 @@ pub struct Drops {
     pub slow_qos0: u64,
     /// Messages dropped because the session queue was full.
     pub queue_full: u64,
+    /// Messages whose MQTT 5 Message Expiry Interval passed before they were sent.
+    pub expired: u64,
 }
 
 impl Drops {
@@ -223,6 +236,7 @@ impl Drops {
     pub fn add(&mut self, other: Drops) {
         self.slow_qos0 += other.slow_qos0;
         self.queue_full += other.queue_full;
+        self.expired += other.expired;
     }
 }
 
@@ -260,6 +274,8 @@ pub struct Session {
     drops: Drops,
     dropped_total: u64,
     outbox: Outbox,
+    /// The time of the input being handled, told by the router ([`Session::handle_time`]).
+    now: Option<Instant>,
 }
 
 impl Session {
@@ -281,6 +297,7 @@ impl Session {
             drops: Drops::default(),
             dropped_total: 0,
             outbox: Outbox::default(),
+            now: None,
         }
     }
 
@@ -302,6 +319,64 @@ impl Session {
     /// A new connection is taking this (resumed) session over: hold deliveries until its CONNACK.
     pub fn handle_connecting(&mut self) {
         self.link = Link::Connecting { fresh: false };
+    }
+
+    /// The time of the input about to be handled: message expiry is judged against it.
+    pub fn handle_time(&mut self, now: Instant) {
+        self.now = Some(now);
+    }
+
+    /// Whether `message` has expired at the session's time.
+    fn expired(&self, message: &Message) -> bool {
+        matches!((message.expires_at, self.now), (Some(at), Some(now)) if at <= now)
+    }
+
+    /// The Message Expiry Interval to send `message` with now, when it differs from the one it
+    /// arrived with: the interval less the time it waited, in whole seconds rounded up
+    /// [MQTT-3.3.2-6].
+    fn remaining_expiry(&self, message: &Message) -> Option<u32> {
+        let remaining = message.expires_at?.saturating_duration_since(self.now?);
+        let seconds = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+        let seconds = u32::try_from(seconds).unwrap_or(u32::MAX);
+        // A session's time may lag the publisher's by up to a timer tick: never more than sent.
+        let original = message.properties.message_expiry_interval;
+        let seconds = original.map_or(seconds, |original| original.min(seconds));
+        (original != Some(seconds)).then_some(seconds)
+    }
+
+    /// Encodes a PUBLISH of `message` into the outbox, with the expiry interval that remains.
+    fn push_message(&mut self, message: &Message, qos: QoS, retain: bool, id: Option<PacketId>) {
+        let header = header(message, qos, retain, id);
+        match self.remaining_expiry(message) {
+            None => self
+                .outbox
+                .push_publish(&header, &message.payload, self.protocol),
+            Some(remaining) => {
+                let mut properties = message.properties.clone();
+                properties.message_expiry_interval = Some(remaining);
+                let header = PublishHeader {
+                    properties: &properties,
+                    ..header
+                };
+                self.outbox
+                    .push_publish(&header, &message.payload, self.protocol);
+            }
+        }
+    }
+
+    /// Drops the queued messages that have expired; returns how many.
+    fn drop_expired(&mut self) -> u64 {
+        let before = self.queued.len();
+        let now = self.now;
+        self.queued.retain(|queued| {
+            !matches!((queued.message.expires_at, now), (Some(at), Some(now)) if at <= now)
+        });
+        let dropped = (before - self.queued.len()) as u64;
+        if dropped > 0 {
+            self.queued_bytes = self.queued.iter().map(|q| q.message.payload.len()).sum();
+            self.drops.expired += dropped;
+        }
+        dropped
     }
 
     /// The user name that created the session.
@@ -371,7 +446,7 @@ impl Session {
         drops
     }
 
-    /// Messages this session dropped since it began (counted as [`Session::take_drops`] reads
+    /// Messages this session dropped for want of room (not those that expired) since it began (counted as [`Session::take_drops`] reads
     /// them), whichever connection and shard it was on.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_total
@@ -459,6 +534,10 @@ impl Session {
     /// `retain` is the RETAIN flag to deliver with (true for retained messages sent on
     /// subscribe, or as published with retain-as-published).
     pub fn handle_delivery(&mut self, message: &Arc<Message>, granted: QoS, retain: bool) -> bool {
+        if self.expired(message) {
+            self.drops.expired += 1;
+            return false;
+        }
         let qos = message.qos.min(granted);
         if self.link != Link::Connected {
             let as_offline = !matches!(self.link, Link::Connecting { fresh: true });
@@ -476,11 +555,7 @@ impl Session {
                 self.drops.slow_qos0 += 1;
                 return false;
             }
-            self.outbox.push_publish(
-                &header(message, qos, retain, None),
-                &message.payload,
-                self.protocol,
-            );
+            self.push_message(message, qos, retain, None);
             return true;
         }
         if self.queued.is_empty() && self.window_open() {
@@ -508,7 +583,12 @@ impl Session {
             self.limits.max_queued_online
         };
         let bytes = queued.message.payload.len();
-        if self.queued.len() >= bound || self.queued_bytes + bytes > self.limits.max_queued_bytes {
+        let full = |session: &Self| {
+            session.queued.len() >= bound
+                || session.queued_bytes + bytes > session.limits.max_queued_bytes
+        };
+        // Expired messages make room before a new one is refused.
+        if full(self) && (self.drop_expired() == 0 || full(self)) {
             self.drops.queue_full += 1;
             return false;
         }
@@ -519,11 +599,7 @@ impl Session {
 
     fn send_new(&mut self, message: Arc<Message>, qos: QoS, retain: bool) {
         let id = self.allocate_id();
-        self.outbox.push_publish(
-            &header(&message, qos, retain, Some(id)),
-            &message.payload,
-            self.protocol,
-        );
+        self.push_message(&message, qos, retain, Some(id));
         let awaiting = if qos == QoS::AtLeastOnce {
             Awaiting::PubAck
         } else {
@@ -545,12 +621,10 @@ impl Session {
                 break;
             };
             self.queued_bytes -= next.message.payload.len();
-            if next.qos == QoS::AtMostOnce {
-                self.outbox.push_publish(
-                    &header(&next.message, next.qos, next.retain, None),
-                    &next.message.payload,
-                    self.protocol,
-                );
+            if self.expired(&next.message) {
+                self.drops.expired += 1;
+            } else if next.qos == QoS::AtMostOnce {
+                self.push_message(&next.message, next.qos, next.retain, None);
             } else {
                 self.send_new(next.message, next.qos, next.retain);
             }
@@ -726,6 +800,7 @@ mod tests {
             qos,
             retain: false,
             properties: Properties::default(),
+            expires_at: None,
         })
     }
 
@@ -928,6 +1003,7 @@ mod tests {
                 qos: QoS::AtMostOnce,
                 retain: false,
                 properties: Properties::default(),
+                expires_at: None,
             });
             s.handle_delivery(&message, QoS::AtMostOnce, false);
             s.send(&Packet::PingResp);
@@ -956,6 +1032,119 @@ mod tests {
         }
         let ids: Vec<_> = s.inflight.iter().map(|e| e.id.get()).collect();
         assert_eq!(ids, vec![u16::MAX, 1, 2]);
+    }
+
+    fn expiring(topic: &str, interval: u32, at: Instant) -> Arc<Message> {
+        let mut properties = Properties::default();
+        properties.message_expiry_interval = Some(interval);
+        Arc::new(Message {
+            topic: ByteStr::from(topic),
+            payload: Bytes::from_static(b"hello"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties,
+            expires_at: Some(at + std::time::Duration::from_secs(interval.into())),
+        })
+    }
+
+    fn drain_v5(session: &mut Session) -> Vec<Packet> {
+        let mut chunks = Vec::new();
+        session.poll_transmit(&mut chunks);
+        let mut buf = BytesMut::new();
+        for chunk in chunks {
+            buf.extend_from_slice(&chunk);
+        }
+        let mut decoder = Decoder::with_protocol(1 << 20, Protocol::V500);
+        let mut packets = Vec::new();
+        while let Some(packet) = decoder.decode(&mut buf).expect("valid output") {
+            packets.push(packet);
+        }
+        packets
+    }
+
+    #[test]
+    fn offline_messages_expire_and_the_rest_carry_the_remaining_interval() {
+        let t0 = Instant::now();
+        let mut s = Session::new(ByteStr::from("c"), Protocol::V500, SessionLimits::default());
+        s.handle_time(t0);
+        s.handle_disconnected();
+        assert!(s.handle_delivery(&expiring("short", 1, t0), QoS::AtLeastOnce, false));
+        assert!(s.handle_delivery(&expiring("long", 10, t0), QoS::AtLeastOnce, false));
+        s.handle_time(t0 + std::time::Duration::from_millis(3500));
+        s.handle_resumed(Protocol::V500, u16::MAX);
+        let packets = drain_v5(&mut s);
+        assert_eq!(packets.len(), 1, "{packets:?}");
+        let Packet::Publish(p) = &packets[0] else {
+            panic!("{packets:?}")
+        };
+        assert_eq!(p.topic.as_str(), "long");
+        // 6.5 s remain, rounded up [MQTT-3.3.2-6].
+        assert_eq!(p.properties.message_expiry_interval, Some(7));
+        let drops = s.take_drops();
+        assert_eq!((drops.expired, drops.queue_full), (1, 0));
+        assert_eq!(
+            s.dropped_total(),
+            0,
+            "expiry is not a drop for want of room"
+        );
+    }
+
+    #[test]
+    fn messages_behind_the_window_expire_before_they_are_sent() {
+        let t0 = Instant::now();
+        let limits = SessionLimits {
+            inflight: 1,
+            ..SessionLimits::default()
+        };
+        let mut s = Session::new(ByteStr::from("c"), Protocol::V500, limits);
+        s.handle_time(t0);
+        s.handle_delivery(&expiring("first", 60, t0), QoS::AtLeastOnce, false);
+        s.handle_delivery(&expiring("second", 1, t0), QoS::AtLeastOnce, false);
+        assert_eq!(drain_v5(&mut s).len(), 1);
+        assert_eq!(s.queued_len(), 1);
+        s.handle_time(t0 + std::time::Duration::from_secs(2));
+        s.handle_puback(id(1));
+        assert!(drain_v5(&mut s).is_empty(), "the queued message expired");
+        assert_eq!(s.take_drops().expired, 1);
+        // A message arriving already expired (it waited between shards) is not sent either.
+        s.handle_delivery(&expiring("late", 1, t0), QoS::AtMostOnce, false);
+        assert!(drain_v5(&mut s).is_empty());
+        assert_eq!(s.take_drops().expired, 1);
+    }
+
+    #[test]
+    fn expired_messages_make_room_in_a_full_queue() {
+        let t0 = Instant::now();
+        let limits = SessionLimits {
+            max_queued: 1,
+            ..SessionLimits::default()
+        };
+        let mut s = Session::new(ByteStr::from("c"), Protocol::V500, limits);
+        s.handle_time(t0);
+        s.handle_disconnected();
+        assert!(s.handle_delivery(&expiring("a", 1, t0), QoS::AtLeastOnce, false));
+        assert!(!s.handle_delivery(&expiring("b", 1, t0), QoS::AtLeastOnce, false));
+        s.handle_time(t0 + std::time::Duration::from_secs(1));
+        assert!(s.handle_delivery(
+            &expiring("c", 1, t0 + std::time::Duration::from_secs(1)),
+            QoS::AtLeastOnce,
+            false
+        ));
+        let drops = s.take_drops();
+        assert_eq!((drops.expired, drops.queue_full), (1, 1));
+        assert_eq!(s.queued_len(), 1);
+    }
+
+    #[test]
+    fn a_lagging_session_time_never_raises_the_interval() {
+        let t0 = Instant::now();
+        let mut s = Session::new(ByteStr::from("c"), Protocol::V500, SessionLimits::default());
+        s.handle_time(t0 - std::time::Duration::from_millis(200));
+        s.handle_delivery(&expiring("t", 30, t0), QoS::AtLeastOnce, false);
+        let Packet::Publish(p) = &drain_v5(&mut s)[0] else {
+            panic!()
+        };
+        assert_eq!(p.properties.message_expiry_interval, Some(30));
     }
 
     mod model {
@@ -1075,6 +1264,7 @@ mod tests {
                                 qos: QoS::from_u8(qos).unwrap(),
                                 retain: false,
                                 properties: Properties::default(),
+                                expires_at: None,
                             });
                             let before = session.take_drops();
                             prop_assert_eq!(before, Drops::default());

@@ -439,7 +439,7 @@ impl World {
         }
         self.conns[h].state = State::Closed;
         if abnormal {
-            if let Some(fanout) = self.routers[shard].publish_will(conn) {
+            if let Some(fanout) = self.routers[shard].publish_will(conn, Instant::now()) {
                 self.routers[shard].deliver(&fanout, 0..fanout.len());
             }
         }

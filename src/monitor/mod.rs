@@ -325,6 +325,7 @@ impl Monitor {
                 qos: QoS::AtMostOnce,
                 retain: true,
                 properties: Default::default(),
+                expires_at: None,
             };
             if !self.handle.publish(message) {
                 // Shard 0's command queue is full: the rest waits for the next interval.
