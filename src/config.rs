@@ -53,6 +53,10 @@ pub struct Settings {
     /// Unacknowledged QoS 1/2 messages per client (default 32).
     #[arg(long)]
     pub max_inflight_messages: Option<NonZeroU16>,
+    /// MQTT 5 Receive Maximum the broker announces in its CONNACK: incoming QoS 2 messages a
+    /// client may leave unreleased at once; one more closes it with 0x93 (default 65535).
+    #[arg(long)]
+    pub receive_maximum: Option<NonZeroU16>,
     /// QoS 1/2 messages queued for an offline persistent session (default 1000).
     #[arg(long)]
     pub max_queued_messages: Option<NonZeroUsize>,
@@ -360,6 +364,7 @@ impl Settings {
             max_packet_size,
             connect_timeout,
             max_inflight_messages,
+            receive_maximum,
             max_queued_messages,
             max_queued_messages_online,
             queue_qos0_messages,
@@ -458,6 +463,9 @@ impl Settings {
                 max_queued_bytes: self
                     .max_queued_bytes
                     .map_or(session_defaults.max_queued_bytes, NonZeroUsize::get),
+                receive_maximum: self
+                    .receive_maximum
+                    .map_or(session_defaults.receive_maximum, NonZeroU16::get),
             },
             mesh_capacity: self
                 .mesh_capacity

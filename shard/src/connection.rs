@@ -535,6 +535,7 @@ fn accept_connect(
         session_expiry: v5.then(|| connect.properties.session_expiry_interval.unwrap_or(0)),
         assigned,
         receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
+        maximum_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         keep_alive: connect.keep_alive,
         will,
         identity,

@@ -43,7 +43,7 @@ use crate::deadline::granted_keep_alive;
 use crate::hot_topics::HotTopics;
 use crate::mesh::{ConnId, Owner, Routed, ShardId, ShardMsg, ShardSet};
 use crate::retained::RetainedIndex;
-use crate::session::{Drops, Message, PublishVerdict, Session};
+use crate::session::{ClientLimits, Drops, Message, PublishVerdict, Session};
 use crate::stats::Stats;
 use crate::takeover::{home_shard, Handed, Registry, Step, TakeoverOutcome};
 use crate::trie::Trie;
@@ -84,6 +84,8 @@ pub struct NewClient {
     pub assigned: bool,
     /// MQTT 5 receive maximum of the client.
     pub receive_maximum: u16,
+    /// MQTT 5 maximum packet size of the client (`u32::MAX` when it set none).
+    pub maximum_packet_size: u32,
     /// Keep-alive the client asked for, in seconds.
     pub keep_alive: u16,
     /// Will message.
@@ -108,6 +110,7 @@ impl NewClient {
             session_expiry: (persistent && protocol.is_v5()).then_some(u32::MAX),
             assigned: false,
             receive_maximum: u16::MAX,
+            maximum_packet_size: u32::MAX,
             keep_alive: 60,
             will: None,
             identity: Identity::default(),
@@ -236,6 +239,7 @@ struct Handshake {
     clean_start: bool,
     assigned: bool,
     receive_maximum: u16,
+    maximum_packet_size: u32,
     keep_alive: u16,
     session_present: bool,
     /// The MQTT 5 Session Expiry Interval the CONNECT asked for, when the broker granted less:
@@ -676,6 +680,7 @@ impl Router {
                 clean_start: new.clean_start,
                 assigned: new.assigned,
                 receive_maximum: new.receive_maximum,
+                maximum_packet_size: new.maximum_packet_size,
                 keep_alive: new.keep_alive,
                 session_present: false,
                 expiry_lowered: session_expiry != new.session_expiry,
@@ -975,6 +980,9 @@ impl Router {
             if handshake.expiry_lowered {
                 properties.session_expiry_interval = client.session_expiry;
             }
+            let receive_maximum = self.config.session.receive_maximum;
+            // Absent means 65,535 (§3.2.2.3.3).
+            properties.receive_maximum = (receive_maximum < u16::MAX).then_some(receive_maximum);
             properties.subscription_identifier_available = Some(0);
             properties.shared_subscription_available = Some(0);
         }
@@ -986,12 +994,14 @@ impl Router {
             code: ReasonCode::Success,
             properties,
         }));
+        let limits = ClientLimits {
+            receive_maximum: handshake.receive_maximum,
+            maximum_packet_size: handshake.maximum_packet_size,
+        };
         if handshake.session_present {
-            client
-                .session
-                .handle_resumed(protocol, handshake.receive_maximum);
+            client.session.handle_resumed(protocol, limits);
         } else {
-            client.session.handle_connected(handshake.receive_maximum);
+            client.session.handle_connected(limits);
         }
         let drops = client.session.take_drops();
         self.count_drops(drops);
@@ -1949,6 +1959,7 @@ impl Router {
         Stats::add(&self.stats.dropped_slow, drops.slow_qos0);
         Stats::add(&self.stats.dropped_queue_full, drops.queue_full);
         Stats::add(&self.stats.messages_expired, drops.expired);
+        Stats::add(&self.stats.dropped_too_large, drops.too_large);
     }
 
     /// The writer sent what `conn` had queued: acknowledgements may have opened the inflight

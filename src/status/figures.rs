@@ -30,10 +30,12 @@ impl Figures {
         Figures { shards, total }
     }
 
-    /// Messages dropped for any reason (slow subscriber, full queue, ACL, closed ring).
+    /// Messages dropped for any reason (slow subscriber, full queue, too large for the
+    /// subscriber, ACL, closed ring).
     pub fn dropped(snapshot: &Snapshot) -> u64 {
         snapshot.dropped_slow
             + snapshot.dropped_queue_full
+            + snapshot.dropped_too_large
             + snapshot.dropped_denied
             + snapshot.mesh_dropped
     }

@@ -183,6 +183,13 @@ impl PublishHeader<'_> {
         Ok(())
     }
 
+    /// Length on the wire of the whole packet, payload included: what a client's MQTT 5
+    /// Maximum Packet Size is compared with [MQTT-3.1.2-24].
+    pub fn packet_len(&self, protocol: Protocol) -> Result<usize, EncodeError> {
+        let (header, _) = self.layout(protocol)?;
+        packet_len(header + self.payload_len)
+    }
+
     fn first_byte(&self) -> u8 {
         (PacketType::Publish as u8) << 4
             | u8::from(self.dup) << 3
