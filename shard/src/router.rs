@@ -496,6 +496,8 @@ pub struct Router {
     /// The token of the unacknowledged announcement of each filter.
     announcing: HashMap<ByteStr, u64>,
     next_announcement: u64,
+    /// Drops of sessions that ended before the sweep reported them.
+    final_drop_reports: Vec<(ByteStr, Option<ByteStr>, u64)>,
     /// Connections closed by a takeover whose tasks have not ended yet: who they were.
     departed: HashMap<ConnId, Departure>,
     /// Deadlines of offline sessions (`expires_at`, `will_at`), earliest first. An entry whose
@@ -530,6 +532,7 @@ impl Router {
             announcing: HashMap::new(),
             next_announcement: 0,
             departed: HashMap::new(),
+            final_drop_reports: Vec::new(),
             timers: BinaryHeap::new(),
             wills_due: Vec::new(),
             now: None,
@@ -1120,6 +1123,15 @@ impl Router {
     /// ended before its delay [MQTT-3.1.3-9].
     fn end_session(&mut self, conn: ConnId) {
         let mut client = self.remove_client(conn);
+        let unreported = client.session.dropped_total() - client.reported_drops;
+        if unreported > 0 {
+            // Its drops are reported with the next sweep's, although the session is gone.
+            self.final_drop_reports.push((
+                client.client_id.clone(),
+                client.identity.username.clone(),
+                unreported,
+            ));
+        }
         if matches!(client.phase, Phase::Offline) {
             Stats::sub(&self.stats.sessions_offline, 1);
         }
@@ -2176,7 +2188,7 @@ impl Router {
     /// driver logs them once per sweep, so a flood of drops is one line per client, not one per
     /// message.
     pub fn drop_reports(&mut self) -> Vec<(ByteStr, Option<ByteStr>, u64)> {
-        let mut reports = Vec::new();
+        let mut reports = std::mem::take(&mut self.final_drop_reports);
         for client in self.clients.values_mut() {
             let total = client.session.dropped_total();
             if total > client.reported_drops {
