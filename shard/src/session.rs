@@ -913,13 +913,22 @@ mod tests {
     }
 
     fn drain(session: &mut Session) -> Vec<Packet> {
+        drain_as(session, Protocol::V311)
+    }
+
+    fn drain_v5(session: &mut Session) -> Vec<Packet> {
+        drain_as(session, Protocol::V500)
+    }
+
+    /// Everything the session has to send, decoded as a client of `protocol` would.
+    fn drain_as(session: &mut Session, protocol: Protocol) -> Vec<Packet> {
         let mut chunks = Vec::new();
         session.poll_transmit(&mut chunks);
         let mut buf = BytesMut::new();
         for chunk in chunks {
             buf.extend_from_slice(&chunk);
         }
-        let mut decoder = Decoder::with_protocol(1 << 20, Protocol::V311);
+        let mut decoder = Decoder::with_protocol(1 << 20, protocol);
         let mut packets = Vec::new();
         while let Some(packet) = decoder.decode(&mut buf).expect("valid output") {
             packets.push(packet);
@@ -1153,21 +1162,6 @@ mod tests {
             properties,
             expires_at: Some(at + std::time::Duration::from_secs(interval.into())),
         })
-    }
-
-    fn drain_v5(session: &mut Session) -> Vec<Packet> {
-        let mut chunks = Vec::new();
-        session.poll_transmit(&mut chunks);
-        let mut buf = BytesMut::new();
-        for chunk in chunks {
-            buf.extend_from_slice(&chunk);
-        }
-        let mut decoder = Decoder::with_protocol(1 << 20, Protocol::V500);
-        let mut packets = Vec::new();
-        while let Some(packet) = decoder.decode(&mut buf).expect("valid output") {
-            packets.push(packet);
-        }
-        packets
     }
 
     #[test]
