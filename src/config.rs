@@ -25,6 +25,7 @@ use clap::Args;
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use shardmq_shard::config::Limits;
+use shardmq_shard::shared::{Strategies, Strategy};
 use shardmq_shard::{SessionLimits, ShardConfig};
 
 /// Broker settings; every field is both a TOML key and a `--flag` of the same name.
@@ -124,6 +125,16 @@ pub struct Settings {
     /// MQTT 5 topic aliases a client may set (default 64).
     #[arg(long)]
     pub max_topic_aliases: Option<u16>,
+    /// How a shared subscription group (`$share/<group>/<filter>`, `$queue/<filter>`) picks the
+    /// member for each message: `round_robin` (default), `random`, `hash_clientid`,
+    /// `hash_topic`, or `local` (a member on the publishing core when there is one).
+    #[arg(long, value_name = "STRATEGY")]
+    pub shared_subscription_strategy: Option<SharedStrategy>,
+    /// The strategy of one group, as `<group>=<strategy>` (repeatable; `$queue` names the
+    /// `$queue/` group).
+    #[arg(long = "shared-subscription-groups", value_name = "GROUP=STRATEGY")]
+    #[serde(default)]
+    pub shared_subscription_groups: Vec<GroupStrategy>,
     /// Accept clients without a user name. Default: only when no authentication is configured
     /// and every listener is on loopback (as Mosquitto 2 does).
     #[arg(long)]
@@ -216,6 +227,63 @@ impl std::str::FromStr for LogLevel {
 }
 
 impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(de::Error::custom)
+    }
+}
+
+/// A shared subscription strategy, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedStrategy(pub Strategy);
+
+impl std::str::FromStr for SharedStrategy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.trim().parse().map(SharedStrategy)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedStrategy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(de::Error::custom)
+    }
+}
+
+/// One shared subscription group's strategy: `<group>=<strategy>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStrategy {
+    /// The share name.
+    pub group: String,
+    /// Its strategy.
+    pub strategy: Strategy,
+}
+
+impl std::str::FromStr for GroupStrategy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let Some((group, strategy)) = text.split_once('=') else {
+            return Err(format!("{text:?} is not `<group>=<strategy>`"));
+        };
+        let group = group.trim();
+        if group.is_empty() || group.contains(['/', '+', '#']) {
+            return Err(format!(
+                "{group:?} is not a share name (non-empty, without / + #)"
+            ));
+        }
+        Ok(GroupStrategy {
+            group: group.to_owned(),
+            strategy: strategy.trim().parse()?,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupStrategy {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer)?
             .parse()
@@ -387,6 +455,7 @@ impl Settings {
             max_client_id_length,
             max_username_length,
             max_topic_aliases,
+            shared_subscription_strategy,
             allow_anonymous,
             access_files.password_file,
             access_files.acl_file,
@@ -402,6 +471,9 @@ impl Settings {
         );
         if !flags.hot_topics_filters.is_empty() {
             self.hot_topics_filters = flags.hot_topics_filters;
+        }
+        if !flags.shared_subscription_groups.is_empty() {
+            self.shared_subscription_groups = flags.shared_subscription_groups;
         }
         take!(admin.listen, admin.token);
         take!(monitor.postgres_url, monitor.interval, monitor.data_dir);
@@ -473,6 +545,16 @@ impl Settings {
             shutdown_grace: defaults.shutdown_grace,
             hot_topics_max: self.hot_topics_max.unwrap_or(defaults.hot_topics_max),
             limits: self.limits(),
+            shared: Strategies {
+                default: self
+                    .shared_subscription_strategy
+                    .map_or(Strategy::default(), |strategy| strategy.0),
+                groups: self
+                    .shared_subscription_groups
+                    .iter()
+                    .map(|group| (group.group.clone(), group.strategy))
+                    .collect(),
+            },
         }
     }
 
@@ -793,6 +875,36 @@ mod tests {
         assert!(err.contains("line 1"), "{err}");
         let err = parse("\nshards = 0\n").unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("shards"), "{err}");
+    }
+
+    #[test]
+    fn shared_subscription_strategies() {
+        let settings = parse(
+            "shared_subscription_strategy = \"local\"\n\
+             shared_subscription_groups = [\"orders=hash_clientid\", \"$queue = random\"]\n",
+        )
+        .unwrap();
+        let shared = settings.shard_config().shared;
+        assert_eq!(shared.default, Strategy::Local);
+        assert_eq!(shared.of("orders"), Strategy::HashClientId);
+        assert_eq!(shared.of("$queue"), Strategy::Random);
+        assert_eq!(shared.of("other"), Strategy::Local);
+        let err = parse("\nshared_subscription_strategy = \"fastest\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("fastest") && err.contains("round_robin"),
+            "{err}"
+        );
+        let err = parse("shared_subscription_groups = [\"a/b=local\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 1") && err.contains("share name"),
+            "{err}"
+        );
+        let flags = flags(&["--shared-subscription-groups", "g=hash_topic"]);
+        assert_eq!(flags.shard_config().shared.of("g"), Strategy::HashTopic);
     }
 
     #[test]

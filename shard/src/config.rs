@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::session::SessionLimits;
+use crate::shared::Strategies;
 
 /// Everything a shard needs to know; shared read-only by all shards.
 #[derive(Clone, Debug)]
@@ -28,6 +29,8 @@ pub struct ShardConfig {
     pub hot_topics_max: usize,
     /// What one client may hold or ask for.
     pub limits: Limits,
+    /// How each shared subscription group picks its member.
+    pub shared: Strategies,
 }
 
 /// Bounds on what one client (or one address) may make the broker hold. Each is counted in the
@@ -108,6 +111,7 @@ impl Default for ShardConfig {
             shutdown_grace: Duration::from_secs(3),
             hot_topics_max: 10_000,
             limits: Limits::default(),
+            shared: Strategies::default(),
         }
     }
 }

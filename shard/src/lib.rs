@@ -3,7 +3,7 @@
 //! Pure parts, which know nothing of sockets, tasks or clocks (inputs are method calls, outputs
 //! are returned or drained): the [`router`] (one shard's clients, subscriptions, routes and
 //! retained messages, and the inter-shard protocols), the client-id [`takeover`] state machine,
-//! the per-client [`session`] state machine, the subscription [`trie`], the [`retained`] index,
+//! the per-client [`session`] state machine, [`shared`] subscription groups, the subscription [`trie`], the [`retained`] index,
 //! the per-session [`acl`] matcher, the connection [`deadline`]s and the [`mesh`] messages.
 //!
 //! Driver parts, which carry the pure parts' decisions out on glommio: [`shard`] (one shard's
@@ -26,6 +26,7 @@ pub mod retained;
 pub mod router;
 pub mod session;
 pub mod shard;
+pub mod shared;
 pub mod stats;
 pub mod takeover;
 pub mod throttle;

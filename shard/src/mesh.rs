@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use shardmq_codec::{ByteStr, QoS};
 
-use crate::session::{Message, Session};
+use crate::session::{Message, Session, Via};
+use crate::shared::{Counts, Pick};
 
 /// Index of a shard (its executor's place in the mesh).
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -84,6 +85,10 @@ pub struct Routed {
     pub message: Arc<Message>,
     /// The publishing connection, for MQTT 5 no-local subscriptions.
     pub origin: Owner,
+    /// Deliver to the shard's ordinary subscribers (false when it only carries `shared`).
+    pub plain: bool,
+    /// Shared subscription groups the receiving shard delivers to (one member each).
+    pub shared: Vec<Pick>,
 }
 
 /// A message between shards.
@@ -112,6 +117,19 @@ pub enum ShardMsg {
         filter: ByteStr,
         /// The shard that unsubscribed.
         from: ShardId,
+    },
+    /// `from` now has `counts` members in the shared subscription group `key`
+    /// (`$share/<group>/<filter>`); with a token (its first member), acknowledge with
+    /// `RouteAck { token }`.
+    ShareCounts {
+        /// `$share/<group>/<filter>`.
+        key: ByteStr,
+        /// The shard whose members changed.
+        from: ShardId,
+        /// Its members now.
+        counts: Counts,
+        /// Echoed in the acknowledgement, when one is awaited.
+        token: Option<u64>,
     },
     /// Set (or with `None`, clear) the retained message of `topic` in the shard's index.
     Retain {
@@ -166,6 +184,8 @@ pub enum ShardMsg {
         qos: QoS,
         /// RETAIN flag to deliver with.
         retain: bool,
+        /// What the delivery carries besides (Subscription Identifiers).
+        via: Option<Box<Via>>,
     },
     /// To a forwarder: the session it forwards to is online with its own routes in place.
     Moved {

@@ -43,14 +43,21 @@ use crate::deadline::granted_keep_alive;
 use crate::hot_topics::HotTopics;
 use crate::mesh::{ConnId, Owner, Routed, ShardId, ShardMsg, ShardSet};
 use crate::retained::RetainedIndex;
-use crate::session::{ClientLimits, Drops, Message, PublishVerdict, Session};
+use crate::session::{
+    ClientLimits, Drops, Message, PublishVerdict, Returned, Session, Subscription, Via,
+};
+use crate::shared::{self, Counts, Group, GroupRoute, Groups, Member, Parsed, Pick, Rng, Strategy};
 use crate::stats::Stats;
 use crate::takeover::{home_shard, Handed, Registry, Step, TakeoverOutcome};
 use crate::trie::Trie;
 use tracing::info;
 
 /// This shard's subscribers to one filter.
-type Subscribers = HashMap<ConnId, SubscriptionOptions>;
+type Subscribers = HashMap<ConnId, Subscription>;
+
+/// [`Target::identifier`] of a client matched by several subscriptions with identifiers: they
+/// are in [`FanOut::identifiers`]. Above every valid identifier (at most 268,435,455).
+const SEVERAL: u32 = u32::MAX;
 
 /// The connection id the broker's own publications ($SYS) use as their origin.
 pub const BROKER_CONN: ConnId = ConnId(0);
@@ -200,6 +207,8 @@ pub enum Handled {
 pub struct FanOut {
     message: Arc<Message>,
     targets: Vec<Target>,
+    /// The Subscription Identifiers of targets matched by several subscriptions with one.
+    identifiers: Vec<(ConnId, Vec<u32>)>,
 }
 
 impl FanOut {
@@ -219,6 +228,26 @@ struct Target {
     conn: ConnId,
     qos: QoS,
     retain: bool,
+    /// The matching subscription's MQTT 5 Subscription Identifier: 0 none, [`SEVERAL`].
+    identifier: u32,
+}
+
+/// What the delivery to `target` carries besides the message; `several` holds the identifiers
+/// of targets marked [`SEVERAL`].
+fn via_for(target: &Target, several: &[(ConnId, Vec<u32>)]) -> Option<Box<Via>> {
+    match target.identifier {
+        0 => None,
+        SEVERAL => several
+            .iter()
+            .find(|(conn, _)| *conn == target.conn)
+            .map(|(_, identifiers)| {
+                Box::new(Via {
+                    identifiers: identifiers.clone(),
+                    shared: None,
+                })
+            }),
+        identifier => Via::of(identifier, None),
+    }
 }
 
 /// Where a client is in its life on this shard.
@@ -402,6 +431,7 @@ impl Client {
         message: &Arc<Message>,
         qos: QoS,
         retain: bool,
+        via: Option<Box<Via>>,
         now: Option<Instant>,
     ) -> Option<Delivered> {
         if self.arrived_before(message) {
@@ -411,7 +441,7 @@ impl Client {
             self.session.handle_time(now);
         }
         let before = self.session.pending_bytes();
-        if self.session.handle_delivery(message, qos, retain) {
+        if self.session.handle_delivery_via(message, qos, retain, via) {
             self.remember_arrival(message);
         }
         Some(Delivered {
@@ -485,6 +515,13 @@ pub struct Router {
     by_client_id: HashMap<ByteStr, ConnId>,
     subscriptions: Trie<Subscribers>,
     routes: Trie<ShardSet>,
+    /// Shared subscription groups: this shard's members, by filter and share name.
+    groups: Trie<Groups<Group>>,
+    /// Shared subscription groups everywhere: each shard's member counts, by filter and share
+    /// name (replicated like `routes`).
+    group_routes: Trie<Groups<GroupRoute>>,
+    /// For the `random` strategy.
+    rng: Rng,
     retained: RetainedIndex<Arc<Message>>,
     registry: Registry,
     /// Payload bytes of the retained messages.
@@ -524,6 +561,9 @@ impl Router {
             by_client_id: HashMap::new(),
             subscriptions: Trie::new(),
             routes: Trie::new(),
+            groups: Trie::new(),
+            group_routes: Trie::new(),
+            rng: Rng::new(0x9e37_79b9_7f4a_7c15 ^ id.0 as u64),
             retained: RetainedIndex::new(),
             registry: Registry::default(),
             retained_bytes: 0,
@@ -885,15 +925,15 @@ impl Router {
             // What the session kept is checked against the rules of the connection resuming it.
             let acl = client.acl.as_deref();
             client.session.retain_allowed(
-                |filter| acl.is_none_or(|acl| acl.can_subscribe(filter)),
+                |filter| acl.is_none_or(|acl| acl.can_subscribe(shared::topic_filter(filter))),
                 |topic| acl.is_none_or(|acl| acl.can_receive(topic)),
             );
         }
-        let mut filters: Vec<(ByteStr, SubscriptionOptions)> = client
+        let mut filters: Vec<(ByteStr, Subscription)> = client
             .session
             .subscriptions()
             .iter()
-            .map(|(filter, options)| (filter.clone(), *options))
+            .map(|(filter, subscription)| (filter.clone(), *subscription))
             .collect();
         if let Some(forwarder) = unwanted_forwarder {
             // Not resumed (a clean start, or another user's session): nothing of it is wanted.
@@ -910,11 +950,15 @@ impl Router {
                     qos,
                     ..SubscriptionOptions::default()
                 };
-                filters.push((ByteStr::copy_from_str(&filter), options));
+                let subscription = Subscription {
+                    options,
+                    identifier: 0,
+                };
+                filters.push((ByteStr::copy_from_str(&filter), subscription));
             }
         }
-        for (filter, options) in filters {
-            self.subscribe(conn, filter, options);
+        for (filter, subscription) in filters {
+            self.subscribe(conn, filter, subscription);
         }
         self.maybe_complete(conn);
     }
@@ -986,8 +1030,6 @@ impl Router {
             let receive_maximum = self.config.session.receive_maximum;
             // Absent means 65,535 (§3.2.2.3.3).
             properties.receive_maximum = (receive_maximum < u16::MAX).then_some(receive_maximum);
-            properties.subscription_identifier_available = Some(0);
-            properties.shared_subscription_available = Some(0);
         }
         if let Some(now) = self.now {
             client.session.handle_time(now);
@@ -1111,8 +1153,21 @@ impl Router {
                 self.timers.push(Reverse((at, conn)));
             }
             client.session.handle_disconnected();
+            let returned = client.session.take_shared(false);
+            let groups: Vec<ByteStr> = client
+                .session
+                .subscriptions()
+                .keys()
+                .filter(|filter| matches!(shared::parse(filter), Parsed::Shared { .. }))
+                .cloned()
+                .collect();
             Stats::sub(&self.stats.connections, 1);
             Stats::add(&self.stats.sessions_offline, 1);
+            // Its groups count it offline now, and what it held goes to the others.
+            for key in &groups {
+                self.group_changed(key, None);
+            }
+            self.return_to_groups(returned, self.owner(conn));
         } else {
             self.end_session(conn);
         }
@@ -1143,8 +1198,10 @@ impl Router {
         if let Some(upstream) = client.upstream {
             self.send_moved(upstream);
         }
+        let returned = client.session.take_shared(true);
         self.drop_subscriptions(conn, &client.session);
         let owner = self.owner(conn);
+        self.return_to_groups(returned, owner);
         self.release(client.client_id, owner);
     }
 
@@ -1258,7 +1315,17 @@ impl Router {
                 client.session.handle_pubcomp(comp.packet_id);
                 Handled::Done
             }
-            Packet::Subscribe(subscribe) => self.handle_subscribe(conn, subscribe),
+            Packet::Subscribe(subscribe) => {
+                // No Local on a shared subscription is a Protocol Error [MQTT-3.8.3-4].
+                let no_local_shared = subscribe.filters.iter().any(|request| {
+                    request.options.no_local
+                        && matches!(shared::parse(&request.filter), Parsed::Shared { .. })
+                });
+                if no_local_shared && client.session.protocol().is_v5() {
+                    return Err(ReasonCode::ProtocolError);
+                }
+                self.handle_subscribe(conn, subscribe)
+            }
             Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(conn, unsubscribe),
             Packet::PingReq => {
                 client.session.send(&Packet::PingResp);
@@ -1392,6 +1459,14 @@ impl Router {
         };
         let config = Arc::clone(&self.config);
         let limits = &config.limits;
+        // A SUBSCRIBE carries at most one Subscription Identifier, for all its filters.
+        let identifier = subscribe
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied()
+            .filter(|_| v5)
+            .unwrap_or(0);
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
         // A filter repeated with the same options in one SUBSCRIBE is handled once.
@@ -1410,18 +1485,18 @@ impl Router {
                 codes.push(*code);
                 continue;
             }
+            let parsed = shared::parse(filter);
+            let matches_with = shared::topic_filter(filter);
             let mut denied = false;
             let code = if index >= limits.max_subscribe_filters {
                 Stats::add(&self.stats.limit_subscriptions, 1);
                 refused(ReasonCode::QuotaExceeded)
-            } else if !topic::valid_filter(filter) {
-                ReasonCode::TopicFilterInvalid
+            } else if parsed == Parsed::Invalid || !topic::valid_filter(matches_with) {
+                refused(ReasonCode::TopicFilterInvalid)
             } else if !within(limits, filter) {
                 Stats::add(&self.stats.limit_topic, 1);
                 refused(ReasonCode::TopicFilterInvalid)
-            } else if v5 && filter.starts_with("$share/") {
-                ReasonCode::SharedSubscriptionsNotSupported
-            } else if !client.can_subscribe(filter) {
+            } else if !client.can_subscribe(matches_with) {
                 denied = true;
                 refused(ReasonCode::NotAuthorized)
             } else if !client.session.subscriptions().contains_key(filter)
@@ -1446,17 +1521,23 @@ impl Router {
             options.qos = options.qos.min(QoS::ExactlyOnce);
             let filter = ByteStr::copy_from_str(filter);
             let existed = client.session.subscriptions().contains_key(&filter);
-            self.subscribe(conn, filter.clone(), options);
+            let subscription = Subscription {
+                options,
+                identifier,
+            };
+            self.subscribe(conn, filter.clone(), subscription);
             seen.insert(
                 (request.filter.as_str(), request.options),
                 ReasonCode::granted(options.qos),
             );
             codes.push(ReasonCode::granted(options.qos));
-            let send_retained = match options.retain_handling {
-                RetainHandling::SendAtSubscribe => true,
-                RetainHandling::SendIfNew => !existed,
-                RetainHandling::DoNotSend => false,
-            };
+            // Retained messages are not sent for a shared subscription [MQTT-3.8.4-4 note, §4.8.2].
+            let send_retained = parsed == Parsed::Plain
+                && match options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
             if send_retained {
                 retained.push((filter, options.qos));
             }
@@ -1557,64 +1638,187 @@ impl Router {
 
     // ----- subscriptions ---------------------------------------------------------------------
 
-    /// Adds a subscription of `conn` on this shard; a filter new to the shard is announced to
-    /// every peer, and `conn` waits for their acknowledgements.
-    fn subscribe(&mut self, conn: ConnId, filter: ByteStr, options: SubscriptionOptions) {
+    /// Adds a subscription of `conn` on this shard; a filter (or shared group) new to the shard
+    /// is announced to every peer, and `conn` waits for their acknowledgements.
+    fn subscribe(&mut self, conn: ConnId, filter: ByteStr, subscription: Subscription) {
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };
-        client.session.add_subscription(filter.clone(), options);
+        client
+            .session
+            .add_subscription(filter.clone(), subscription);
+        if let Parsed::Shared {
+            group,
+            filter: topic_filter,
+        } = shared::parse(&filter)
+        {
+            let member = Member {
+                conn,
+                options: subscription.options,
+                identifier: subscription.identifier,
+            };
+            let joined = self
+                .groups
+                .get_or_insert_with(topic_filter, Groups::new)
+                .entry(ByteStr::copy_from_str(group))
+                .or_default()
+                .join(member);
+            if joined {
+                Stats::add(&self.stats.subscriptions, 1);
+                self.hot_topics.record_subscribers(topic_filter, 1);
+            }
+            self.group_changed(&filter, Some(conn));
+            return;
+        }
         let subscribers = self
             .subscriptions
             .get_or_insert_with(&filter, Subscribers::new);
         let first = subscribers.is_empty();
-        if subscribers.insert(conn, options).is_none() {
+        if subscribers.insert(conn, subscription).is_none() {
             Stats::add(&self.stats.subscriptions, 1);
             self.hot_topics.record_subscribers(&filter, 1);
         }
         if !first {
             // The route may still be on its way to the peers: wait for it as its announcer does.
-            if let Some(announcement) = self
-                .announcing
-                .get(&filter)
-                .and_then(|token| self.announcements.get_mut(token))
-            {
-                if !announcement.waiters.contains(&conn) {
-                    announcement.waiters.push(conn);
-                    client.awaiting_acks += 1;
-                }
-            }
+            self.await_announcement(&filter, conn);
             return;
         }
         self.routes
             .get_or_insert_with(&filter, ShardSet::default)
             .insert(self.id);
+        let from = self.id;
+        self.announce(filter.clone(), conn, |token| ShardMsg::RouteAdd {
+            filter: filter.clone(),
+            from,
+            token,
+        });
+    }
+
+    /// Sends what `message` makes of a token to every peer, and makes `waiter` wait for all
+    /// their acknowledgements (`RouteAck`); `key` names the announcement for later waiters.
+    fn announce(&mut self, key: ByteStr, waiter: ConnId, message: impl Fn(u64) -> ShardMsg) {
         let peers = self.config.shards - 1;
         if peers == 0 {
             return;
         }
+        let Some(client) = self.clients.get_mut(&waiter) else {
+            return;
+        };
         client.awaiting_acks += 1;
         let token = self.next_announcement;
         self.next_announcement += 1;
         self.announcements.insert(
             token,
             Announcement {
-                filter: filter.clone(),
+                filter: key.clone(),
                 acks_left: peers,
-                waiters: vec![conn],
+                waiters: vec![waiter],
             },
         );
-        self.announcing.insert(filter.clone(), token);
+        self.announcing.insert(key, token);
         for peer in self.peers().collect::<Vec<_>>() {
-            self.transmit(
-                peer,
-                ShardMsg::RouteAdd {
-                    filter: filter.clone(),
-                    from: self.id,
-                    token,
-                },
-            );
+            self.transmit(peer, message(token));
         }
+    }
+
+    /// Makes `conn` wait too for the announcement of `key`, while one is unacknowledged.
+    fn await_announcement(&mut self, key: &str, conn: ConnId) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        if let Some(announcement) = self
+            .announcing
+            .get(key)
+            .and_then(|token| self.announcements.get_mut(token))
+        {
+            if !announcement.waiters.contains(&conn) {
+                announcement.waiters.push(conn);
+                client.awaiting_acks += 1;
+            }
+        }
+    }
+
+    /// This shard's members of the shared group `key` (`$share/<group>/<filter>`) changed (one
+    /// joined, left, connected or went offline): updates the group's route and tells the peers
+    /// the new counts. The first member here makes `waiter` (its subscriber) wait for the
+    /// peers' acknowledgements.
+    fn group_changed(&mut self, key: &ByteStr, waiter: Option<ConnId>) {
+        let Parsed::Shared { group, filter } = shared::parse(key) else {
+            return;
+        };
+        let clients = &self.clients;
+        let counts = self
+            .groups
+            .get(filter)
+            .and_then(|groups| groups.get(group))
+            .map_or(Counts::default(), |group| {
+                let online = group
+                    .members()
+                    .iter()
+                    .filter(|m| clients.get(&m.conn).is_some_and(|c| c.is_connected()))
+                    .count();
+                Counts {
+                    online: online as u32,
+                    total: group.members().len() as u32,
+                }
+            });
+        let before = self.apply_group_counts(key, self.id, counts);
+        if counts.total == 0 {
+            if let Some(groups) = self.groups.get_mut(filter) {
+                groups.remove(group);
+                if groups.is_empty() {
+                    self.groups.remove(filter);
+                }
+            }
+        }
+        if before == counts {
+            if let Some(waiter) = waiter {
+                self.await_announcement(key, waiter);
+            }
+            return;
+        }
+        let from = self.id;
+        match waiter.filter(|_| before.total == 0) {
+            Some(waiter) => self.announce(key.clone(), waiter, |token| ShardMsg::ShareCounts {
+                key: key.clone(),
+                from,
+                counts,
+                token: Some(token),
+            }),
+            None => {
+                for peer in self.peers().collect::<Vec<_>>() {
+                    let key = key.clone();
+                    let msg = ShardMsg::ShareCounts {
+                        key,
+                        from,
+                        counts,
+                        token: None,
+                    };
+                    self.transmit(peer, msg);
+                }
+            }
+        }
+    }
+
+    /// Sets `shard`'s counts in the route of the shared group `key`; returns the counts before.
+    fn apply_group_counts(&mut self, key: &ByteStr, shard: ShardId, counts: Counts) -> Counts {
+        let Parsed::Shared { group, filter } = shared::parse(key) else {
+            return Counts::default();
+        };
+        let shards = self.config.shards;
+        let groups = self.group_routes.get_or_insert_with(filter, Groups::new);
+        let route = groups
+            .entry(ByteStr::copy_from_str(group))
+            .or_insert_with(|| GroupRoute::new(key.clone(), shards));
+        let before = route.get(shard);
+        route.set(shard, counts);
+        if route.is_empty() {
+            groups.remove(group);
+            if groups.is_empty() {
+                self.group_routes.remove(filter);
+            }
+        }
+        before
     }
 
     /// A peer applied the announcement `token`; once every peer has, its waiters go on.
@@ -1654,6 +1858,23 @@ impl Router {
     }
 
     fn remove_subscriber(&mut self, conn: ConnId, filter: &str) {
+        if let Parsed::Shared {
+            group,
+            filter: topic_filter,
+        } = shared::parse(filter)
+        {
+            let left = self
+                .groups
+                .get_mut(topic_filter)
+                .and_then(|groups| groups.get_mut(group))
+                .is_some_and(|group| group.leave(conn));
+            if left {
+                Stats::sub(&self.stats.subscriptions, 1);
+                self.hot_topics.record_subscribers(topic_filter, -1);
+                self.group_changed(&ByteStr::copy_from_str(filter), None);
+            }
+            return;
+        }
         let Some(subscribers) = self.subscriptions.get_mut(filter) else {
             return;
         };
@@ -1718,16 +1939,203 @@ impl Router {
         self.routes.for_each_match(&message.topic, |shards| {
             targets = targets.union(*shards);
         });
+        let picks = self.pick_groups(&message, origin);
         let local = targets.contains(self.id);
         targets.remove(self.id);
-        for peer in targets.iter() {
+        let mut peers = targets;
+        for (shard, _) in &picks {
+            peers.insert(*shard);
+        }
+        peers.remove(self.id);
+        for peer in peers.iter() {
             let routed = Routed {
                 message: Arc::clone(&message),
                 origin,
+                plain: targets.contains(peer),
+                shared: picks
+                    .iter()
+                    .filter(|(shard, _)| *shard == peer)
+                    .map(|(_, pick)| pick.clone())
+                    .collect(),
             };
             self.transmit(peer, ShardMsg::Publish(routed));
         }
+        for (shard, pick) in picks {
+            if shard == self.id {
+                self.deliver_to_group(&message, origin, pick);
+            }
+        }
         local.then(|| self.fan_out(message, origin))
+    }
+
+    /// For each shared group with a filter matching `message`: the shard that delivers it to
+    /// one of its members, chosen by the group's strategy among the shards with connected
+    /// members, or with any member when none is connected.
+    fn pick_groups(&mut self, message: &Message, origin: Owner) -> Vec<(ShardId, Pick)> {
+        let mut picks = Vec::new();
+        if self.group_routes.is_empty() {
+            return picks;
+        }
+        let strategies = &self.config.shared;
+        let rng = &mut self.rng;
+        let publisher = (origin.shard == self.id)
+            .then(|| self.clients.get(&origin.conn))
+            .flatten()
+            .map(|client| client.client_id.as_str());
+        let me = self.id;
+        self.group_routes.for_each_match(&message.topic, |groups| {
+            for (group, route) in groups {
+                let strategy = strategies.of(group);
+                let hash = match strategy {
+                    Strategy::HashClientId => shared::stable_hash(publisher.unwrap_or("")),
+                    Strategy::HashTopic => shared::stable_hash(message.topic.as_str()),
+                    Strategy::Random => rng.next_u64(),
+                    Strategy::RoundRobin | Strategy::Local => route.next_turn(),
+                };
+                let none = ShardSet::default();
+                let shard = route
+                    .choose(strategy, me, hash, none, true)
+                    .or_else(|| route.choose(strategy, me, hash, none, false));
+                if let Some(shard) = shard {
+                    let key = route.key.clone();
+                    picks.push((
+                        shard,
+                        Pick {
+                            key,
+                            hash,
+                            tried: none,
+                        },
+                    ));
+                }
+            }
+        });
+        picks
+    }
+
+    /// Delivers `message` to one member of the shared group `pick` names: a connected member
+    /// here that may read the topic and has room for it; else another shard with connected
+    /// members not tried yet; else a member here without a connection (its queue keeps it) or
+    /// one that moved (forwarded); else any shard with a member. Dropped and counted when the
+    /// group has no member left.
+    fn deliver_to_group(&mut self, message: &Arc<Message>, origin: Owner, mut pick: Pick) {
+        let Parsed::Shared { group, filter } = shared::parse(&pick.key) else {
+            return;
+        };
+        let strategy = self.config.shared.of(group);
+        let clients = &self.clients;
+        let topic = message.topic.as_str();
+        let ready = self
+            .groups
+            .get_mut(filter)
+            .and_then(|groups| groups.get_mut(group))
+            .and_then(|group| {
+                group.pick(strategy, pick.hash, |member| {
+                    let qos = member.options.qos.min(message.qos);
+                    clients.get(&member.conn).is_some_and(|client| {
+                        client.can_receive(topic)
+                            && client.session.has_room(qos, message.payload.len())
+                    })
+                })
+            });
+        if let Some(member) = ready {
+            self.deliver_member(message, member, &pick.key);
+            return;
+        }
+        pick.tried.insert(self.id);
+        if self.pass_on(message, origin, &pick, true) {
+            return;
+        }
+        let clients = &self.clients;
+        let forwards = &self.forwards;
+        let members = self
+            .groups
+            .get_mut(filter)
+            .and_then(|groups| groups.get_mut(group));
+        let fallback = members.and_then(|group| {
+            group.pick(strategy, pick.hash, |member| {
+                match clients.get(&member.conn) {
+                    Some(client) => client.can_receive(topic),
+                    None => forwards.contains_key(&member.conn),
+                }
+            })
+        });
+        match fallback {
+            Some(member) if self.clients.contains_key(&member.conn) => {
+                self.deliver_member(message, member, &pick.key);
+            }
+            Some(member) => {
+                let retain = member.options.retain_as_published && message.retain;
+                self.forward(member.conn, message, member.options.qos, retain, None);
+            }
+            None => {
+                if !self.pass_on(message, origin, &pick, false) {
+                    Stats::add(&self.stats.dropped_no_member, 1);
+                }
+            }
+        }
+    }
+
+    /// Sends `message` for the group of `pick` to a shard not tried yet that has connected
+    /// members (`online`) or any; false if there is none.
+    fn pass_on(
+        &mut self,
+        message: &Arc<Message>,
+        origin: Owner,
+        pick: &Pick,
+        online: bool,
+    ) -> bool {
+        let Parsed::Shared { group, filter } = shared::parse(&pick.key) else {
+            return false;
+        };
+        let strategy = self.config.shared.of(group);
+        let shard = self
+            .group_routes
+            .get(filter)
+            .and_then(|groups| groups.get(group))
+            .and_then(|route| route.choose(strategy, self.id, pick.hash, pick.tried, online));
+        let Some(shard) = shard else {
+            return false;
+        };
+        let routed = Routed {
+            message: Arc::clone(message),
+            origin,
+            plain: false,
+            shared: vec![pick.clone()],
+        };
+        self.transmit(shard, ShardMsg::Publish(routed));
+        true
+    }
+
+    /// Delivers `message` to the group member `member` (a client here).
+    fn deliver_member(&mut self, message: &Arc<Message>, member: Member, key: &ByteStr) {
+        let now = self.now;
+        let Some(client) = self.clients.get_mut(&member.conn) else {
+            return;
+        };
+        let retain = member.options.retain_as_published && message.retain;
+        let via = Via::of(member.identifier, Some(key.clone()));
+        let Some(delivered) = client.deliver(message, member.options.qos, retain, via, now) else {
+            return;
+        };
+        if delivered.flush {
+            self.outputs.push(Output::Flush(member.conn));
+        }
+        self.count_drops(delivered.drops);
+        self.stats.add_delivered(1);
+    }
+
+    /// Delivers again, each to its group, the messages a member gave back.
+    fn return_to_groups(&mut self, returned: Vec<Returned>, origin: Owner) {
+        Stats::add(&self.stats.shared_returned, returned.len() as u64);
+        for Returned { message, shared } in returned {
+            let hash = self.rng.next_u64();
+            let pick = Pick {
+                key: shared,
+                hash,
+                tried: ShardSet::default(),
+            };
+            self.deliver_to_group(&message, origin, pick);
+        }
     }
 
     /// Whether storing a retained payload of `len` bytes on `topic` stays within
@@ -1762,41 +2170,49 @@ impl Router {
         self.subscriptions
             .for_each_match(&message.topic, |subscribers| {
                 matched += 1;
-                for (conn, options) in subscribers {
+                for (conn, subscription) in subscribers {
+                    let options = subscription.options;
                     if options.no_local && origin == self.owner(*conn) {
                         continue;
                     }
-                    let Some(client) = self.clients.get(conn) else {
-                        if self.forwards.contains_key(conn) {
-                            forwarded.push(Target {
-                                conn: *conn,
-                                qos: options.qos,
-                                retain: options.retain_as_published && message.retain,
-                            });
-                        }
-                        continue;
-                    };
-                    if !client.can_receive(&message.topic) {
-                        continue;
-                    }
-                    targets.push(Target {
+                    let target = Target {
                         conn: *conn,
                         qos: options.qos,
                         retain: options.retain_as_published && message.retain,
-                    });
+                        identifier: subscription.identifier,
+                    };
+                    let Some(client) = self.clients.get(conn) else {
+                        if self.forwards.contains_key(conn) {
+                            forwarded.push(target);
+                        }
+                        continue;
+                    };
+                    if client.can_receive(&message.topic) {
+                        targets.push(target);
+                    }
                 }
             });
-        if matched > 1 {
-            // Overlapping subscriptions of one session: one delivery, at their highest QoS. A
-            // moved session's forwarded copy too, or the once-only check at its new place would
-            // keep whichever copy came first, perhaps the QoS 0 one.
-            merge_overlapping(&mut targets);
-            merge_overlapping(&mut forwarded);
-        }
+        // Overlapping subscriptions of one session: one delivery, at their highest QoS, with
+        // every matching Subscription Identifier [MQTT-3.3.4-4]. A moved session's forwarded
+        // copy too, or the once-only check at its new place would keep whichever copy came
+        // first, perhaps the QoS 0 one.
+        let (identifiers, forwarded_identifiers) = if matched > 1 {
+            (
+                merge_overlapping(&mut targets),
+                merge_overlapping(&mut forwarded),
+            )
+        } else {
+            Default::default()
+        };
         for target in forwarded {
-            self.forward(target.conn, &message, target.qos, target.retain);
+            let via = via_for(&target, &forwarded_identifiers);
+            self.forward(target.conn, &message, target.qos, target.retain, via);
         }
-        FanOut { message, targets }
+        FanOut {
+            message,
+            targets,
+            identifiers,
+        }
     }
 
     // ----- sessions that move ----------------------------------------------------------------
@@ -1811,13 +2227,20 @@ impl Router {
     // the same way, with no subscriptions of its own.
 
     /// Forwards a delivery for the moved session `conn` to its new owner.
-    fn forward(&mut self, conn: ConnId, message: &Arc<Message>, qos: QoS, retain: bool) {
+    fn forward(
+        &mut self,
+        conn: ConnId,
+        message: &Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        via: Option<Box<Via>>,
+    ) {
         let Some(forward) = self.forwards.get(&conn) else {
             return;
         };
         let (to, from) = (forward.to, self.owner(conn));
         if to.shard == self.id {
-            self.receive_forward(to.conn, from, message, qos, retain);
+            self.receive_forward(to.conn, from, message, qos, retain, via);
         } else {
             let message = Arc::clone(message);
             self.transmit(
@@ -1828,6 +2251,7 @@ impl Router {
                     message,
                     qos,
                     retain,
+                    via,
                 },
             );
         }
@@ -1842,13 +2266,14 @@ impl Router {
         message: &Arc<Message>,
         qos: QoS,
         retain: bool,
+        via: Option<Box<Via>>,
     ) {
         let now = self.now;
         if let Some(client) = self.clients.get_mut(&conn) {
             if client.upstream != Some(from) || !client.can_receive(&message.topic) {
                 return;
             }
-            let Some(delivered) = client.deliver(message, qos, retain, now) else {
+            let Some(delivered) = client.deliver(message, qos, retain, via, now) else {
                 return;
             };
             if delivered.flush {
@@ -1861,7 +2286,7 @@ impl Router {
             .get(&conn)
             .is_some_and(|forward| forward.upstream == Some(from))
         {
-            self.forward(conn, message, qos, retain);
+            self.forward(conn, message, qos, retain, via);
         }
     }
 
@@ -1953,7 +2378,9 @@ impl Router {
             let Some(client) = self.clients.get_mut(&target.conn) else {
                 continue;
             };
-            let Some(outcome) = client.deliver(&fanout.message, target.qos, target.retain, now)
+            let via = via_for(target, &fanout.identifiers);
+            let Some(outcome) =
+                client.deliver(&fanout.message, target.qos, target.retain, via, now)
             else {
                 continue;
             };
@@ -1996,7 +2423,25 @@ impl Router {
     /// A message from a peer shard. A publish returns this shard's deliveries.
     pub fn handle_mesh(&mut self, msg: ShardMsg) -> Option<FanOut> {
         match msg {
-            ShardMsg::Publish(routed) => return Some(self.fan_out(routed.message, routed.origin)),
+            ShardMsg::Publish(routed) => {
+                for pick in routed.shared {
+                    self.deliver_to_group(&routed.message, routed.origin, pick);
+                }
+                return routed
+                    .plain
+                    .then(|| self.fan_out(routed.message, routed.origin));
+            }
+            ShardMsg::ShareCounts {
+                key,
+                from,
+                counts,
+                token,
+            } => {
+                self.apply_group_counts(&key, from, counts);
+                if let Some(token) = token {
+                    self.transmit(from, ShardMsg::RouteAck { token });
+                }
+            }
             ShardMsg::RouteAdd {
                 filter,
                 from,
@@ -2052,7 +2497,8 @@ impl Router {
                 message,
                 qos,
                 retain,
-            } => self.receive_forward(conn, from, &message, qos, retain),
+                via,
+            } => self.receive_forward(conn, from, &message, qos, retain, via),
             ShardMsg::Moved { previous } => self.handle_moved(previous),
             ShardMsg::Drain { token, from } => self.transmit(from, ShardMsg::Drained { token }),
             ShardMsg::Drained { token } => {
@@ -2099,7 +2545,7 @@ impl Router {
                 .session
                 .subscriptions()
                 .keys()
-                .filter(|filter| !acl.can_subscribe(filter))
+                .filter(|filter| !acl.can_subscribe(shared::topic_filter(filter)))
                 .cloned()
                 .collect();
             client.acl = Some(acl);
@@ -2153,7 +2599,7 @@ impl Router {
             .session
             .subscriptions()
             .iter()
-            .map(|(filter, options)| (filter.to_string(), *options))
+            .map(|(filter, subscription)| (filter.to_string(), subscription.options))
             .collect();
         subscriptions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Some(ClientDetails {
@@ -2215,17 +2661,33 @@ impl Router {
 }
 
 /// Merges the targets of one connection into one, at the highest QoS any of them asks for.
-fn merge_overlapping(targets: &mut Vec<Target>) {
+/// Returns the Subscription Identifiers of connections matched by several subscriptions with
+/// one (their target's identifier becomes [`SEVERAL`]).
+fn merge_overlapping(targets: &mut Vec<Target>) -> Vec<(ConnId, Vec<u32>)> {
     targets.sort_by_key(|target| target.conn);
+    let mut several: Vec<(ConnId, Vec<u32>)> = Vec::new();
     targets.dedup_by(|later, kept| {
-        if later.conn == kept.conn {
-            kept.qos = kept.qos.max(later.qos);
-            kept.retain |= later.retain;
-            true
-        } else {
-            false
+        if later.conn != kept.conn {
+            return false;
         }
+        kept.qos = kept.qos.max(later.qos);
+        kept.retain |= later.retain;
+        match (kept.identifier, later.identifier) {
+            (_, 0) => {}
+            (0, identifier) => kept.identifier = identifier,
+            (SEVERAL, identifier) => {
+                if let Some((_, identifiers)) = several.last_mut() {
+                    identifiers.push(identifier);
+                }
+            }
+            (first, identifier) => {
+                kept.identifier = SEVERAL;
+                several.push((kept.conn, vec![first, identifier]));
+            }
+        }
+        true
     });
+    several
 }
 
 /// When a message published at `now` with these properties expires (MQTT 5 Message Expiry

@@ -91,6 +91,53 @@ impl Default for ClientLimits {
     }
 }
 
+/// One subscription of a session, as the client made it.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct Subscription {
+    /// Its options.
+    pub options: SubscriptionOptions,
+    /// Its MQTT 5 Subscription Identifier (1..=268,435,455), 0 for none: sent with every
+    /// message it matches [MQTT-3.3.4-3].
+    pub identifier: u32,
+}
+
+/// What a delivery carries besides its message, QoS and RETAIN flag. Rare (MQTT 5
+/// Subscription Identifiers, shared subscriptions), so stored boxed and absent otherwise.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct Via {
+    /// Subscription Identifiers of the subscriptions that matched.
+    pub identifiers: Vec<u32>,
+    /// The shared subscription (`$share/<group>/<filter>`) it came through: if this session
+    /// cannot take it after all, it goes back to the group ([`Session::take_shared`]).
+    pub shared: Option<ByteStr>,
+}
+
+impl Via {
+    /// What a delivery through one subscription carries; `None` when nothing.
+    pub fn of(identifier: u32, shared: Option<ByteStr>) -> Option<Box<Via>> {
+        (identifier != 0 || shared.is_some()).then(|| {
+            Box::new(Via {
+                identifiers: if identifier == 0 {
+                    Vec::new()
+                } else {
+                    vec![identifier]
+                },
+                shared,
+            })
+        })
+    }
+}
+
+/// A message a session gives back to its shared subscription's group (see
+/// [`Session::take_shared`]).
+#[derive(Debug)]
+pub struct Returned {
+    /// The message.
+    pub message: Arc<Message>,
+    /// `$share/<group>/<filter>`.
+    pub shared: ByteStr,
+}
+
 impl Default for SessionLimits {
     fn default() -> Self {
         Self {
@@ -225,6 +272,7 @@ struct Inflight {
     /// Not resent yet on this connection: a resumed session resends its unacknowledged messages
     /// only as far as the new connection's window allows (see [`Session::handle_resumed`]).
     held: bool,
+    via: Option<Box<Via>>,
 }
 
 #[derive(Clone, Debug)]
@@ -232,6 +280,7 @@ struct Queued {
     message: Arc<Message>,
     qos: QoS,
     retain: bool,
+    via: Option<Box<Via>>,
 }
 
 /// What the driver must do with an incoming PUBLISH after the session has seen it.
@@ -296,7 +345,7 @@ pub struct Session {
     window: u16,
     /// The client's MQTT 5 Maximum Packet Size (`u32::MAX` when it set none).
     max_packet_size: u32,
-    subscriptions: HashMap<ByteStr, SubscriptionOptions>,
+    subscriptions: HashMap<ByteStr, Subscription>,
     next_id: u16,
     inflight: VecDeque<Inflight>,
     queued: VecDeque<Queued>,
@@ -379,33 +428,43 @@ impl Session {
     }
 
     /// Encodes a PUBLISH of `message` into the outbox, with the expiry interval that remains.
+    /// The properties `message` goes out with, when they differ from those it arrived with:
+    /// the expiry interval that remains, the Subscription Identifiers it matched.
+    fn outgoing_properties(&self, message: &Message, via: Option<&Via>) -> Option<Properties> {
+        let remaining = self.remaining_expiry(message);
+        let identifiers = via.map_or(&[][..], |via| &via.identifiers[..]);
+        if remaining.is_none() && identifiers.is_empty() {
+            return None;
+        }
+        let mut properties = message.properties.clone();
+        if remaining.is_some() {
+            properties.message_expiry_interval = remaining;
+        }
+        properties.subscription_identifiers = identifiers.to_vec();
+        Some(properties)
+    }
+
+    /// Encodes a PUBLISH of `message` into the outbox, with the properties it goes out with;
+    /// false if it is too large for the client (counted).
     fn push_message(
         &mut self,
         message: &Message,
         qos: QoS,
         retain: bool,
         id: Option<PacketId>,
+        via: Option<&Via>,
     ) -> bool {
-        let header = header(message, qos, retain, id);
+        let properties = self.outgoing_properties(message, via);
+        let header = PublishHeader {
+            properties: properties.as_ref().unwrap_or(&message.properties),
+            ..header(message, qos, retain, id)
+        };
         if !fits(&header, self.protocol, self.max_packet_size) {
             self.drops.too_large += 1;
             return false;
         }
-        match self.remaining_expiry(message) {
-            None => self
-                .outbox
-                .push_publish(&header, &message.payload, self.protocol),
-            Some(remaining) => {
-                let mut properties = message.properties.clone();
-                properties.message_expiry_interval = Some(remaining);
-                let header = PublishHeader {
-                    properties: &properties,
-                    ..header
-                };
-                self.outbox
-                    .push_publish(&header, &message.payload, self.protocol);
-            }
-        }
+        self.outbox
+            .push_publish(&header, &message.payload, self.protocol);
         true
     }
 
@@ -460,7 +519,7 @@ impl Session {
     }
 
     /// The subscriptions, filter → options.
-    pub fn subscriptions(&self) -> &HashMap<ByteStr, SubscriptionOptions> {
+    pub fn subscriptions(&self) -> &HashMap<ByteStr, Subscription> {
         &self.subscriptions
     }
 
@@ -498,8 +557,8 @@ impl Session {
     }
 
     /// Records a subscription; returns true if it replaced an existing one for the same filter.
-    pub fn add_subscription(&mut self, filter: ByteStr, options: SubscriptionOptions) -> bool {
-        self.subscriptions.insert(filter, options).is_some()
+    pub fn add_subscription(&mut self, filter: ByteStr, subscription: Subscription) -> bool {
+        self.subscriptions.insert(filter, subscription).is_some()
     }
 
     /// Removes a subscription; returns whether it existed.
@@ -555,8 +614,10 @@ impl Session {
             }
             match entry.awaiting {
                 Awaiting::PubAck | Awaiting::PubRec => {
+                    let properties = self.outgoing_properties(&entry.message, entry.via.as_deref());
                     let header = PublishHeader {
                         dup: true,
+                        properties: properties.as_ref().unwrap_or(&entry.message.properties),
                         ..header(&entry.message, entry.qos, entry.retain, Some(entry.id))
                     };
                     if !fits(&header, self.protocol, self.max_packet_size) {
@@ -608,6 +669,17 @@ impl Session {
     /// `retain` is the RETAIN flag to deliver with (true for retained messages sent on
     /// subscribe, or as published with retain-as-published).
     pub fn handle_delivery(&mut self, message: &Arc<Message>, granted: QoS, retain: bool) -> bool {
+        self.handle_delivery_via(message, granted, retain, None)
+    }
+
+    /// [`Session::handle_delivery`] of a message that carries more ([`Via`]).
+    pub fn handle_delivery_via(
+        &mut self,
+        message: &Arc<Message>,
+        granted: QoS,
+        retain: bool,
+        via: Option<Box<Via>>,
+    ) -> bool {
         if self.expired(message) {
             self.drops.expired += 1;
             return false;
@@ -622,6 +694,7 @@ impl Session {
                 message: Arc::clone(message),
                 qos,
                 retain,
+                via,
             });
         }
         if qos == QoS::AtMostOnce {
@@ -629,17 +702,74 @@ impl Session {
                 self.drops.slow_qos0 += 1;
                 return false;
             }
-            return self.push_message(message, qos, retain, None);
+            return self.push_message(message, qos, retain, None, via.as_deref());
         }
         if self.queued.is_empty() && self.window_open() {
-            self.send_new(Arc::clone(message), qos, retain)
+            self.send_new(Arc::clone(message), qos, retain, via)
         } else {
             self.enqueue(Queued {
                 message: Arc::clone(message),
                 qos,
                 retain,
+                via,
             })
         }
+    }
+
+    /// Whether a connected session takes a message of `qos` now without dropping it: room in
+    /// the outbox for QoS 0, room in the queue for QoS 1/2. A shared subscription's group
+    /// passes a message on to another member rather than to one that cannot take it.
+    pub fn has_room(&self, qos: QoS, payload_len: usize) -> bool {
+        if self.link != Link::Connected {
+            return false;
+        }
+        if qos == QoS::AtMostOnce {
+            return self.outbox.len() < self.limits.max_outbox_bytes;
+        }
+        self.queued.len() < self.limits.max_queued_online
+            && self.queued_bytes + payload_len <= self.limits.max_queued_bytes
+    }
+
+    /// Gives back the messages that came through shared subscriptions and that this session
+    /// will not deliver, so their groups deliver them to another member [MQTT-4.8.2-6 and
+    /// §4.8.2: a member's loss is not the group's]: everything queued, and what was sent but
+    /// not acknowledged: at QoS 1 always (it may arrive twice, which QoS 1 allows); at QoS 2 only
+    /// when the session ends (`ending`), as a persistent session resends it on resume and so
+    /// delivers it once. A QoS 2 message whose PUBREC came has been received and stays.
+    pub fn take_shared(&mut self, ending: bool) -> Vec<Returned> {
+        let shared = |via: &Option<Box<Via>>| via.as_ref().and_then(|via| via.shared.clone());
+        let mut returned = Vec::new();
+        self.inflight.retain(|entry| {
+            let gives_back = match entry.awaiting {
+                Awaiting::PubAck => true,
+                Awaiting::PubRec => ending,
+                Awaiting::PubComp => false,
+            };
+            match shared(&entry.via).filter(|_| gives_back) {
+                Some(shared) => {
+                    returned.push(Returned {
+                        message: Arc::clone(&entry.message),
+                        shared,
+                    });
+                    false
+                }
+                None => true,
+            }
+        });
+        let mut bytes = 0;
+        self.queued.retain(|queued| match shared(&queued.via) {
+            Some(shared) => {
+                bytes += queued.message.payload.len();
+                returned.push(Returned {
+                    message: Arc::clone(&queued.message),
+                    shared,
+                });
+                false
+            }
+            None => true,
+        });
+        self.queued_bytes -= bytes;
+        returned
     }
 
     /// Room for a new QoS 1/2 message. Held resends count as in flight, so none is sent while
@@ -674,16 +804,26 @@ impl Session {
     /// Sends a QoS 1/2 message into the window. One too large for the client is discarded
     /// before it takes a packet id: it is as if delivered, and nothing waits for its
     /// acknowledgement [MQTT-3.1.2-25].
-    fn send_new(&mut self, message: Arc<Message>, qos: QoS, retain: bool) -> bool {
+    fn send_new(
+        &mut self,
+        message: Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        via: Option<Box<Via>>,
+    ) -> bool {
         // Sized before an id is taken (every packet id is two bytes): a message too large for
         // the client is discarded as if delivered, and nothing waits for its acknowledgement.
-        let probe = header(&message, qos, retain, PacketId::new(1));
+        let properties = self.outgoing_properties(&message, via.as_deref());
+        let probe = PublishHeader {
+            properties: properties.as_ref().unwrap_or(&message.properties),
+            ..header(&message, qos, retain, PacketId::new(1))
+        };
         if !fits(&probe, self.protocol, self.max_packet_size) {
             self.drops.too_large += 1;
             return false;
         }
         let id = self.allocate_id();
-        self.push_message(&message, qos, retain, Some(id));
+        self.push_message(&message, qos, retain, Some(id), via.as_deref());
         let awaiting = if qos == QoS::AtLeastOnce {
             Awaiting::PubAck
         } else {
@@ -696,6 +836,7 @@ impl Session {
             retain,
             awaiting,
             held: false,
+            via,
         });
         true
     }
@@ -714,9 +855,15 @@ impl Session {
             if self.expired(&next.message) {
                 self.drops.expired += 1;
             } else if next.qos == QoS::AtMostOnce {
-                self.push_message(&next.message, next.qos, next.retain, None);
+                self.push_message(
+                    &next.message,
+                    next.qos,
+                    next.retain,
+                    None,
+                    next.via.as_deref(),
+                );
             } else {
-                self.send_new(next.message, next.qos, next.retain);
+                self.send_new(next.message, next.qos, next.retain, next.via);
             }
         }
     }

@@ -89,6 +89,8 @@ figures! {
     Counter dropped_slow: "QoS 0 messages dropped because the subscriber could not keep up.",
     Counter dropped_queue_full: "Messages dropped because a session queue was full.",
     Counter dropped_too_large: "Messages discarded for a subscriber because the PUBLISH exceeded its MQTT 5 Maximum Packet Size.",
+    Counter dropped_no_member: "Messages for a shared subscription group that had no member left to take them.",
+    Counter shared_returned: "Messages a shared subscription member gave back (it disconnected or its session ended) for its group to deliver again.",
     Counter dropped_denied: "Publications refused by the ACL.",
     Counter mesh_dropped: "Inter-shard messages dropped because a ring was closed.",
     Counter wills_published: "Will messages published.",

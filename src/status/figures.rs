@@ -31,11 +31,12 @@ impl Figures {
     }
 
     /// Messages dropped for any reason (slow subscriber, full queue, too large for the
-    /// subscriber, ACL, closed ring).
+    /// subscriber, a shared group with no member, ACL, closed ring).
     pub fn dropped(snapshot: &Snapshot) -> u64 {
         snapshot.dropped_slow
             + snapshot.dropped_queue_full
             + snapshot.dropped_too_large
+            + snapshot.dropped_no_member
             + snapshot.dropped_denied
             + snapshot.mesh_dropped
     }
