@@ -111,11 +111,31 @@ fn fanin_to_a_wildcard_subscriber() {
         subscribers: 1,
         topic: "in/%i".into(),
         filter: "in/+".into(),
+        shared_group: None,
+        strategy: None,
     };
     let mut fanin = scenario(broker.addr, "fanin", Workload::Fanin(fanin));
     fanin.publish.qos = 1;
     let report = check(&fanin);
     assert_eq!(report.messages.delivered, 100 * 20);
+}
+
+#[test]
+fn fanin_to_a_shared_group_delivers_each_message_once() {
+    let broker = Broker::start(&["--shared-subscription-strategy", "local"]);
+    let fanin = Fanin {
+        publishers: 10,
+        subscribers: 4,
+        topic: "in/%i".into(),
+        filter: "in/+".into(),
+        shared_group: Some("workers".into()),
+        strategy: Some("local".into()),
+    };
+    let mut fanin = scenario(broker.addr, "fanin-shared", Workload::Fanin(fanin));
+    fanin.publish.qos = 1;
+    let report = check(&fanin);
+    // Once per group, not once per member.
+    assert_eq!(report.messages.delivered, 10 * 20);
 }
 
 #[test]

@@ -72,6 +72,11 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Report> 
     }
     .max(1);
     ensure!(
+        workers == 1 || plan.groups.iter().all(|group| !group.shared),
+        "a shared subscription group is measured in one process: {} connections need {workers}",
+        plan.total
+    );
+    ensure!(
         workers == 1 || options.worker_exe.is_some(),
         "{} connections need {workers} processes (RLIMIT_NOFILE allows {descriptors} descriptors \
          per process): run the shardmq-loadtest binary, or set RunOptions::worker_exe",

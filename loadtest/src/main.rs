@@ -64,7 +64,8 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Many publishers on their own topics, few subscribers on a wildcard filter.
+    /// Many publishers on their own topics, few subscribers on a wildcard filter (or, with
+    /// --shared-group, a shared subscription group: each message reaches one of them).
     Fanin {
         /// Publishers.
         #[arg(long)]
@@ -78,6 +79,13 @@ enum Command {
         /// Subscriber filter template.
         #[arg(long, default_value = "loadtest/fanin/#")]
         filter: String,
+        /// The subscribers form this shared group (`$share/<GROUP>/<filter>`).
+        #[arg(long, value_name = "GROUP")]
+        shared_group: Option<String>,
+        /// The broker's strategy for the shared group, recorded in the report (set it on the
+        /// broker).
+        #[arg(long, requires = "shared_group")]
+        strategy: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -265,7 +273,15 @@ fn default_name(scenario: &Scenario) -> String {
                 .map_or("all".into(), |subscribers| subscribers.to_string()),
             fanout.connections
         ),
-        Workload::Fanin(fanin) => format!("{}-to-{}", fanin.publishers, fanin.subscribers),
+        Workload::Fanin(fanin) => match (&fanin.shared_group, &fanin.strategy) {
+            (Some(_), strategy) => format!(
+                "{}-to-shared{}-{}",
+                fanin.publishers,
+                fanin.subscribers,
+                strategy.as_deref().unwrap_or("default")
+            ),
+            (None, _) => format!("{}-to-{}", fanin.publishers, fanin.subscribers),
+        },
         Workload::Pairs(pairs) => format!("n{}", pairs.pairs),
         Workload::Mixed(groups) => format!("{}-groups", groups.len()),
     };
@@ -337,6 +353,8 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             subscribers,
             topic,
             filter,
+            shared_group,
+            strategy,
             common,
         } => (
             Scenario::new(
@@ -346,6 +364,8 @@ fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
                     subscribers,
                     topic,
                     filter,
+                    shared_group,
+                    strategy,
                 }),
             ),
             common,

@@ -122,6 +122,9 @@ pub(crate) struct GroupPlan {
     pub qos: QoS,
     pub publish: Option<PublishPlan>,
     pub subscribe: Vec<Template>,
+    /// The group subscribes as members of shared subscription groups: each message reaches one
+    /// of its clients, so the group as a whole expects each message once.
+    pub shared: bool,
 }
 
 /// Every client of a run.
@@ -161,10 +164,16 @@ impl Plan {
                 }
                 groups
             }
-            Workload::Fanin(fanin) => vec![
-                publishing("publishers", fanin.publishers, &fanin.topic),
-                subscribing("subscribers", fanin.subscribers, &fanin.filter),
-            ],
+            Workload::Fanin(fanin) => {
+                let filter = match &fanin.shared_group {
+                    Some(group) => format!("$share/{group}/{}", fanin.filter),
+                    None => fanin.filter.clone(),
+                };
+                vec![
+                    publishing("publishers", fanin.publishers, &fanin.topic),
+                    subscribing("subscribers", fanin.subscribers, &filter),
+                ]
+            }
             Workload::Pairs(pairs) => vec![
                 publishing("publishers", pairs.pairs, &pairs.topic),
                 subscribing("subscribers", pairs.pairs, &pairs.topic),
@@ -226,11 +235,19 @@ impl Plan {
         for filter in &group.subscribe {
             let template = Template::parse(filter);
             ensure!(
-                topic::valid_filter(&template.render(0, self.total)),
+                topic::valid_filter(matched_filter(&template.render(0, self.total))),
                 "group {name:?}: {filter:?} is not a valid topic filter"
             );
             subscribe.push(template);
         }
+        let shared = group
+            .subscribe
+            .iter()
+            .any(|filter| matched_filter(filter).len() != filter.len());
+        ensure!(
+            !shared || group.subscribe.len() == 1,
+            "group {name:?}: a shared subscription must be the group's only filter"
+        );
         let username = group.username.as_ref().or(client.username.as_ref());
         let password = group.password.as_ref().or(client.password.as_ref());
         ensure!(
@@ -254,6 +271,7 @@ impl Plan {
             qos: QoS::from_u8(qos).unwrap_or_default(),
             publish: publish_plan,
             subscribe,
+            shared,
         })
     }
 
@@ -303,6 +321,16 @@ impl Plan {
     }
 }
 
+/// The topic filter a subscription matches with: the filter of a shared subscription
+/// (`$share/<group>/<filter>`, `$queue/<filter>`), the whole of any other.
+pub(crate) fn matched_filter(filter: &str) -> &str {
+    if let Some(rest) = filter.strip_prefix("$share/") {
+        rest.split_once('/').map_or(filter, |(_, filter)| filter)
+    } else {
+        filter.strip_prefix("$queue/").unwrap_or(filter)
+    }
+}
+
 /// Which publishers each subscriber should hear from.
 ///
 /// Filters without `%i`/`%g` are the same for a whole group: they are matched against every
@@ -341,7 +369,8 @@ impl<'a> Expectations<'a> {
         let mut ranks = Vec::new();
         for filter in &group.subscribe {
             let filter = filter.render(index, global);
-            if topic::has_wildcards(&filter) {
+            let filter = matched_filter(&filter);
+            if topic::has_wildcards(filter) {
                 self.budget = self.budget.saturating_sub(self.plan.publishers.into());
                 ensure!(
                     self.budget > 0,
@@ -349,7 +378,7 @@ impl<'a> Expectations<'a> {
                      against every publisher"
                 );
                 self.plan.for_each_publisher(|rank, topic| {
-                    if topic::matches(topic, &filter) {
+                    if topic::matches(topic, filter) {
                         ranks.push(rank);
                     }
                 });
@@ -362,7 +391,7 @@ impl<'a> Expectations<'a> {
                     });
                     topics
                 });
-                ranks.extend(topics.get(&filter).into_iter().flatten());
+                ranks.extend(topics.get(filter).into_iter().flatten());
             }
         }
         ranks.sort_unstable();
@@ -459,6 +488,8 @@ mod tests {
                 subscribers: 2,
                 topic: "in/%i".into(),
                 filter: "in/+".into(),
+                shared_group: None,
+                strategy: None,
             }),
         );
         let plan = Plan::new(&scenario).unwrap();

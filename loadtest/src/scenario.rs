@@ -228,6 +228,14 @@ pub struct Fanin {
     /// Subscriber filter template.
     #[serde(default = "fanin_filter")]
     pub filter: String,
+    /// Subscribe as members of this shared group (`$share/<group>/<filter>`): each message
+    /// reaches one subscriber, not all.
+    #[serde(default)]
+    pub shared_group: Option<String>,
+    /// The broker's strategy for the shared group, as configured there: recorded in the report
+    /// so runs are told apart (the load generator does not set it).
+    #[serde(default)]
+    pub strategy: Option<String>,
 }
 
 /// `pairs`: publisher `i` publishes to the topic subscriber `i` subscribes to.
@@ -557,7 +565,13 @@ impl Scenario {
                 ensure!(
                     fanin.publishers > 0 && fanin.subscribers > 0,
                     "fanin counts must be positive"
-                )
+                );
+                if let Some(group) = &fanin.shared_group {
+                    ensure!(
+                        !group.is_empty() && !group.contains(['/', '+', '#']),
+                        "fanin: {group:?} is not a share name (non-empty, without / + #)"
+                    );
+                }
             }
             Workload::Pairs(pairs) => ensure!(pairs.pairs > 0, "pairs must be positive"),
             Workload::Mixed(groups) => {

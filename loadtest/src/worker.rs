@@ -194,8 +194,12 @@ async fn drive(
             None
         } else {
             let expected = expectations.of(global)?;
-            for &rank in expected.iter() {
-                expectants[rank as usize] += 1;
+            // A shared group's members together expect each message once: counted for its
+            // first member (the run keeps a shared group in one process).
+            if !group.shared || global == group.start {
+                for &rank in expected.iter() {
+                    expectants[rank as usize] += 1;
+                }
             }
             Some(expected)
         };
