@@ -156,11 +156,33 @@ fn fanin_to_wildcard_subscribers() {
         subscribers: 2,
         topic: "t/in/%i".into(),
         filter: "t/in/+".into(),
+        shared_group: None,
+        strategy: None,
     };
     let mut run = scenario(broker.addr, "fanin", Workload::Fanin(fanin));
     run.publish.qos = 1;
     let report = check_scenario(&run);
     assert_eq!(report.messages.delivered, 2 * 20 * 20);
+}
+
+#[test]
+fn fanin_to_a_shared_group() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let fanin = Fanin {
+        publishers: 20,
+        subscribers: 3,
+        topic: "t/in/%i".into(),
+        filter: "t/in/+".into(),
+        shared_group: Some("g".into()),
+        strategy: None,
+    };
+    let mut run = scenario(broker.addr, "fanin-shared", Workload::Fanin(fanin));
+    run.publish.qos = 1;
+    let report = check_scenario(&run);
+    // Each message once, to one member of the group.
+    assert_eq!(report.messages.delivered, 20 * 20);
 }
 
 #[test]
