@@ -1214,6 +1214,109 @@ mod tests {
         assert_eq!(third.packet_id, Some(id(3)));
     }
 
+    fn shared(key: &str) -> Option<Box<Via>> {
+        Via::of(0, Some(ByteStr::from(key)))
+    }
+
+    #[test]
+    fn shared_deliveries_not_completed_go_back_to_the_group() {
+        let limits = SessionLimits {
+            inflight: 3,
+            ..SessionLimits::default()
+        };
+        let mut s = Session::new(ByteStr::from("c"), Protocol::V500, limits);
+        let via = || shared("$share/g/t");
+        s.handle_delivery_via(
+            &message("q1-acked", QoS::AtLeastOnce),
+            QoS::AtLeastOnce,
+            false,
+            via(),
+        );
+        s.handle_delivery_via(
+            &message("q2-received", QoS::ExactlyOnce),
+            QoS::ExactlyOnce,
+            false,
+            via(),
+        );
+        s.handle_delivery_via(
+            &message("q2-sent", QoS::ExactlyOnce),
+            QoS::ExactlyOnce,
+            false,
+            via(),
+        );
+        s.handle_delivery_via(
+            &message("q1-queued", QoS::AtLeastOnce),
+            QoS::AtLeastOnce,
+            false,
+            via(),
+        );
+        s.handle_delivery(&message("plain", QoS::AtLeastOnce), QoS::AtLeastOnce, false);
+        s.handle_puback(id(1));
+        s.handle_pubrec(&PubRec::new(id(2)));
+        drain_v5(&mut s);
+        // q1-queued went out when q1-acked was acknowledged; plain waits behind the window.
+        assert_eq!((s.inflight_len(), s.queued_len()), (3, 1));
+        let topics = |returned: Vec<Returned>| -> Vec<String> {
+            returned
+                .iter()
+                .map(|r| r.message.topic.to_string())
+                .collect()
+        };
+        // A persistent session keeps the QoS 2 message it sent (it is resent on resume and so
+        // delivered once) and gives back the QoS 1 one.
+        let mut persistent = s.take_state();
+        assert_eq!(topics(persistent.take_shared(false)), ["q1-queued"]);
+        // An ending session gives back its sent QoS 2 message too, never one whose PUBREC came.
+        assert_eq!(topics(persistent.take_shared(true)), ["q2-sent"]);
+        assert_eq!(
+            persistent.inflight_len(),
+            1,
+            "q2-received stays until PUBCOMP"
+        );
+        assert_eq!(persistent.queued_len(), 1, "plain is not a shared delivery");
+        assert_eq!(persistent.queued_bytes(), 5);
+    }
+
+    #[test]
+    fn subscription_identifiers_go_out_with_the_message_and_its_resend() {
+        let mut s = Session::new(ByteStr::from("c"), Protocol::V500, SessionLimits::default());
+        let via = Some(Box::new(Via {
+            identifiers: vec![7, 268_435_455],
+            shared: None,
+        }));
+        s.handle_delivery_via(
+            &message("t", QoS::AtLeastOnce),
+            QoS::AtLeastOnce,
+            false,
+            via,
+        );
+        let sent = drain_v5(&mut s);
+        let Packet::Publish(publish) = &sent[0] else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(
+            publish.properties.subscription_identifiers,
+            [7, 268_435_455]
+        );
+        s.handle_disconnected();
+        s.handle_resumed(Protocol::V500, ClientLimits::default());
+        let resent = drain_v5(&mut s);
+        let Packet::Publish(again) = &resent[0] else {
+            panic!("{resent:?}")
+        };
+        assert!(again.dup);
+        assert_eq!(again.properties.subscription_identifiers, [7, 268_435_455]);
+        // Nothing of it reaches an MQTT 3.1.1 client, whose PUBLISH has no properties.
+        let mut v3 = session(SessionLimits::default());
+        v3.handle_delivery_via(
+            &message("t", QoS::AtMostOnce),
+            QoS::AtMostOnce,
+            false,
+            Via::of(9, None),
+        );
+        assert!(matches!(&drain(&mut v3)[0], Packet::Publish(p) if p.topic == "t"));
+    }
+
     #[test]
     fn bounded_queue_counts_drops() {
         let limits = SessionLimits {
